@@ -1,0 +1,58 @@
+{#- JSON access, dispatched per engine. `path` is a JSONPath string such as '$.properties.price'. -#}
+
+{% macro json_text(json, path) -%}
+    {{ return(adapter.dispatch('json_text', 'personalization')(json, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_text(json, path) -%}
+    json_extract_string({{ json }}, '{{ path }}')
+{%- endmacro %}
+
+{% macro spark__json_text(json, path) -%}
+    get_json_object({{ json }}, '{{ path }}')
+{%- endmacro %}
+
+{% macro default__json_text(json, path) -%}
+    {{ exceptions.raise_compiler_error("json_text is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+
+{#- The JSON type of the value at `path`: one of null (absent), 'null', 'string', 'integer',
+    'number', 'boolean', 'array', 'object' - the vocabulary of the tracking plan. -#}
+{% macro json_kind(json, path) -%}
+    {{ return(adapter.dispatch('json_kind', 'personalization')(json, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_kind(json, path) -%}
+    case json_type({{ json }}, '{{ path }}')
+        when 'VARCHAR' then 'string'
+        when 'BIGINT' then 'integer'
+        when 'UBIGINT' then 'integer'
+        when 'DOUBLE' then 'number'
+        when 'BOOLEAN' then 'boolean'
+        when 'ARRAY' then 'array'
+        when 'OBJECT' then 'object'
+        when 'NULL' then 'null'
+    end
+{%- endmacro %}
+
+{% macro default__json_kind(json, path) -%}
+    {{ exceptions.raise_compiler_error("json_kind is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+
+{% macro json_is_valid(text) -%}
+    {{ return(adapter.dispatch('json_is_valid', 'personalization')(text)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_is_valid(text) -%}
+    coalesce(json_valid({{ text }}), false)
+{%- endmacro %}
+
+{% macro spark__json_is_valid(text) -%}
+    (get_json_object({{ text }}, '$') is not null)
+{%- endmacro %}
+
+{% macro default__json_is_valid(text) -%}
+    {{ exceptions.raise_compiler_error("json_is_valid is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}

@@ -1,0 +1,71 @@
+{#- The tracking plan declared in models/staging/tracking_plan.yml (meta of stg_tracking_plan).
+    Empty while dbt parses (the graph is not loaded yet); complete at execution. -#}
+{% macro tracking_plan() -%}
+    {%- if not execute -%}
+        {{ return({'events': {}, 'trait_rules': {}}) }}
+    {%- endif -%}
+    {%- set node = graph.nodes.get('model.personalization.stg_tracking_plan') -%}
+    {%- if node is none or 'tracking_plan' not in node.config.meta -%}
+        {{ exceptions.raise_compiler_error(
+            "tracking plan not found: models/staging/tracking_plan.yml must define "
+            ~ "config.meta.tracking_plan on the model stg_tracking_plan") }}
+    {%- endif -%}
+    {{ return(node.config.meta.tracking_plan) }}
+{%- endmacro %}
+
+
+{#- JSON kinds (see json_kind) that satisfy a tracking-plan type. -#}
+{% macro plan_type_kinds(plan_type) -%}
+    {%- set kinds = {
+        'string': ['string'],
+        'number': ['number', 'integer'],
+        'integer': ['integer'],
+        'boolean': ['boolean'],
+        'array': ['array'],
+        'object': ['object'],
+    } -%}
+    {%- if plan_type not in kinds -%}
+        {{ exceptions.raise_compiler_error(
+            "tracking plan: unknown property type '" ~ plan_type ~ "'; expected one of "
+            ~ kinds.keys() | join(', ')) }}
+    {%- endif -%}
+    {{ return(kinds[plan_type]) }}
+{%- endmacro %}
+
+
+{#- A boolean SQL expression: true when the event named in `event_column` breaks `check` for any
+    property of its tracking-plan entry. check is one of:
+    missing  - a required property is absent or null
+    mistyped - a present, non-null property has a JSON type the plan does not allow
+    negative - a numeric property with `min` >= 0 holds a negative value
+    below_min - a numeric property is at least 0 but below its `min` -#}
+{% macro tracking_plan_violation(check, event_column, properties_json) -%}
+    {%- set clauses = [] -%}
+    {%- for event_name, spec in tracking_plan().events.items() -%}
+        {%- set conditions = [] -%}
+        {%- for name, rule in ((spec or {}).get('properties') or {}).items() -%}
+            {%- set path = '$.' ~ name -%}
+            {%- set kind = personalization.json_kind(properties_json, path) -%}
+            {%- set number = personalization.try_cast(personalization.json_text(properties_json, path), 'double') -%}
+            {%- if check == 'missing' and rule.get('required') -%}
+                {%- do conditions.append("coalesce(" ~ kind ~ ", 'null') = 'null'") -%}
+            {%- elif check == 'mistyped' -%}
+                {%- set allowed = plan_type_kinds(rule.type) -%}
+                {%- do conditions.append(kind ~ " not in ('null', '" ~ allowed | join("', '") ~ "')") -%}
+            {%- elif check == 'negative' and rule.get('min') is not none and rule.min >= 0 -%}
+                {%- do conditions.append(number ~ " < 0") -%}
+            {%- elif check == 'below_min' and rule.get('min') is not none and rule.min > 0 -%}
+                {%- do conditions.append(number ~ " >= 0 and " ~ number ~ " < " ~ rule.min) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if conditions -%}
+            {%- do clauses.append("(" ~ event_column ~ " = '" ~ event_name | replace("'", "''")
+                ~ "' and ((" ~ conditions | join(") or (") ~ ")))") -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if clauses -%}
+        coalesce({{ clauses | join('\n        or ') }}, false)
+    {%- else -%}
+        false
+    {%- endif -%}
+{%- endmacro %}

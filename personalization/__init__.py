@@ -1,0 +1,1 @@
+"""Personalisation data project tooling."""
