@@ -35,8 +35,9 @@
 
 {#- A boolean SQL expression: true when the event named in `event_column` breaks `check` for any
     property of its tracking-plan entry. check is one of:
-    missing  - a required property is absent or null
-    mistyped - a present, non-null property has a JSON type the plan does not allow
+    missing  - a required property is absent
+    mistyped - a present property has a JSON type the plan does not allow (as in JSON Schema,
+               null is a type: allowed for optional properties, wrong for required ones)
     negative - a numeric property with `min` >= 0 holds a negative value
     below_min - a numeric property is at least 0 but below its `min` -#}
 {% macro tracking_plan_violation(check, event_column, properties_json) -%}
@@ -48,10 +49,10 @@
             {%- set kind = personalization.json_kind(properties_json, path) -%}
             {%- set number = personalization.try_cast(personalization.json_text(properties_json, path), 'double') -%}
             {%- if check == 'missing' and rule.get('required') -%}
-                {%- do conditions.append("coalesce(" ~ kind ~ ", 'null') = 'null'") -%}
+                {%- do conditions.append(kind ~ " is null") -%}
             {%- elif check == 'mistyped' -%}
-                {%- set allowed = plan_type_kinds(rule.type) -%}
-                {%- do conditions.append(kind ~ " not in ('null', '" ~ allowed | join("', '") ~ "')") -%}
+                {%- set allowed = plan_type_kinds(rule.type) + ([] if rule.get('required') else ['null']) -%}
+                {%- do conditions.append(kind ~ " not in ('" ~ allowed | join("', '") ~ "')") -%}
             {%- elif check == 'negative' and rule.get('min') is not none and rule.min >= 0 -%}
                 {%- do conditions.append(number ~ " < 0") -%}
             {%- elif check == 'below_min' and rule.get('min') is not none and rule.min > 0 -%}

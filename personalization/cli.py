@@ -10,6 +10,7 @@ import sys
 # sub-command name -> module exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "generate": "personalization.generator",
+    "demo": "personalization.demo",
 }
 
 

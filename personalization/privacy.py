@@ -31,8 +31,9 @@ def resolve_key(require_key: bool) -> bytes:
             f"{KEY_ENV_VAR} is not set: a production target refuses to pseudonymise identifiers "
             "with the public development key. Set it to a secret of at least 32 characters."
         )
-    log.warning("%s is not set: using the public development key (never do this in production)",
-                KEY_ENV_VAR)
+    log.warning(
+        "%s is not set: using the public development key (never do this in production)", KEY_ENV_VAR
+    )
     return DEVELOPMENT_KEY.encode()
 
 

@@ -131,8 +131,14 @@ def files_to_load(
 BATCH_LINES = 100_000
 
 
-def _batch(landing_file: LandingFile, content_hash: str, loaded_at: datetime,
-           numbers: list[int], lines: list[str], bad: list[bool]) -> pa.RecordBatch:
+def _batch(
+    landing_file: LandingFile,
+    content_hash: str,
+    loaded_at: datetime,
+    numbers: list[int],
+    lines: list[str],
+    bad: list[bool],
+) -> pa.RecordBatch:
     count = len(numbers)
     return pa.record_batch(
         [

@@ -1,4 +1,4 @@
-"""Load the tracking plan (models/staging/tracking_plan.yml) that dbt and the Python tooling share."""
+"""Load the tracking plan (models/staging/tracking_plan.yml) shared by dbt and the tooling."""
 
 from __future__ import annotations
 

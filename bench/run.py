@@ -1,0 +1,108 @@
+"""Benchmark harness: a registry of named benchmarks, each returning result rows.
+
+    python bench/run.py                      # every registered benchmark, default sizes
+    python bench/run.py generator --events 1000000
+
+Each benchmark runs its workload in a child process so that the peak memory
+(resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) belongs to the workload alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    benchmark: str
+    events: int
+    seconds: float
+    peak_mb: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+Benchmark = Callable[[argparse.Namespace], list[Row]]
+REGISTRY: dict[str, Benchmark] = {}
+
+
+def register(name: str) -> Callable[[Benchmark], Benchmark]:
+    def wrap(fn: Benchmark) -> Benchmark:
+        REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def run_child(argv: list[str]) -> tuple[float, float]:
+    """Run a command in a child process; (wall seconds, peak RSS in MB of the largest child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kb <= before:  # ru_maxrss is a maximum over all children so far
+        peak_kb = before
+    return seconds, peak_kb / 1024  # Linux reports KiB
+
+
+@register("generator")
+def bench_generator(args: argparse.Namespace) -> list[Row]:
+    """`personalization generate` for --events lines (users = events / 100, 30 days)."""
+    events = args.events or 10_000_000
+    users = max(1, events // 100)
+    with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
+        argv = [
+            sys.executable, "-m", "personalization.cli", "generate", "--events", str(events),
+            "--users", str(users), "--days", "30", "--out", str(Path(tmp) / "raw"), "--quiet",
+        ]  # fmt: skip
+        if args.workers:
+            argv += ["--workers", str(args.workers)]
+        seconds, peak = run_child(argv)
+        import json
+
+        lines = json.loads((Path(tmp) / "raw" / "manifest.json").read_text())["lines_total"]
+    return [Row("generator", lines, seconds, peak)]
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'benchmark':<20} {'events':>12} {'seconds':>9} {'events/s':>12} {'peak MB':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.benchmark:<20} {r.events:>12,} {r.seconds:>9.1f} {r.events_per_s:>12,.0f} "
+            f"{r.peak_mb:>9.0f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(REGISTRY)}")
+    parser.add_argument("--events", type=int, default=None, help="workload size")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    rows: list[Row] = []
+    for name in args.names or list(REGISTRY):
+        rows.extend(REGISTRY[name](args))
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Run dbt commands against this project from Python (demo, tests, benchmarks, orchestration)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from personalization.tracking_plan import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed; the message carries dbt's own output tail."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where a build reads landing files and writes its DuckDB database."""
+
+    db_path: Path
+    landing_path: Path
+    target_path: Path | None = None  # dbt's target/ folder; None = the project's own
+
+    def dbt_vars(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"landing_path": str(self.landing_path), **(extra or {})}
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(
+    command: list[str],
+    warehouse: Warehouse,
+    dbt_vars: dict[str, Any] | None = None,
+    target: str = "dev",
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run `dbt <command>` in the project directory; raise DbtError on failure when check."""
+    warehouse.db_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [
+        dbt_executable(),
+        *command,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--target",
+        target,
+        "--vars",
+        json.dumps(warehouse.dbt_vars(dbt_vars)),
+    ]
+    if warehouse.target_path is not None:
+        args += ["--target-path", str(warehouse.target_path)]
+    process_env = {
+        # a selection runs the tests whose every parent is selected or built (not tests that
+        # would read models the selection left out, such as the conservation test)
+        "DBT_INDIRECT_SELECTION": "buildable",
+        **os.environ,
+        "PERSONALIZATION_DB": str(warehouse.db_path),
+        **(env or {}),
+    }
+    if warehouse.target_path is not None:
+        process_env["DBT_LOG_PATH"] = str(warehouse.target_path / "logs")
+    log.debug("running %s", " ".join(args))
+    result = subprocess.run(
+        args, cwd=PROJECT_ROOT, env=process_env, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        raise DbtError(f"dbt {' '.join(command)} failed (exit {result.returncode}):\n{tail}")
+    return result
