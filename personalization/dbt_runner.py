@@ -27,9 +27,13 @@ class Warehouse:
     db_path: Path
     landing_path: Path
     target_path: Path | None = None  # dbt's target/ folder; None = the project's own
+    as_of: str | None = None  # the reference time (ISO); None = the time of the run
 
     def dbt_vars(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"landing_path": str(self.landing_path), **(extra or {})}
+        fixed = {"landing_path": str(self.landing_path)}
+        if self.as_of is not None:
+            fixed["as_of"] = self.as_of
+        return {**fixed, **(extra or {})}
 
 
 def dbt_executable() -> str:

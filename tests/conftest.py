@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def make_warehouse(root: Path, landing: Path) -> Warehouse:
+# The reference time of the hand-written fixture lines (they span 2025-12-30 to 2026-01-02).
+FIXTURE_AS_OF = "2026-01-03T00:00:00Z"
+
+
+def make_warehouse(root: Path, landing: Path, as_of: str | None = FIXTURE_AS_OF) -> Warehouse:
+    """A warehouse in its own folder (database and dbt target), so builds never collide."""
     return Warehouse(
-        db_path=root / "warehouse.duckdb", landing_path=landing, target_path=root / "target"
+        db_path=root / "warehouse.duckdb",
+        landing_path=landing,
+        target_path=root / "target",
+        as_of=as_of,
     )
 
 
@@ -71,6 +80,7 @@ def generated_warehouse(
     """20k generated events (defects, duplicates, late events included) built with dbt build."""
     root = tmp_path_factory.mktemp("generated_warehouse")
     landing = generate(root / "landing")
-    warehouse = make_warehouse(root, landing)
+    as_of = json.loads((landing / "manifest.json").read_text())["as_of"]
+    warehouse = make_warehouse(root, landing, as_of=as_of)
     run_dbt(["build"], warehouse)
     return warehouse

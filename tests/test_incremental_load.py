@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -104,8 +105,11 @@ def test_a_changed_file_stops_the_load_with_its_name(tmp_path):
 def test_generated_days_loaded_in_batches_equal_one_full_load(tmp_path, generate):
     source = generate(tmp_path / "generated", events=6_000, users=150, days=6, seed=11)
     days = sorted(p.name for p in source.glob("dt=*"))
-    incremental = make_warehouse(tmp_path / "incremental", tmp_path / "incremental" / "landing")
-    full = make_warehouse(tmp_path / "full", source)
+    as_of = json.loads((source / "manifest.json").read_text())["as_of"]
+    incremental = make_warehouse(
+        tmp_path / "incremental", tmp_path / "incremental" / "landing", as_of=as_of
+    )
+    full = make_warehouse(tmp_path / "full", source, as_of=as_of)
     selection = ["build"]
     for batch in (days[:2], days[2:4], days[4:]):
         for day in batch:
