@@ -1,8 +1,9 @@
 {#- The tracking plan declared in models/staging/tracking_plan.yml (meta of stg_tracking_plan).
-    Empty while dbt parses (the graph is not loaded yet); complete at execution. -#}
+    Empty, and marked unavailable, while dbt parses and in unit tests (no graph there). -#}
 {% macro tracking_plan() -%}
-    {%- if not execute -%}
-        {{ return({'events': {}, 'trait_rules': {}}) }}
+    {%- if not execute or 'nodes' not in graph -%}
+        {#- parsing, or a dbt unit test (which has no graph): nothing to validate against -#}
+        {{ return({'events': {}, 'trait_rules': {}, 'unavailable': true}) }}
     {%- endif -%}
     {%- set node = graph.nodes.get('model.personalization.stg_tracking_plan') -%}
     {%- if node is none or 'tracking_plan' not in node.config.meta -%}

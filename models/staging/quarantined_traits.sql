@@ -33,7 +33,7 @@ final as (
         case reason
             when 'implausible_age' then 'age'
             when 'invalid_country' then 'country'
-            when 'city_country_mismatch' then 'city'
+            when 'city_country_mismatch' then 'city_and_country'
             when 'invalid_gender' then 'gender'
         end as trait_name,
         case reason

@@ -198,7 +198,10 @@ final as (
             when declared_birthday is not null
                 then {{ age_in_years('declared_birthday', 'event_at') }}
         end as trait_age,
-        case when not is_invalid_country then declared_country end as trait_country,
+        -- a city that lies in another country: either could be wrong, so neither is kept
+        case
+            when not is_invalid_country and not is_city_country_mismatch then declared_country
+        end as trait_country,
         case when not is_city_country_mismatch then declared_city end as trait_city,
         case when not is_invalid_gender then declared_gender end as trait_gender,
         {{ pseudonymise('declared_email') }} as email_hash,
@@ -211,7 +214,8 @@ final as (
         case when is_implausible_age then coalesce(declared_age_text, declared_birthday_text) end
             as rejected_age,
         case when is_invalid_country then declared_country end as rejected_country,
-        case when is_city_country_mismatch then declared_city end as rejected_city,
+        case when is_city_country_mismatch then declared_city || ', ' || declared_country end
+            as rejected_city,
         case when is_invalid_gender then declared_gender end as rejected_gender,
         {{ try_cast(json_text('consent_json', '$.personalization'), 'boolean') }}
             as consent_personalization,

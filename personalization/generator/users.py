@@ -65,6 +65,7 @@ class Archetype:
     category_affinity: dict[str, float] = field(default_factory=dict)
     price_exponent: float = 0.0  # >0 prefers expensive products, <0 cheap ones
     active_until: float = 1.0  # share of the period in which the user is active
+    age_mean: float = 38.0  # ages differ by behaviour, so age can be imputed from behaviour
 
 
 ARCHETYPES: tuple[Archetype, ...] = (
@@ -72,6 +73,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         "browser", 0.20, 1.5, pages=(2, 5), searches=(0, 1), list_views=(1, 3), views=(4, 9),
         add_p=0.004, remove_p=0.0, cart_view_p=0.3, checkout_p=0.2, order_p=0.2, coupon_p=0.0,
         qty=(1, 1), features=(0, 0), refund_p=0.0,
+        age_mean=27,
     ),
     Archetype(
         "bargain_hunter", 0.17, 1.0, pages=(1, 2), searches=(3, 7), list_views=(1, 2),
@@ -79,6 +81,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         coupon_p=0.9, qty=(1, 2), features=(0, 0), refund_p=0.01,
         category_affinity={c: 4.0 for c in ("books", "grocery", "beauty", "toys")},
         price_exponent=-1.0,
+        age_mean=34,
     ),
     Archetype(
         "loyal_high_spender", 0.13, 1.1, pages=(1, 2), searches=(0, 1), list_views=(0, 1),
@@ -86,21 +89,25 @@ ARCHETYPES: tuple[Archetype, ...] = (
         coupon_p=0.03, qty=(1, 3), features=(0, 0), refund_p=0.02,
         category_affinity={c: 5.0 for c in ("electronics", "computers", "furniture", "jewelry")},
         price_exponent=0.6,
+        age_mean=52,
     ),
     Archetype(
         "cart_abandoner", 0.17, 1.0, pages=(1, 2), searches=(0, 1), list_views=(1, 2),
         views=(3, 6), add_p=0.8, remove_p=0.4, cart_view_p=0.9, checkout_p=0.8, order_p=0.03,
         coupon_p=0.1, qty=(1, 2), features=(0, 0), refund_p=0.0,
+        age_mean=31,
     ),
     Archetype(
         "lapsed", 0.15, 0.45, pages=(1, 3), searches=(0, 2), list_views=(1, 2), views=(2, 4),
         add_p=0.25, remove_p=0.1, cart_view_p=0.5, checkout_p=0.6, order_p=0.6, coupon_p=0.2,
         qty=(1, 2), features=(0, 0), refund_p=0.01, active_until=0.3,
+        age_mean=45,
     ),
     Archetype(
         "feature_power_user", 0.18, 1.2, pages=(1, 1), searches=(0, 0), list_views=(0, 0),
         views=(0, 1), add_p=0.05, remove_p=0.0, cart_view_p=0.2, checkout_p=0.5, order_p=0.5,
         coupon_p=0.0, qty=(1, 1), features=(5, 12), refund_p=0.0,
+        age_mean=24,
     ),
 )  # fmt: skip
 ARCHETYPE_BY_NAME = {a.name: a for a in ARCHETYPES}
@@ -165,12 +172,13 @@ def make_traits(
     start: date,
     cities: list[tuple[str, str]],
     countries: list[str],
+    age_mean: float = 38.0,
 ) -> dict:
     """Declared identify traits; some users leave some traits out."""
     traits: dict = {}
     first, last = r.choice(_FIRST), r.choice(_LAST)
     traits["email"] = f"{first}.{last}.{index}@example.com"
-    age = min(110, max(13, int(r.gauss(38, 13))))
+    age = min(110, max(13, int(r.gauss(age_mean, 9))))
     roll = r.random()
     if roll < 0.65:
         traits["age"] = age
@@ -200,7 +208,7 @@ def make_user(
 ) -> User:
     archetype = pick_archetype(r)
     identifies = r.random() < IDENTIFY_SHARE
-    true_traits = make_traits(r, index, start, cities, countries)
+    true_traits = make_traits(r, index, start, cities, countries, archetype.age_mean)
     traits = dict(true_traits)
     correction = None
     survey = None

@@ -1,0 +1,366 @@
+{#- Segments as code: loading and validating the definitions in models/marts/segments/segments.yml
+    (config.meta.segments of the model dim_segments). See docs/segments.md for the rule language.
+
+    The dbt var `segment_definitions` (a list in the same shape) replaces the file: tests feed
+    definitions through --vars or a unit test's overrides without editing the file.
+    Validation runs at compile time, before any SQL: every problem raises a compiler error naming
+    the segment ("segment 'cart_abandoners': unknown event 'Product Addded' ..."). -#}
+
+{% macro segment_definitions() -%}
+    {%- set override = var('segment_definitions', none) -%}
+    {%- if override is not none -%}
+        {%- set definitions = override -%}
+    {%- elif not execute -%}
+        {{ return([]) }}
+    {%- else -%}
+        {%- set node = graph.nodes.get('model.personalization.dim_segments') -%}
+        {%- if node is none or 'segments' not in node.config.meta -%}
+            {{ exceptions.raise_compiler_error(
+                "segment definitions not found: models/marts/segments/segments.yml must define "
+                ~ "config.meta.segments on the model dim_segments") }}
+        {%- endif -%}
+        {%- set definitions = node.config.meta.segments or [] -%}
+    {%- endif -%}
+    {#- unit tests compile without the graph: they exercise semantics, compile/run validation -#}
+    {%- if execute and personalization.segment_graph_available() -%}
+        {%- do personalization.validate_segments(definitions) -%}
+    {%- endif -%}
+    {{ return(definitions) }}
+{%- endmacro %}
+
+
+{% macro segment_graph_available() -%}
+    {{ return(graph is mapping and 'nodes' in graph and graph['nodes'] | length > 0) }}
+{%- endmacro %}
+
+
+{%- macro segment_error(segment_name, message) -%}
+    {{ exceptions.raise_compiler_error("segment '" ~ segment_name ~ "': " ~ message) }}
+{%- endmacro %}
+
+
+{#- Operators, window units and keys of the rule language. -#}
+{% macro segment_grammar() -%}
+    {{ return({
+        'rule_keys': ['all', 'any', 'not', 'event', 'funnel', 'trait', 'segment', 'cluster'],
+        'property_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set'],
+        'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within', 'not_within'],
+        'non_track_types': ['page', 'screen', 'identify'],
+        'page_properties': ['name', 'path', 'url', 'title', 'referrer'],
+        'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by'],
+        'funnel_keys': ['steps', 'max_gap', 'within', 'between'],
+        'step_keys': ['name', 'type', 'where'],
+        'follow_keys': ['name', 'type', 'where', 'within'],
+        'consents': ['personalization', 'advertising'],
+        'segment_keys': ['name', 'description', 'owner', 'rule', 'min_size', 'requires_consent'],
+    }) }}
+{%- endmacro %}
+
+
+{#- A duration such as '30m', '24h', '7d', '2w' in minutes; raises on anything else. -#}
+{% macro segment_window_minutes(segment_name, value, what) -%}
+    {%- set match = modules.re.fullmatch('([1-9][0-9]*)([mhdw])', value | string) -%}
+    {%- if value is not string or match is none -%}
+        {{ personalization.segment_error(segment_name, "malformed window " ~ what ~ " '" ~ value
+            ~ "' (expected a positive number and a unit m, h, d or w, e.g. '24h' or '7d')") }}
+    {%- endif -%}
+    {%- set factor = {'m': 1, 'h': 60, 'd': 1440, 'w': 10080}[match.group(2)] -%}
+    {{ return(match.group(1) | int * factor) }}
+{%- endmacro %}
+
+
+{#- An ISO 8601 timestamp as a Python datetime; raises when unparseable. -#}
+{% macro segment_parse_time(segment_name, value, what) -%}
+    {%- if value is not string -%}
+        {{ personalization.segment_error(segment_name, "malformed window: between." ~ what ~ " must be a quoted "
+            ~ "ISO 8601 string (YAML reads an unquoted timestamp as a date)") }}
+    {%- endif -%}
+    {%- set text = value -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9:]+)?)?', text) -%}
+        {{ personalization.segment_error(segment_name, "malformed window: between." ~ what ~ " '"
+            ~ text ~ "' is not an ISO 8601 timestamp") }}
+    {%- endif -%}
+    {%- set parsed = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
+    {%- if parsed.tzinfo is none -%}
+        {%- set parsed = parsed.replace(tzinfo=modules.datetime.timezone.utc) -%}
+    {%- endif -%}
+    {{ return(parsed) }}
+{%- endmacro %}
+
+
+{% macro segment_check_window(segment_name, spec) -%}
+    {%- if spec.get('within') is not none and spec.get('between') is not none -%}
+        {{ personalization.segment_error(segment_name, "malformed window: give `within` or `between`, not both") }}
+    {%- endif -%}
+    {%- if spec.get('within') is not none -%}
+        {%- do personalization.segment_window_minutes(segment_name, spec.within, 'within') -%}
+    {%- endif -%}
+    {%- if spec.get('between') is not none -%}
+        {%- set between = spec.between -%}
+        {%- if between is not mapping or between.get('start') is none or between.get('end') is none -%}
+            {{ personalization.segment_error(segment_name, "malformed window: between needs {start: ISO, end: ISO}") }}
+        {%- endif -%}
+        {%- set start = personalization.segment_parse_time(segment_name, between.start, 'start') -%}
+        {%- set end = personalization.segment_parse_time(segment_name, between.end, 'end') -%}
+        {%- if start >= end -%}
+            {{ personalization.segment_error(segment_name, "malformed window: between.start '" ~ between.start
+                ~ "' is not before between.end '" ~ between.end ~ "'") }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro segment_check_keys(segment_name, spec, allowed, what) -%}
+    {%- if spec is not mapping -%}
+        {{ personalization.segment_error(segment_name, what ~ " must be a mapping, got '" ~ spec ~ "'") }}
+    {%- endif -%}
+    {%- for key in spec -%}
+        {%- if key not in allowed -%}
+            {{ personalization.segment_error(segment_name, "unknown key '" ~ key ~ "' in " ~ what
+                ~ " (expected one of " ~ allowed | join(', ') ~ ")") }}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#- An event reference ({name} for a track event, {type: page|screen|identify[, name]}) and its
+    property filters, checked against the tracking plan. -#}
+{% macro segment_check_event_ref(segment_name, spec) -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- set plan = personalization.tracking_plan().events -%}
+    {%- set event_type = spec.get('type', 'track') -%}
+    {%- if event_type == 'track' -%}
+        {%- if spec.get('name') is none -%}
+            {{ personalization.segment_error(segment_name, "an event condition needs a name (or a type: page, screen, identify)") }}
+        {%- endif -%}
+        {%- if spec.name not in plan -%}
+            {{ personalization.segment_error(segment_name, "unknown event '" ~ spec.name ~ "' (not in the tracking plan)") }}
+        {%- endif -%}
+        {%- set properties = (plan[spec.name] or {}).get('properties') or {} -%}
+    {%- elif event_type in grammar.non_track_types -%}
+        {%- set properties = {} -%}
+        {%- for name in grammar.page_properties -%}
+            {%- do properties.update({name: {'type': 'string'}}) -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ personalization.segment_error(segment_name, "unknown event type '" ~ event_type
+            ~ "' (expected track, " ~ grammar.non_track_types | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- set filters = spec.get('where') or [] -%}
+    {%- if filters is string or filters is mapping -%}
+        {{ personalization.segment_error(segment_name, "`where` must be a list of {property, op, value}") }}
+    {%- endif -%}
+    {%- for filter in filters -%}
+        {%- do personalization.segment_check_keys(segment_name, filter, ['property', 'op', 'value'], 'a where filter') -%}
+        {%- set label = spec.get('name') or event_type -%}
+        {%- if filter.get('property') not in properties -%}
+            {{ personalization.segment_error(segment_name, "unknown property '" ~ filter.get('property')
+                ~ "' for event '" ~ label ~ "' (not in the tracking plan)") }}
+        {%- endif -%}
+        {%- if filter.get('op') not in grammar.property_ops -%}
+            {{ personalization.segment_error(segment_name, "unknown operator '" ~ filter.get('op')
+                ~ "' on property '" ~ filter.property ~ "' (expected one of " ~ grammar.property_ops | join(', ') ~ ")") }}
+        {%- endif -%}
+        {%- set property_type = properties[filter.property].get('type', 'string') -%}
+        {%- if property_type in ['array', 'object'] and filter.op not in ['is_set', 'is_not_set'] -%}
+            {{ personalization.segment_error(segment_name, "operator '" ~ filter.op ~ "' does not apply to the "
+                ~ property_type ~ " property '" ~ filter.property ~ "' (only is_set, is_not_set)") }}
+        {%- endif -%}
+        {%- do personalization.segment_check_value(segment_name, filter.op, filter.get('value'), "property '" ~ filter.property ~ "'") -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{% macro segment_check_value(segment_name, op, value, what) -%}
+    {%- if op in ['is_set', 'is_not_set'] -%}
+        {%- if value is not none -%}
+            {{ personalization.segment_error(segment_name, "operator '" ~ op ~ "' on " ~ what ~ " takes no value") }}
+        {%- endif -%}
+    {%- elif op in ['in', 'not_in'] -%}
+        {%- if value is string or value is mapping or value is not iterable or value | length == 0 -%}
+            {{ personalization.segment_error(segment_name, "operator '" ~ op ~ "' on " ~ what ~ " needs a non-empty list value") }}
+        {%- endif -%}
+    {%- elif op in ['within', 'not_within'] -%}
+        {%- do personalization.segment_window_minutes(segment_name, value, op ~ " on " ~ what) -%}
+    {%- elif value is none or value is mapping or (value is iterable and value is not string) -%}
+        {{ personalization.segment_error(segment_name, "operator '" ~ op ~ "' on " ~ what ~ " needs a single value") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro segment_check_count(segment_name, spec) -%}
+    {%- for key in ['min_count', 'max_count'] -%}
+        {%- set value = spec.get(key) -%}
+        {%- if value is not none and (value is not number or value is boolean or value < 0 or value != value | int) -%}
+            {{ personalization.segment_error(segment_name, key ~ " must be a whole number >= 0, got '" ~ value ~ "'") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if spec.get('max_count') is not none and spec.get('min_count', 1) > spec.max_count -%}
+        {{ personalization.segment_error(segment_name, "min_count " ~ spec.get('min_count', 1)
+            ~ " is above max_count " ~ spec.max_count) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Validate one rule node; returns the list of segments it references. -#}
+{% macro segment_check_rule(segment_name, rule, references, profile_columns) -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- if rule is not mapping or rule | length != 1 -%}
+        {{ personalization.segment_error(segment_name, "a rule must be a mapping with exactly one of "
+            ~ grammar.rule_keys | join(', ') ~ ", got '" ~ rule ~ "'") }}
+    {%- endif -%}
+    {%- set key = (rule.keys() | list)[0] -%}
+    {%- set spec = rule[key] -%}
+    {%- if key in ['all', 'any'] -%}
+        {%- if spec is string or spec is mapping or spec is not iterable or spec | length == 0 -%}
+            {{ personalization.segment_error(segment_name, "'" ~ key ~ "' needs a non-empty list of rules") }}
+        {%- endif -%}
+        {%- for child in spec -%}
+            {%- do personalization.segment_check_rule(segment_name, child, references, profile_columns) -%}
+        {%- endfor -%}
+    {%- elif key == 'not' -%}
+        {%- do personalization.segment_check_rule(segment_name, spec, references, profile_columns) -%}
+    {%- elif key == 'event' -%}
+        {%- do personalization.segment_check_keys(segment_name, spec, grammar.event_keys, 'an event condition') -%}
+        {%- do personalization.segment_check_event_ref(segment_name, spec) -%}
+        {%- do personalization.segment_check_count(segment_name, spec) -%}
+        {%- do personalization.segment_check_window(segment_name, spec) -%}
+        {%- if spec.get('not_followed_by') is not none -%}
+            {%- set follow = spec.not_followed_by -%}
+            {%- do personalization.segment_check_keys(segment_name, follow, grammar.follow_keys, 'not_followed_by') -%}
+            {%- do personalization.segment_check_event_ref(segment_name, follow) -%}
+            {%- if follow.get('within') is none -%}
+                {{ personalization.segment_error(segment_name, "malformed window: not_followed_by needs `within` (e.g. '1h')") }}
+            {%- endif -%}
+            {%- do personalization.segment_window_minutes(segment_name, follow.within, 'not_followed_by.within') -%}
+        {%- endif -%}
+    {%- elif key == 'funnel' -%}
+        {%- do personalization.segment_check_keys(segment_name, spec, grammar.funnel_keys, 'a funnel') -%}
+        {%- set steps = spec.get('steps') -%}
+        {%- if steps is none or steps is string or steps is mapping or steps | length < 2 -%}
+            {{ personalization.segment_error(segment_name, "a funnel needs a list of at least 2 steps") }}
+        {%- endif -%}
+        {%- for step in steps -%}
+            {%- do personalization.segment_check_keys(segment_name, step, grammar.step_keys, 'a funnel step') -%}
+            {%- do personalization.segment_check_event_ref(segment_name, step) -%}
+        {%- endfor -%}
+        {%- if spec.get('max_gap') is not none -%}
+            {%- do personalization.segment_window_minutes(segment_name, spec.max_gap, 'max_gap') -%}
+        {%- endif -%}
+        {%- do personalization.segment_check_window(segment_name, spec) -%}
+    {%- elif key == 'trait' -%}
+        {%- do personalization.segment_check_keys(segment_name, spec, ['name', 'op', 'value'], 'a trait condition') -%}
+        {%- if spec.get('name') not in profile_columns -%}
+            {{ personalization.segment_error(segment_name, "unknown trait '" ~ spec.get('name')
+                ~ "' (not a column of dim_user_profiles)") }}
+        {%- endif -%}
+        {%- if spec.get('op') not in grammar.trait_ops -%}
+            {{ personalization.segment_error(segment_name, "unknown operator '" ~ spec.get('op') ~ "' on trait '"
+                ~ spec.name ~ "' (expected one of " ~ grammar.trait_ops | join(', ') ~ ")") }}
+        {%- endif -%}
+        {%- do personalization.segment_check_value(segment_name, spec.op, spec.get('value'), "trait '" ~ spec.name ~ "'") -%}
+    {%- elif key == 'segment' -%}
+        {%- if spec is not string -%}
+            {{ personalization.segment_error(segment_name, "'segment' takes the name of another segment") }}
+        {%- endif -%}
+        {%- do references.append(spec) -%}
+    {%- elif key == 'cluster' -%}
+        {%- do personalization.segment_check_keys(segment_name, spec, ['method', 'cluster_id', 'cluster_name'], 'a cluster condition') -%}
+        {%- if spec.get('cluster_id') is none and spec.get('cluster_name') is none -%}
+            {{ personalization.segment_error(segment_name, "a cluster condition needs cluster_id or cluster_name") }}
+        {%- endif -%}
+        {%- if not personalization.segment_clusters_available() -%}
+            {{ personalization.segment_error(segment_name, "cluster conditions need the model fct_user_clusters, "
+                ~ "which this project does not define yet") }}
+        {%- endif -%}
+    {%- else -%}
+        {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "' (expected one of "
+            ~ grammar.rule_keys | join(', ') ~ ")") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Columns of dim_user_profiles a trait condition may use: the documented columns of the model
+    (models/marts/_marts__models.yml) and, once built, the columns of the table itself. -#}
+{% macro segment_profile_columns() -%}
+    {%- set columns = [] -%}
+    {%- set node = graph.nodes.get('model.personalization.dim_user_profiles') -%}
+    {%- if node is not none -%}
+        {%- for name in node.columns -%}
+            {%- do columns.append(name | lower) -%}
+        {%- endfor -%}
+        {%- set relation = adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias) -%}
+        {%- if relation is not none -%}
+            {%- for column in adapter.get_columns_in_relation(relation) -%}
+                {%- do columns.append(column.name | lower) -%}
+            {%- endfor -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(columns | unique | list) }}
+{%- endmacro %}
+
+
+{% macro segment_clusters_available() -%}
+    {{ return(personalization.segment_graph_available()
+        and graph.nodes.get('model.personalization.fct_user_clusters') is not none) }}
+{%- endmacro %}
+
+
+{#- Fails on the first problem: shape, names, duplicates, rules, references, cycles. -#}
+{% macro validate_segments(definitions) -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- if definitions is string or definitions is mapping or definitions is not iterable -%}
+        {{ exceptions.raise_compiler_error("segment definitions must be a list of segments") }}
+    {%- endif -%}
+    {%- set profile_columns = personalization.segment_profile_columns() -%}
+    {%- set names = [] -%}
+    {%- set graph_edges = {} -%}
+    {%- for segment in definitions -%}
+        {%- set label = segment.get('name', '#' ~ loop.index) if segment is mapping else '#' ~ loop.index -%}
+        {%- do personalization.segment_check_keys(label, segment, grammar.segment_keys, 'a segment') -%}
+        {%- if segment.get('name') is not string or not modules.re.fullmatch('[a-z][a-z0-9_]*', segment.name) -%}
+            {{ personalization.segment_error(label, "name must be snake_case (a-z, 0-9, _), starting with a letter") }}
+        {%- endif -%}
+        {%- if segment.name in names -%}
+            {{ personalization.segment_error(segment.name, "duplicate segment name") }}
+        {%- endif -%}
+        {%- do names.append(segment.name) -%}
+        {%- for key in ['description', 'owner', 'rule'] -%}
+            {%- if not segment.get(key) -%}
+                {{ personalization.segment_error(segment.name, "missing " ~ key) }}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set min_size = segment.get('min_size') -%}
+        {%- if min_size is not none and (min_size is not number or min_size is boolean or min_size < 0 or min_size != min_size | int) -%}
+            {{ personalization.segment_error(segment.name, "min_size must be a whole number >= 0, got '" ~ min_size ~ "'") }}
+        {%- endif -%}
+        {%- if segment.get('requires_consent', 'personalization') not in grammar.consents -%}
+            {{ personalization.segment_error(segment.name, "requires_consent must be one of " ~ grammar.consents | join(', ')) }}
+        {%- endif -%}
+        {%- set references = [] -%}
+        {%- do personalization.segment_check_rule(segment.name, segment.rule, references, profile_columns) -%}
+        {%- do graph_edges.update({segment.name: references}) -%}
+    {%- endfor -%}
+    {%- for name, references in graph_edges.items() -%}
+        {%- for reference in references -%}
+            {%- if reference not in names -%}
+                {{ personalization.segment_error(name, "unknown segment '" ~ reference ~ "' referenced") }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- for name in names -%}
+        {%- do personalization.segment_check_cycle(name, graph_edges, [name]) -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{% macro segment_check_cycle(name, graph_edges, path) -%}
+    {%- for reference in graph_edges[name] -%}
+        {%- if reference == path[0] -%}
+            {{ personalization.segment_error(path[0], "cycle between segments: " ~ (path + [reference]) | join(' -> ')) }}
+        {%- elif reference not in path -%}
+            {#- a cycle not through path[0] is reported when its own members are checked -#}
+            {%- do personalization.segment_check_cycle(reference, graph_edges, path + [reference]) -%}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}

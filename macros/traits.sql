@@ -1,0 +1,186 @@
+{#- The computed-trait catalogue (models/intermediate/profiles/trait_catalogue.yml, meta of
+    int_user_catalogue_traits): validation and compilation into aggregate SQL. -#}
+
+{% macro trait_catalogue() -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {#- a var overrides the file (tests feed catalogues this way) -#}
+    {%- set traits = var('trait_catalogue', none) -%}
+    {%- if traits is none and 'nodes' in graph -%}
+        {%- set node = graph.nodes.get('model.personalization.int_user_catalogue_traits') -%}
+        {%- set traits = node.config.meta.get('traits', []) if node is not none else [] -%}
+    {%- endif -%}
+    {%- set traits = traits or [] -%}
+    {%- do validate_trait_catalogue(traits) -%}
+    {{ return(traits) }}
+{%- endmacro %}
+
+
+
+{% macro trait_types() -%}
+    {{ return(['counter', 'sum', 'avg', 'min', 'max', 'first', 'last', 'most_frequent',
+               'unique_list', 'unique_count']) }}
+{%- endmacro %}
+
+{% macro trait_filter_ops() -%}
+    {{ return(['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in']) }}
+{%- endmacro %}
+
+
+{#- A window such as '24h', '7d' or 'all' as hours (none for all time); errors name the trait. -#}
+{% macro window_hours(window, owner) -%}
+    {%- if window is none or window == 'all' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set text = window | string -%}
+    {%- set unit = text[-1:] -%}
+    {%- set amount = text[:-1] -%}
+    {%- if unit not in ['h', 'd'] or not amount.isdigit() or amount | int == 0 -%}
+        {{ exceptions.raise_compiler_error(owner ~ ": bad window '" ~ text
+            ~ "'; use a positive whole number of hours or days such as '24h' or '7d', or 'all'") }}
+    {%- endif -%}
+    {{ return(amount | int * (24 if unit == 'd' else 1)) }}
+{%- endmacro %}
+
+
+{% macro validate_trait_catalogue(traits) -%}
+    {%- set plan = tracking_plan().events -%}
+    {%- set seen = [] -%}
+    {%- for trait in traits -%}
+        {%- set owner = "trait '" ~ trait.get('name', '?') ~ "'" -%}
+        {%- if not trait.get('name') or not modules.re.match('^[a-z][a-z0-9_]*$', trait.name) -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": name must be snake_case") }}
+        {%- endif -%}
+        {%- if trait.name in seen -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": defined twice") }}
+        {%- endif -%}
+        {%- do seen.append(trait.name) -%}
+        {%- if trait.get('type') not in trait_types() -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": unknown type '" ~ trait.get('type')
+                ~ "'; expected one of " ~ trait_types() | join(', ')) }}
+        {%- endif -%}
+        {%- set event = trait.get('event') -%}
+        {%- set checkable = not tracking_plan().get('unavailable') -%}
+        {%- if checkable and event not in plan and event != 'page' -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": unknown event '" ~ event
+                ~ "' (not in the tracking plan)") }}
+        {%- endif -%}
+        {%- set known = ['path', 'url', 'title', 'referrer'] if event == 'page'
+            else ((plan.get(event) or {}).get('properties') or {}).keys() | list -%}
+        {%- set needs_property = trait.type not in ['counter'] -%}
+        {%- if needs_property and not trait.get('property') -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": type " ~ trait.type ~ " needs a property") }}
+        {%- endif -%}
+        {%- if checkable and trait.get('property') and trait.property not in known -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": unknown property '" ~ trait.property
+                ~ "' for event '" ~ event ~ "'") }}
+        {%- endif -%}
+        {%- for condition in trait.get('where', []) -%}
+            {%- if checkable and condition.get('property') not in known -%}
+                {{ exceptions.raise_compiler_error(owner ~ ": unknown property '"
+                    ~ condition.get('property') ~ "' in where for event '" ~ event ~ "'") }}
+            {%- endif -%}
+            {%- if condition.get('op', '=') not in trait_filter_ops() -%}
+                {{ exceptions.raise_compiler_error(owner ~ ": unknown operator '" ~ condition.op
+                    ~ "'; expected one of " ~ trait_filter_ops() | join(', ')) }}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do window_hours(trait.get('window'), owner) -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#- SQL literal for a YAML value. -#}
+{% macro sql_literal(value) -%}
+    {%- if value is number -%}
+        {{ return(value | string) }}
+    {%- else -%}
+        {{ return("'" ~ (value | string | replace("'", "''")) ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- One property condition, e.g. {property: price, op: '>=', value: 100}. -#}
+{% macro property_condition(condition, properties_column='properties') -%}
+    {%- set op = condition.get('op', '=') -%}
+    {%- set values = condition.value if condition.value is iterable and condition.value is not string
+        else [condition.value] -%}
+    {%- set numeric = values | select('number') | list | length == values | length -%}
+    {%- set text = json_text(properties_column, '$.' ~ condition.property) -%}
+    {%- set operand = try_cast(text, 'double') if numeric else text -%}
+    {%- set literals = [] -%}
+    {%- for value in values -%}{%- do literals.append(sql_literal(value)) -%}{%- endfor -%}
+    {%- if op == 'in' -%}
+        {{ return(operand ~ ' in (' ~ literals | join(', ') ~ ')') }}
+    {%- elif op == 'not_in' -%}
+        {{ return(operand ~ ' not in (' ~ literals | join(', ') ~ ')') }}
+    {%- else -%}
+        {{ return(operand ~ ' ' ~ op ~ ' ' ~ literals[0]) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The boolean SQL condition selecting a trait's events: event name, filters and window. -#}
+{% macro trait_event_condition(trait) -%}
+    {%- set parts = [] -%}
+    {%- if trait.event == 'page' -%}
+        {%- do parts.append("event_type = 'page'") -%}
+    {%- else -%}
+        {%- do parts.append("event_name = " ~ sql_literal(trait.event)) -%}
+    {%- endif -%}
+    {%- for condition in trait.get('where', []) -%}
+        {%- do parts.append(property_condition(condition)) -%}
+    {%- endfor -%}
+    {%- set hours = window_hours(trait.get('window'), "trait '" ~ trait.name ~ "'") -%}
+    {%- if hours is not none -%}
+        {%- do parts.append("event_at > " ~ dbt.dateadd('hour', -1 * hours, as_of())) -%}
+    {%- endif -%}
+    {{ return('(' ~ parts | join(' and ') ~ ')') }}
+{%- endmacro %}
+
+
+{#- The aggregate expression of a trait over one user's events (most_frequent is done apart). -#}
+{% macro trait_aggregate(trait) -%}
+    {%- set condition = trait_event_condition(trait) -%}
+    {%- set value = json_text('properties', '$.' ~ trait.property) if trait.get('property') else none -%}
+    {%- set number = try_cast(value, 'double') if value is not none else none -%}
+    {%- if trait.type == 'counter' -%}
+        {{ return('count(case when ' ~ condition ~ ' then 1 end)') }}
+    {%- elif trait.type in ['sum', 'avg', 'min', 'max'] -%}
+        {%- set aggregate = trait.type ~ '(case when ' ~ condition ~ ' then ' ~ number ~ ' end)' -%}
+        {{ return('coalesce(' ~ aggregate ~ ', 0)' if trait.type == 'sum' else aggregate) }}
+    {%- elif trait.type == 'first' -%}
+        {{ return('min_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}
+    {%- elif trait.type == 'last' -%}
+        {{ return('max_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}
+    {%- elif trait.type == 'unique_count' -%}
+        {{ return('count(distinct case when ' ~ condition ~ ' then ' ~ value ~ ' end)') }}
+    {%- elif trait.type == 'unique_list' -%}
+        {{ return(sorted_unique_list(value, condition)) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Sorted distinct non-null values of expr over the rows where condition holds. -#}
+{% macro sorted_unique_list(expr, condition) -%}
+    {{ return(adapter.dispatch('sorted_unique_list', 'personalization')(expr, condition)) }}
+{%- endmacro %}
+
+{% macro duckdb__sorted_unique_list(expr, condition) -%}
+    {{ return('list_sort(list(distinct ' ~ expr ~ ') filter (where ' ~ condition ~ ' and ' ~ expr ~ ' is not null))') }}
+{%- endmacro %}
+
+{% macro spark__sorted_unique_list(expr, condition) -%}
+    {{ return('array_sort(collect_set(case when ' ~ condition ~ ' then ' ~ expr ~ ' end))') }}
+{%- endmacro %}
+
+
+{#- The catalogue trait columns of `alias`, comma-separated (for selecting them downstream). -#}
+{% macro catalogue_trait_columns(alias) -%}
+    {%- set columns = [] -%}
+    {%- for trait in trait_catalogue() -%}
+        {%- do columns.append(alias ~ '.' ~ trait.name) -%}
+    {%- endfor -%}
+    {{ return(columns | join(',\n        ')) }}
+{%- endmacro %}

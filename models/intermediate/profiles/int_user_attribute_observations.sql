@@ -1,0 +1,70 @@
+{#- Every observation of a user attribute (age, country, city, gender) with its source:
+    user_feedback (a Profile Updated the user sent), declared (identify traits) or inferred
+    (country from the locale of the user's device). Invalid values were nulled in staging, so
+    they never appear here and can never override a valid one.
+    Grain: one row per (message_id, attribute_name, source). -#}
+
+with
+
+events as (
+    select * from {{ ref('int_events_stitched') }}
+    where event_at <= {{ as_of() }}
+),
+
+countries as (
+    select country_code from {{ ref('ref_countries') }}
+),
+
+stated as (
+    select
+        canonical_user_id,
+        message_id,
+        event_at,
+        trait_age,
+        trait_country,
+        trait_city,
+        trait_gender,
+        case when event_name = 'Profile Updated' then 'user_feedback' else 'declared' end as source
+    from events
+    where event_type = 'identify' or event_name = 'Profile Updated'
+),
+
+unpivoted as (
+    {%- for attribute in ['age', 'country', 'city', 'gender'] %}
+    select
+        canonical_user_id,
+        message_id,
+        event_at as observed_at,
+        '{{ attribute }}' as attribute_name,
+        cast(trait_{{ attribute }} as varchar) as attribute_value,
+        source
+    from stated
+    where trait_{{ attribute }} is not null
+    union all
+    {%- endfor %}
+    select
+        events.canonical_user_id,
+        events.message_id,
+        events.event_at as observed_at,
+        'country' as attribute_name,
+        countries.country_code as attribute_value,
+        'inferred' as source
+    from events
+    inner join countries
+        on upper(substr(events.user_locale, 4, 2)) = countries.country_code
+    where events.user_locale like '__-__'
+),
+
+final as (
+    select
+        *,
+        case source
+            when 'user_feedback' then 1
+            when 'declared' then 2
+            when 'inferred' then 3
+            when 'imputed' then 4
+        end as source_rank
+    from unpivoted
+)
+
+select * from final

@@ -1,0 +1,83 @@
+{#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of.
+    Grain: one row per canonical_user_id. -#}
+{%- set traits = trait_catalogue() -%}
+{%- set modes = traits | selectattr('type', 'equalto', 'most_frequent') | list -%}
+{%- set aggregates = traits | rejectattr('type', 'equalto', 'most_frequent') | list -%}
+
+with
+
+events as (
+    select
+        canonical_user_id,
+        message_id,
+        event_type,
+        event_name,
+        event_at,
+        properties
+    from {{ ref('int_events_stitched') }}
+    where event_at <= {{ as_of() }}
+),
+
+users as (
+    select distinct canonical_user_id
+    from {{ ref('int_events_stitched') }}
+),
+
+aggregated as (
+    select
+        canonical_user_id
+        {%- for trait in aggregates %},
+        {{ trait_aggregate(trait) }} as {{ trait.name }}
+        {%- endfor %}
+    from events
+    group by canonical_user_id
+),
+{% for trait in modes %}
+
+{{ trait.name }}_counts as (
+    select
+        canonical_user_id,
+        {{ json_text('properties', '$.' ~ trait.property) }} as trait_value,
+        count(*) as occurrences
+    from events
+    where
+        {{ trait_event_condition(trait) }}
+        and {{ json_text('properties', '$.' ~ trait.property) }} is not null
+    group by canonical_user_id, trait_value
+),
+
+{{ trait.name }}_ranked as (
+    select
+        canonical_user_id,
+        trait_value,
+        row_number() over (
+            partition by canonical_user_id order by occurrences desc, trait_value asc
+        ) as value_rank
+    from {{ trait.name }}_counts
+),
+{% endfor %}
+
+final as (
+    select
+        users.canonical_user_id
+        {%- for trait in traits %},
+        {%- if trait.type == 'most_frequent' %}
+        {{ trait.name }}_ranked.trait_value as {{ trait.name }}
+        {%- elif trait.type in ['counter', 'unique_count', 'sum'] %}
+        coalesce(aggregated.{{ trait.name }}, 0) as {{ trait.name }}
+        {%- else %}
+        aggregated.{{ trait.name }}
+        {%- endif %}
+        {%- endfor %}
+    from users
+    left join aggregated
+        on users.canonical_user_id = aggregated.canonical_user_id
+    {%- for trait in modes %}
+    left join {{ trait.name }}_ranked
+        on
+            users.canonical_user_id = {{ trait.name }}_ranked.canonical_user_id
+            and {{ trait.name }}_ranked.value_rank = 1
+    {%- endfor %}
+)
+
+select * from final

@@ -1,0 +1,48 @@
+{#- Behaviour features that carry information about a user's age, for imputation: the mix of
+    what they do, how much they spend, the price level they look at and the device they use.
+    Grain: one row per canonical_user_id. -#}
+
+with
+
+events as (
+    select * from {{ ref('int_events_stitched') }}
+    where event_at <= {{ as_of() }}
+),
+
+attributes as (
+    select * from {{ ref('int_user_attributes') }}
+),
+
+behaviour as (
+    select
+        canonical_user_id,
+        count(*) as events,
+        avg(case when event_type in ('page', 'screen') then 1.0 else 0.0 end) as page_view_share,
+        avg(case when event_name = 'Product Viewed' then 1.0 else 0.0 end) as product_view_share,
+        avg(case when event_name = 'Products Searched' then 1.0 else 0.0 end) as search_share,
+        avg(case when event_name = 'Product Added' then 1.0 else 0.0 end) as cart_add_share,
+        avg(case when event_name = 'Feature Used' then 1.0 else 0.0 end) as feature_use_share,
+        count(case when event_name = 'Order Completed' then 1 end) as orders,
+        coalesce(sum(case
+            when event_name = 'Order Completed'
+                then {{ try_cast(json_text('properties', '$.revenue'), 'double') }}
+        end), 0) as revenue,
+        coalesce(avg(case
+            when event_name = 'Product Viewed'
+                then {{ try_cast(json_text('properties', '$.price'), 'double') }}
+        end), 0) as average_price_viewed,
+        avg(case when device_type = 'mobile' then 1.0 else 0.0 end) as mobile_share
+    from events
+    group by canonical_user_id
+),
+
+final as (
+    select
+        behaviour.*,
+        attributes.age as known_age
+    from behaviour
+    left join attributes
+        on behaviour.canonical_user_id = attributes.canonical_user_id
+)
+
+select * from final

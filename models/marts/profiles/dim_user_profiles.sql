@@ -1,0 +1,231 @@
+{#- The user profile: behaviour, scores, lifecycle, attributes with provenance and imputation,
+    consent, and every catalogue trait. Windows are relative to the var as_of.
+    Grain: one row per canonical_user_id. -#}
+
+with
+
+activity_days as (
+    select * from {{ ref('fct_user_activity_daily') }}
+),
+
+sessions as (
+    select * from {{ ref('fct_sessions') }}
+),
+
+events as (
+    select * from {{ ref('int_events_stitched') }}
+),
+
+catalogue_traits as (
+    select * from {{ ref('int_user_catalogue_traits') }}
+),
+
+attributes as (
+    select * from {{ ref('int_user_attributes') }}
+),
+
+knn_ages as (
+    select * from {{ ref('int_user_age_knn') }}
+),
+
+consent as (
+    select * from {{ ref('int_user_consent') }}
+),
+
+identities as (
+    select
+        canonical_user_id,
+        max(case when identity_source = 'anonymous' then 0 else 1 end) = 1 as is_identified
+    from events
+    group by canonical_user_id
+),
+
+activity as (
+    select
+        canonical_user_id,
+        min(first_event_at) as first_seen_at,
+        max(last_event_at) as last_seen_at,
+        cast(sum(events) as bigint) as events,
+        cast(sum(page_views) as bigint) as page_views,
+        cast(sum(product_views) as bigint) as product_views,
+        cast(sum(searches) as bigint) as searches,
+        cast(sum(cart_adds) as bigint) as cart_adds,
+        cast(sum(cart_removes) as bigint) as cart_removes,
+        cast(sum(checkouts_started) as bigint) as checkouts_started,
+        cast(sum(orders) as bigint) as orders,
+        sum(revenue) as revenue,
+        cast(sum(feature_uses) as bigint) as feature_uses,
+        max(case when orders > 0 then activity_date end) as last_order_date
+    from activity_days
+    group by canonical_user_id
+),
+
+session_totals as (
+    select
+        canonical_user_id,
+        count(*) as sessions,
+        cast(sum(duration_seconds) as bigint) as time_spent_seconds
+    from sessions
+    group by canonical_user_id
+),
+
+cart_events as (
+    select
+        canonical_user_id,
+        event_name,
+        event_at,
+        max(case when event_name = 'Order Completed' then event_at end) over (
+            partition by canonical_user_id
+        ) as last_order_at
+    from events
+    where event_name in ('Product Added', 'Product Removed', 'Order Completed')
+),
+
+open_carts as (
+    select
+        canonical_user_id,
+        count(case when event_name = 'Product Added' then 1 end)
+        > count(case when event_name = 'Product Removed' then 1 end) as has_open_cart
+    from cart_events
+    where
+        event_name in ('Product Added', 'Product Removed')
+        and (last_order_at is null or event_at > last_order_at)
+    group by canonical_user_id
+),
+
+known_ages as (
+    select
+        median(age) as global_median_age
+    from attributes
+    where age is not null
+),
+
+combined as (
+    select
+        activity.*,
+        coalesce(identities.is_identified, false) as is_identified,
+        coalesce(session_totals.sessions, 0) as sessions,
+        coalesce(session_totals.time_spent_seconds, 0) as time_spent_seconds,
+        coalesce(open_carts.has_open_cart, false) as has_open_cart,
+        attributes.age as observed_age,
+        attributes.age_source,
+        attributes.age_observed_at,
+        knn_ages.knn_age,
+        known_ages.global_median_age,
+        attributes.country,
+        attributes.country_source,
+        attributes.country_observed_at,
+        attributes.city,
+        attributes.city_source,
+        attributes.city_observed_at,
+        attributes.gender,
+        attributes.gender_source,
+        attributes.gender_observed_at,
+        coalesce(consent.has_personalization_consent, false) as has_personalization_consent,
+        coalesce(consent.has_advertising_consent, false) as has_advertising_consent
+    from activity
+    left join identities
+        on activity.canonical_user_id = identities.canonical_user_id
+    left join session_totals
+        on activity.canonical_user_id = session_totals.canonical_user_id
+    left join open_carts
+        on activity.canonical_user_id = open_carts.canonical_user_id
+    left join attributes
+        on activity.canonical_user_id = attributes.canonical_user_id
+    left join knn_ages
+        on activity.canonical_user_id = knn_ages.canonical_user_id
+    left join consent
+        on activity.canonical_user_id = consent.canonical_user_id
+    cross join known_ages
+),
+
+scored as (
+    select
+        *,
+        {{ dbt.datediff('last_seen_at', as_of(), 'day') }} as days_since_last_seen,
+        {{ dbt.datediff('last_order_date', 'cast(' ~ as_of() ~ ' as date)', 'day') }}
+            as days_since_last_order,
+        revenue / nullif(orders, 0) as average_order_value,
+        -- scores 1-5 by percentile among all profiles; ties share a score
+        least(5, 1 + floor(5 * percent_rank() over (order by last_seen_at))) as recency_score,
+        least(5, 1 + floor(5 * percent_rank() over (order by sessions))) as frequency_score,
+        least(5, 1 + floor(5 * percent_rank() over (order by revenue))) as monetary_score,
+        case
+            when first_seen_at > {{ dbt.dateadd('day', -1 * var('lifecycle_new_days'), as_of()) }}
+                then 'new'
+            when last_seen_at > {{ dbt.dateadd('day', -1 * var('lifecycle_active_days'), as_of()) }}
+                then 'active'
+            when last_seen_at > {{ dbt.dateadd('day', -1 * var('lifecycle_at_risk_days'), as_of()) }}
+                then 'at_risk'
+            else 'lapsed'
+        end as lifecycle_stage,
+        coalesce(observed_age, knn_age, cast(round(global_median_age) as integer)) as age,
+        case
+            when observed_age is not null then null
+            when knn_age is not null then 'knn'
+            when global_median_age is not null then 'global_median'
+        end as age_imputation_method
+    from combined
+),
+
+final as (
+    select
+        scored.canonical_user_id,
+        scored.is_identified,
+        scored.first_seen_at,
+        scored.last_seen_at,
+        scored.days_since_last_seen,
+        scored.lifecycle_stage,
+        scored.events,
+        scored.sessions,
+        scored.time_spent_seconds,
+        scored.page_views,
+        scored.product_views,
+        scored.searches,
+        scored.cart_adds,
+        scored.cart_removes,
+        scored.checkouts_started,
+        scored.orders,
+        scored.revenue,
+        scored.average_order_value,
+        scored.days_since_last_order,
+        scored.has_open_cart,
+        scored.feature_uses,
+        cast(scored.recency_score as integer) as recency_score,
+        cast(scored.frequency_score as integer) as frequency_score,
+        cast(scored.monetary_score as integer) as monetary_score,
+        scored.age,
+        case
+            when scored.observed_age is not null then scored.age_source
+            when scored.age is not null then 'imputed'
+        end as age_source,
+        scored.age_observed_at,
+        scored.age_imputation_method,
+        case
+            when scored.age is null then null
+            when scored.age < 18 then '13-17'
+            when scored.age < 25 then '18-24'
+            when scored.age < 35 then '25-34'
+            when scored.age < 45 then '35-44'
+            when scored.age < 55 then '45-54'
+            when scored.age < 65 then '55-64'
+            else '65+'
+        end as age_band,
+        scored.country,
+        scored.country_source,
+        scored.country_observed_at,
+        scored.city,
+        scored.city_source,
+        scored.city_observed_at,
+        scored.gender,
+        scored.gender_source,
+        scored.gender_observed_at,
+        scored.has_personalization_consent,
+        scored.has_advertising_consent,
+        {{ catalogue_trait_columns('catalogue_traits') }}
+    from scored
+    left join catalogue_traits
+        on scored.canonical_user_id = catalogue_traits.canonical_user_id
+)
+
+select * from final

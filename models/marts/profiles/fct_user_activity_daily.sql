@@ -1,0 +1,45 @@
+{#- Behaviour per canonical user and day: the incremental per-identity counts, re-keyed through
+    the current identity map (which can change retroactively). Grain: one row per
+    (canonical_user_id, activity_date). -#}
+
+with
+
+identity_days as (
+    select * from {{ ref('int_identity_activity_daily') }}
+),
+
+identity_map as (
+    select * from {{ ref('int_identity_map') }}
+),
+
+keyed as (
+    select
+        identity_days.*,
+        coalesce(identity_map.user_id, identity_days.identity_key) as canonical_user_id
+    from identity_days
+    left join identity_map
+        on identity_days.identity_key = identity_map.anonymous_id
+),
+
+final as (
+    select
+        canonical_user_id,
+        activity_date,
+        cast(sum(events) as bigint) as events,
+        cast(sum(page_views) as bigint) as page_views,
+        cast(sum(product_views) as bigint) as product_views,
+        cast(sum(searches) as bigint) as searches,
+        cast(sum(cart_adds) as bigint) as cart_adds,
+        cast(sum(cart_removes) as bigint) as cart_removes,
+        cast(sum(checkouts_started) as bigint) as checkouts_started,
+        cast(sum(orders) as bigint) as orders,
+        cast(sum(refunds) as bigint) as refunds,
+        sum(revenue) as revenue,
+        cast(sum(feature_uses) as bigint) as feature_uses,
+        min(first_event_at) as first_event_at,
+        max(last_event_at) as last_event_at
+    from keyed
+    group by canonical_user_id, activity_date
+)
+
+select * from final

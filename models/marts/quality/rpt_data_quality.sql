@@ -1,0 +1,188 @@
+{#- One table of data-quality figures, long format for BI: quarantine rows by reason, trait values
+    nulled, duplicate rate, imputation rate and accuracy, staleness, volume anomalies.
+    Grain: one row per (metric_group, metric_name, dimension). -#}
+
+with
+
+checked as (
+    select * from {{ ref('stg_landing__events_checked') }}
+),
+
+quarantined as (
+    select * from {{ ref('quarantined_events') }}
+),
+
+quarantined_traits as (
+    select * from {{ ref('quarantined_traits') }}
+),
+
+profiles as (
+    select * from {{ ref('dim_user_profiles') }}
+),
+
+knn_ages as (
+    select * from {{ ref('int_user_age_knn') }}
+),
+
+imputation_features as (
+    select * from {{ ref('int_user_imputation_features') }}
+),
+
+freshness as (
+    select * from {{ ref('fct_user_attribute_freshness') }}
+),
+
+volume as (
+    select * from {{ ref('rpt_event_volume_daily') }}
+),
+
+quarantine_reasons as (
+    select
+        'quarantine' as metric_group,
+        'rows' as metric_name,
+        reason as dimension,
+        cast(count(*) as double) as metric_value
+    from (select unnest(reasons) as reason from quarantined) as reasons
+    group by reason
+),
+
+trait_reasons as (
+    select
+        'trait_quarantine' as metric_group,
+        'values_nulled' as metric_name,
+        reason as dimension,
+        cast(count(*) as double) as metric_value
+    from quarantined_traits
+    group by reason
+),
+
+line_totals as (
+    select
+        'ingestion' as metric_group,
+        metric_name,
+        'all' as dimension,
+        metric_value
+    from (
+        select
+            cast(count(*) as double) as raw_lines,
+            cast(count(case when status = 'staged' then 1 end) as double) as staged_events,
+            cast(count(case when status = 'quarantined' then 1 end) as double) as quarantined_lines,
+            cast(count(case when status = 'duplicate' then 1 end) as double) as duplicate_lines,
+            count(case when status = 'duplicate' then 1 end) / nullif(count(*), 0) as duplicate_rate,
+            count(case when status = 'quarantined' then 1 end) / nullif(count(*), 0)
+                as quarantine_rate
+        from checked
+    ) unpivot (metric_value for metric_name in (
+        raw_lines, staged_events, quarantined_lines, duplicate_lines, duplicate_rate,
+        quarantine_rate
+    ))
+),
+
+{#- accuracy on users whose age is known: kNN predictions are out-of-fold; the group median
+    (by favourite category) and the global median are the baselines it has to beat -#}
+known as (
+    select
+        imputation_features.canonical_user_id,
+        imputation_features.known_age,
+        knn_ages.knn_age,
+        profiles.favourite_category
+    from imputation_features
+    inner join knn_ages
+        on imputation_features.canonical_user_id = knn_ages.canonical_user_id
+    left join profiles
+        on imputation_features.canonical_user_id = profiles.canonical_user_id
+    where imputation_features.known_age is not null
+),
+
+group_medians as (
+    select
+        favourite_category,
+        median(known_age) as group_median_age
+    from known
+    group by favourite_category
+),
+
+accuracy as (
+    select
+        'imputation' as metric_group,
+        metric_name,
+        'age' as dimension,
+        metric_value
+    from (
+        select
+            avg(abs(known.knn_age - known.known_age)) as knn_mae_years,
+            avg(abs(group_medians.group_median_age - known.known_age)) as group_median_mae_years,
+            avg(abs((select median(known_age) from known) - known.known_age))
+                as global_median_mae_years,
+            cast(count(*) as double) as users_with_known_age
+        from known
+        left join group_medians
+            on known.favourite_category is not distinct from group_medians.favourite_category
+    ) unpivot (metric_value for metric_name in (
+        knn_mae_years, group_median_mae_years, global_median_mae_years, users_with_known_age
+    ))
+),
+
+imputation_rates as (
+    select
+        'imputation' as metric_group,
+        'imputed_share' as metric_name,
+        coalesce(age_imputation_method, 'observed') as dimension,
+        count(*) / sum(count(*)) over () as metric_value
+    from profiles
+    group by coalesce(age_imputation_method, 'observed')
+),
+
+staleness as (
+    select
+        'freshness' as metric_group,
+        metric_name,
+        attribute_name as dimension,
+        metric_value
+    from (
+        select
+            attribute_name,
+            avg(case when is_missing then 1.0 else 0.0 end) as missing_share,
+            avg(case when is_stale then 1.0 else 0.0 end) as stale_share
+        from freshness
+        where is_identified
+        group by attribute_name
+    ) unpivot (metric_value for metric_name in (missing_share, stale_share))
+),
+
+volume_anomalies as (
+    select
+        'volume' as metric_group,
+        'anomalous_days' as metric_name,
+        'all' as dimension,
+        cast(count(case when is_anomaly then 1 end) as double) as metric_value
+    from volume
+),
+
+unioned as (
+    select * from quarantine_reasons
+    union all
+    select * from trait_reasons
+    union all
+    select * from line_totals
+    union all
+    select * from accuracy
+    union all
+    select * from imputation_rates
+    union all
+    select * from staleness
+    union all
+    select * from volume_anomalies
+),
+
+final as (
+    select
+        metric_group,
+        metric_name,
+        dimension,
+        metric_value,
+        {{ as_of() }} as computed_at
+    from unioned
+)
+
+select * from final

@@ -1,0 +1,85 @@
+{#- Membership spells kept across builds. Each build compares the current members with the open
+    spells: new members open a spell (valid_from = as_of), users no longer members close theirs
+    (valid_to = as_of). Nothing changes -> nothing is written. as_of must not move backwards.
+    Grain: one row per (segment_name, canonical_user_id, valid_from). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['segment_name', 'canonical_user_id', 'valid_from'],
+    on_schema_change='fail',
+) }}
+
+with
+
+current_members as (
+    select
+        segment_name,
+        canonical_user_id
+    from {{ ref('fct_segment_membership') }}
+    where status = 'member'
+),
+
+{%- if is_incremental() %}
+
+open_spells as (
+    select
+        segment_name,
+        canonical_user_id,
+        valid_from
+    from {{ this }}
+    where valid_to is null
+),
+
+entered as (
+    select
+        current_members.segment_name,
+        current_members.canonical_user_id,
+        {{ as_of() }} as valid_from,
+        cast(null as {{ dbt.type_timestamp() }}) as valid_to
+    from current_members
+    left join open_spells
+        on current_members.segment_name = open_spells.segment_name
+        and current_members.canonical_user_id = open_spells.canonical_user_id
+    where open_spells.canonical_user_id is null
+),
+
+exited as (
+    select
+        open_spells.segment_name,
+        open_spells.canonical_user_id,
+        open_spells.valid_from,
+        {{ as_of() }} as valid_to
+    from open_spells
+    left join current_members
+        on open_spells.segment_name = current_members.segment_name
+        and open_spells.canonical_user_id = current_members.canonical_user_id
+    where current_members.canonical_user_id is null
+),
+
+changes as (
+    select * from entered
+    union all
+    select * from exited
+),
+{%- else %}
+
+changes as (
+    select
+        segment_name,
+        canonical_user_id,
+        {{ as_of() }} as valid_from,
+        cast(null as {{ dbt.type_timestamp() }}) as valid_to
+    from current_members
+),
+{%- endif %}
+
+final as (
+    select
+        segment_name,
+        canonical_user_id,
+        cast(valid_from as {{ dbt.type_timestamp() }}) as valid_from,
+        cast(valid_to as {{ dbt.type_timestamp() }}) as valid_to
+    from changes
+)
+
+select * from final
