@@ -56,3 +56,59 @@
 {% macro default__json_is_valid(text) -%}
     {{ exceptions.raise_compiler_error("json_is_valid is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}
+
+
+{#- Several JSON paths at once, as an array of text (a list in DuckDB): one parse per row
+    instead of one per path. Index the result with array_item(array, position), 1-based. -#}
+{% macro json_text_many(json, paths) -%}
+    {{ return(adapter.dispatch('json_text_many', 'personalization')(json, paths)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_text_many(json, paths) -%}
+    json_extract_string({{ json }}, ['{{ paths | join("', '") }}'])
+{%- endmacro %}
+
+{% macro spark__json_text_many(json, paths) -%}
+    array({% for path in paths %}get_json_object({{ json }}, '{{ path }}'){{ ', ' if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{% macro default__json_text_many(json, paths) -%}
+    {{ exceptions.raise_compiler_error("json_text_many is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+
+{#- The json_kind (see above) of several paths at once, as an array. -#}
+{% macro json_kind_many(json, paths) -%}
+    {{ return(adapter.dispatch('json_kind_many', 'personalization')(json, paths)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_kind_many(json, paths) -%}
+    list_transform(json_type({{ json }}, ['{{ paths | join("', '") }}']), kind -> case kind
+        when 'VARCHAR' then 'string'
+        when 'BIGINT' then 'integer'
+        when 'UBIGINT' then 'integer'
+        when 'DOUBLE' then 'number'
+        when 'BOOLEAN' then 'boolean'
+        when 'ARRAY' then 'array'
+        when 'OBJECT' then 'object'
+        when 'NULL' then 'null'
+    end)
+{%- endmacro %}
+
+{% macro default__json_kind_many(json, paths) -%}
+    {{ exceptions.raise_compiler_error("json_kind_many is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+
+{#- Element `position` (1-based) of an array. -#}
+{% macro array_item(array, position) -%}
+    {{ return(adapter.dispatch('array_item', 'personalization')(array, position)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_item(array, position) -%}
+    {{ array }}[{{ position }}]
+{%- endmacro %}
+
+{% macro default__array_item(array, position) -%}
+    element_at({{ array }}, {{ position }})
+{%- endmacro %}

@@ -34,21 +34,38 @@
 {%- endmacro %}
 
 
+{#- Every property name the plan declares, sorted: the positions used by json_kind_many and
+    json_text_many over an event's properties (one parse per event for all checks). -#}
+{% macro plan_property_paths() -%}
+    {%- set names = [] -%}
+    {%- for spec in tracking_plan().events.values() -%}
+        {%- for name in ((spec or {}).get('properties') or {}).keys() -%}
+            {%- if name not in names -%}{%- do names.append(name) -%}{%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- set paths = [] -%}
+    {%- for name in names | sort -%}{%- do paths.append('$.' ~ name) -%}{%- endfor -%}
+    {{ return(paths) }}
+{%- endmacro %}
+
+
 {#- A boolean SQL expression: true when the event named in `event_column` breaks `check` for any
-    property of its tracking-plan entry. check is one of:
-    missing  - a required property is absent
-    mistyped - a present property has a JSON type the plan does not allow (as in JSON Schema,
-               null is a type: allowed for optional properties, wrong for required ones)
-    negative - a numeric property with `min` >= 0 holds a negative value
+    property of its tracking-plan entry. `kinds` and `texts` are arrays over plan_property_paths()
+    (json_kind_many / json_text_many of the event's properties). check is one of:
+    missing   - a required property is absent
+    mistyped  - a present property has a JSON type the plan does not allow (as in JSON Schema,
+                null is a type: allowed for optional properties, wrong for required ones)
+    negative  - a numeric property with `min` >= 0 holds a negative value
     below_min - a numeric property is at least 0 but below its `min` -#}
-{% macro tracking_plan_violation(check, event_column, properties_json) -%}
+{% macro tracking_plan_violation(check, event_column, kinds, texts) -%}
+    {%- set paths = plan_property_paths() -%}
     {%- set clauses = [] -%}
     {%- for event_name, spec in tracking_plan().events.items() -%}
         {%- set conditions = [] -%}
         {%- for name, rule in ((spec or {}).get('properties') or {}).items() -%}
-            {%- set path = '$.' ~ name -%}
-            {%- set kind = personalization.json_kind(properties_json, path) -%}
-            {%- set number = personalization.try_cast(personalization.json_text(properties_json, path), 'double') -%}
+            {%- set position = paths.index('$.' ~ name) + 1 -%}
+            {%- set kind = array_item(kinds, position) -%}
+            {%- set number = try_cast(array_item(texts, position), 'double') -%}
             {%- if check == 'missing' and rule.get('required') -%}
                 {%- do conditions.append(kind ~ " is null") -%}
             {%- elif check == 'mistyped' -%}

@@ -27,6 +27,5 @@ class Plugin(BasePlugin):
             lambda value: pseudonymise(value, key),
             ["VARCHAR"],
             "VARCHAR",
-            null_handling="special",
             side_effects=False,
         )

@@ -34,6 +34,14 @@ known_cities as (
     select distinct city_key from cities
 ),
 
+{#- the top-level fields every line is read for, extracted with one parse per line -#}
+{%- set top_paths = [
+    '$.messageId', '$.type', '$.event', '$.userId', '$.anonymousId', '$.previousId',
+    '$.timestamp', '$.sentAt', '$.receivedAt', '$.name', '$.properties', '$.traits',
+    '$.context.consent.categoryPreferences', '$.context.device.type', '$.context.locale',
+] -%}
+{%- set trait_paths = ['$.age', '$.birthday', '$.country', '$.city', '$.gender', '$.email'] -%}
+
 parsed as (
     select
         file_path,
@@ -43,8 +51,10 @@ parsed as (
         has_encoding_error,
         {{ json_is_valid('raw_line') }} and not has_encoding_error as is_valid_json,
         -- JSON functions fail on invalid text: only valid lines are parsed further
-        case when {{ json_is_valid('raw_line') }} and not has_encoding_error then raw_line end
-            as doc
+        case
+            when {{ json_is_valid('raw_line') }} and not has_encoding_error
+                then {{ json_text_many('raw_line', top_paths) }}
+        end as top_fields
     from raw_lines
 ),
 
@@ -56,43 +66,52 @@ fields as (
         raw_line,
         has_encoding_error,
         is_valid_json,
-        nullif(trim({{ json_text('doc', '$.messageId') }}), '') as message_id,
-        lower({{ json_text('doc', '$.type') }}) as event_type,
-        {{ json_text('doc', '$.event') }} as event_name,
-        nullif(trim({{ json_text('doc', '$.userId') }}), '') as user_id,
-        nullif(trim({{ json_text('doc', '$.anonymousId') }}), '') as anonymous_id,
-        nullif(trim({{ json_text('doc', '$.previousId') }}), '') as previous_id,
-        {{ json_text('doc', '$.receivedAt') }} as received_at_text,
-        {{ to_utc_timestamp(json_text('doc', '$.timestamp')) }} as event_at,
-        {{ to_utc_timestamp(json_text('doc', '$.sentAt')) }} as sent_at,
-        {{ to_utc_timestamp(json_text('doc', '$.receivedAt')) }} as received_at,
-        {{ json_text('doc', '$.name') }} as page_name,
-        {{ json_text('doc', '$.properties') }} as properties,
+        nullif(trim({{ array_item('top_fields', 1) }}), '') as message_id,
+        lower({{ array_item('top_fields', 2) }}) as event_type,
+        {{ array_item('top_fields', 3) }} as event_name,
+        nullif(trim({{ array_item('top_fields', 4) }}), '') as user_id,
+        nullif(trim({{ array_item('top_fields', 5) }}), '') as anonymous_id,
+        nullif(trim({{ array_item('top_fields', 6) }}), '') as previous_id,
+        {{ to_utc_timestamp(array_item('top_fields', 7)) }} as event_at,
+        {{ to_utc_timestamp(array_item('top_fields', 8)) }} as sent_at,
+        {{ array_item('top_fields', 9) }} as received_at_text,
+        {{ to_utc_timestamp(array_item('top_fields', 9)) }} as received_at,
+        {{ array_item('top_fields', 10) }} as page_name,
+        {{ array_item('top_fields', 11) }} as properties,
         -- identify carries traits; a Profile Updated event carries the corrected traits as properties
         case
-            when lower({{ json_text('doc', '$.type') }}) = 'identify'
-                then {{ json_text('doc', '$.traits') }}
-            when {{ json_text('doc', '$.event') }} = 'Profile Updated'
-                then {{ json_text('doc', '$.properties') }}
+            when lower({{ array_item('top_fields', 2) }}) = 'identify'
+                then {{ array_item('top_fields', 12) }}
+            when {{ array_item('top_fields', 3) }} = 'Profile Updated'
+                then {{ array_item('top_fields', 11) }}
         end as trait_source,
-        {{ json_text('doc', '$.context.consent.categoryPreferences') }} as consent_json,
-        {{ json_text('doc', '$.context.device.type') }} as device_type,
-        {{ json_text('doc', '$.context.locale') }} as user_locale
+        {{ array_item('top_fields', 13) }} as consent_json,
+        {{ array_item('top_fields', 14) }} as device_type,
+        {{ array_item('top_fields', 15) }} as user_locale
     from parsed
+),
+
+trait_fields as (
+    select
+        fields.*,
+        case
+            when trait_source is not null then {{ json_text_many('trait_source', trait_paths) }}
+        end as trait_values
+    from fields
 ),
 
 traits as (
     select
-        fields.*,
-        {{ try_cast(json_text('trait_source', '$.age'), 'integer') }} as declared_age,
-        {{ json_text('trait_source', '$.age') }} as declared_age_text,
-        {{ json_text('trait_source', '$.birthday') }} as declared_birthday_text,
-        {{ try_cast(json_text('trait_source', '$.birthday'), 'date') }} as declared_birthday,
-        upper(trim({{ json_text('trait_source', '$.country') }})) as declared_country,
-        trim({{ json_text('trait_source', '$.city') }}) as declared_city,
-        lower(trim({{ json_text('trait_source', '$.gender') }})) as declared_gender,
-        {{ json_text('trait_source', '$.email') }} as declared_email
-    from fields
+        trait_fields.*,
+        {{ try_cast(array_item('trait_values', 1), 'integer') }} as declared_age,
+        {{ array_item('trait_values', 1) }} as declared_age_text,
+        {{ array_item('trait_values', 2) }} as declared_birthday_text,
+        {{ try_cast(array_item('trait_values', 2), 'date') }} as declared_birthday,
+        upper(trim({{ array_item('trait_values', 3) }})) as declared_country,
+        trim({{ array_item('trait_values', 4) }}) as declared_city,
+        lower(trim({{ array_item('trait_values', 5) }})) as declared_gender,
+        {{ array_item('trait_values', 6) }} as declared_email
+    from trait_fields
 ),
 
 trait_checks as (
@@ -126,9 +145,24 @@ trait_checks as (
             and traits.declared_country = city_in_country.country_code
 ),
 
-event_checks as (
+property_fields as (
     select
         trait_checks.*,
+        {%- set property_paths = plan_property_paths() %}
+        case
+            when event_type = 'track' and properties is not null
+                then {{ json_kind_many('properties', property_paths) }}
+        end as property_kinds,
+        case
+            when event_type = 'track' and properties is not null
+                then {{ json_text_many('properties', property_paths) }}
+        end as property_texts
+    from trait_checks
+),
+
+event_checks as (
+    select
+        property_fields.*,
         {{ non_null_array([
             "case when has_encoding_error then 'invalid_encoding' end",
             "case when not is_valid_json and not has_encoding_error then 'invalid_json' end",
@@ -138,12 +172,12 @@ event_checks as (
             "case when is_valid_json and (event_at is null or (received_at_text is not null and received_at is null)) then 'bad_timestamp' end",
             "case when event_at > coalesce(received_at, loaded_at) + interval '" ~ var('future_timestamp_tolerance_minutes') ~ " minutes' then 'future_timestamp' end",
             "case when event_type = 'track' and (event_name is null or event_name not in ('" ~ event_names | map('replace', "'", "''") | join("', '") ~ "')) then 'unknown_event' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('missing', 'event_name', 'properties') ~ " then 'missing_required_property' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name', 'properties') ~ " then 'wrong_property_type' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name', 'properties') ~ " then 'negative_amount' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name', 'properties') ~ " then 'below_minimum' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('missing', 'event_name', 'property_kinds', 'property_texts') ~ " then 'missing_required_property' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name', 'property_kinds', 'property_texts') ~ " then 'wrong_property_type' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name', 'property_kinds', 'property_texts') ~ " then 'negative_amount' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name', 'property_kinds', 'property_texts') ~ " then 'below_minimum' end",
         ]) }} as reasons
-    from trait_checks
+    from property_fields
 ),
 
 {% if is_incremental() %}
@@ -152,18 +186,35 @@ already_seen as (
 ),
 {% endif %}
 
+{#- first received = first in landing order; files land with names that sort by arrival, so a
+    full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
+    sorting whole rows is the most expensive step of this model. -#}
+first_copies as (
+    select
+        message_id,
+        min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
+    from event_checks
+    where message_id is not null
+    group by message_id
+),
+
 ranked as (
     select
         event_checks.*,
-        message_id is not null and (
-            -- first received = first in landing order; files land with names that sort by arrival,
-            -- so a full refresh and a run per file agree on which copy wins
-            row_number() over (partition by message_id order by file_path, line_number) > 1
-            {% if is_incremental() %}
-            or message_id in (select message_id from already_seen)
-            {% endif %}
+        event_checks.message_id is not null and (
+            event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
+            != first_copies.first_position
+            {%- if is_incremental() %}
+            or already_seen.message_id is not null
+            {%- endif %}
         ) as is_duplicate
     from event_checks
+    left join first_copies
+        on event_checks.message_id = first_copies.message_id
+    {%- if is_incremental() %}
+    left join already_seen
+        on event_checks.message_id = already_seen.message_id
+    {%- endif %}
 ),
 
 final as (
