@@ -17,6 +17,7 @@ import duckdb
 
 from personalization import cli
 from personalization.dbt_runner import Warehouse, run_dbt
+from personalization.publish import publish
 from personalization.tracking_plan import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _generate(args: argparse.Namespace, landing: Path) -> dict:
     return json.loads(manifest_path.read_text())
 
 
-def summarise(db_path: Path, manifest: dict) -> str:
+def summarise(db_path: Path, manifest: dict, published: Path) -> str:
     """A short report read back from the warehouse, compared with what the generator injected."""
     with duckdb.connect(str(db_path), read_only=True) as con:
 
@@ -106,9 +107,11 @@ def summarise(db_path: Path, manifest: dict) -> str:
         f"shared devices    {shared:>10,}  (not merged; see marts.rpt_identity_audit)",
         "segments, clusters: not built yet (see the open issues)",
         "",
-        f"warehouse: {db_path}",
-        "next: `make ui` for the Dagster UI; read the warehouse with a DuckDB 1.x client,",
-        f'      e.g. duckdb -readonly {db_path} "select * from marts.dim_user_profiles limit 5"',
+        f"warehouse (build database): {db_path}",
+        f"published for BI (read-only, PII-free): {published}/published.duckdb and Parquet files",
+        "next: `make ui` for the Dagster UI; point a BI tool or notebook at the published file,",
+        f"      e.g. duckdb -readonly {published}/published.duckdb "
+        '"select * from marts.dim_user_profiles limit 5"',
     ]
     return "\n".join(lines)
 
@@ -123,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("building with dbt (seed, run, test) into %s", warehouse.db_path)
     run_dbt(["build"], warehouse)
     built = time.perf_counter()
-    sys.stdout.write(summarise(warehouse.db_path, manifest) + "\n")
+    version = publish(warehouse.db_path, data_dir / "published")
+    log.info("published marts for BI readers: %s", version)
+    sys.stdout.write(
+        summarise(warehouse.db_path, manifest, data_dir / "published" / "current") + "\n"
+    )
     log.info(
         "timings: generate %.1f s, dbt build %.1f s, total %.1f s",
         generated - started,
