@@ -24,7 +24,12 @@
 {%- endmacro %}
 
 {% macro duckdb__json_kind(json, path) -%}
-    case json_type({{ json }}, '{{ path }}')
+    {{ duckdb_json_type_as_kind("json_type(" ~ json ~ ", '" ~ path ~ "')") }}
+{%- endmacro %}
+
+{#- DuckDB's json_type names in the tracking plan's vocabulary. -#}
+{% macro duckdb_json_type_as_kind(type_expr) -%}
+    case {{ type_expr }}
         when 'VARCHAR' then 'string'
         when 'BIGINT' then 'integer'
         when 'UBIGINT' then 'integer'
@@ -83,16 +88,10 @@
 {%- endmacro %}
 
 {% macro duckdb__json_kind_many(json, paths) -%}
-    list_transform(json_type({{ json }}, ['{{ paths | join("', '") }}']), kind -> case kind
-        when 'VARCHAR' then 'string'
-        when 'BIGINT' then 'integer'
-        when 'UBIGINT' then 'integer'
-        when 'DOUBLE' then 'number'
-        when 'BOOLEAN' then 'boolean'
-        when 'ARRAY' then 'array'
-        when 'OBJECT' then 'object'
-        when 'NULL' then 'null'
-    end)
+    list_transform(
+        json_type({{ json }}, ['{{ paths | join("', '") }}']),
+        kind -> {{ duckdb_json_type_as_kind('kind') }}
+    )
 {%- endmacro %}
 
 {% macro default__json_kind_many(json, paths) -%}

@@ -45,16 +45,8 @@ activity as (
         canonical_user_id,
         min(first_event_at) as first_seen_at,
         max(last_event_at) as last_seen_at,
-        cast(sum(events) as bigint) as events,
-        cast(sum(page_views) as bigint) as page_views,
-        cast(sum(product_views) as bigint) as product_views,
-        cast(sum(searches) as bigint) as searches,
-        cast(sum(cart_adds) as bigint) as cart_adds,
-        cast(sum(cart_removes) as bigint) as cart_removes,
-        cast(sum(checkouts_started) as bigint) as checkouts_started,
-        cast(sum(orders) as bigint) as orders,
+        {{- sum_activity_counts() }}
         sum(revenue) as revenue,
-        cast(sum(feature_uses) as bigint) as feature_uses,
         max(case when orders > 0 then activity_date end) as last_order_date
     from activity_days
     group by canonical_user_id

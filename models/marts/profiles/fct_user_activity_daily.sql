@@ -25,17 +25,8 @@ final as (
     select
         canonical_user_id,
         activity_date,
-        cast(sum(events) as bigint) as events,
-        cast(sum(page_views) as bigint) as page_views,
-        cast(sum(product_views) as bigint) as product_views,
-        cast(sum(searches) as bigint) as searches,
-        cast(sum(cart_adds) as bigint) as cart_adds,
-        cast(sum(cart_removes) as bigint) as cart_removes,
-        cast(sum(checkouts_started) as bigint) as checkouts_started,
-        cast(sum(orders) as bigint) as orders,
-        cast(sum(refunds) as bigint) as refunds,
+        {{- sum_activity_counts() }}
         sum(revenue) as revenue,
-        cast(sum(feature_uses) as bigint) as feature_uses,
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
     from keyed

@@ -1,0 +1,15 @@
+{#- The behaviour counts kept per user and day (int_identity_activity_daily), summed again
+    wherever days are rolled up (fct_user_activity_daily, dim_user_profiles). One list, so a new
+    count is added in one place. -#}
+{% macro activity_count_columns() -%}
+    {{ return(['events', 'page_views', 'product_views', 'searches', 'cart_adds', 'cart_removes',
+               'checkouts_started', 'orders', 'refunds', 'feature_uses']) }}
+{%- endmacro %}
+
+
+{#- `cast(sum(c) as bigint) as c` for every activity count (revenue is summed apart). -#}
+{% macro sum_activity_counts() -%}
+    {%- for column in activity_count_columns() %}
+        cast(sum({{ column }}) as bigint) as {{ column }},
+    {%- endfor %}
+{%- endmacro %}
