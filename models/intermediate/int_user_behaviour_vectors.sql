@@ -70,12 +70,12 @@ activity as (
         count(case when event_name = 'Order Completed' then 1 end) as orders,
         coalesce(sum(order_revenue), 0) as revenue,
         count(case when event_name = 'Feature Used' then 1 end) as feature_uses,
-        avg(viewed_price) as avg_viewed_price,
         {%- for category in categories %}
             count(
                 case when event_name = 'Product Viewed' and product_category = '{{ category }}' then 1 end
-            ) as views_{{ category }}{{ "," if not loop.last }}
+            ) as views_{{ category }},
         {%- endfor %}
+        avg(viewed_price) as avg_viewed_price
     from session_starts
     group by canonical_user_id
 ),

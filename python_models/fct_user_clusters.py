@@ -1,0 +1,23 @@
+"""Cluster of every user, per method. Grain: one row per (canonical_user_id, method).
+
+Thin wrapper: the logic is personalization.clustering.pipeline.assign_clusters. Stable ids come
+from matching the new centroids with the previous run's, read from the existing dim_clusters
+(a deliberate non-ref read: dim_clusters is rebuilt after this model from its output).
+"""
+
+from personalization.clustering.config import ClusteringConfig
+from personalization.clustering.pipeline import assign_clusters
+from personalization.clustering.warehouse import read_previous
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    config = ClusteringConfig.from_settings(
+        k_min=dbt.config.get("clustering_k_min"),
+        k_max=dbt.config.get("clustering_k_max"),
+        random_state=dbt.config.get("clustering_random_state"),
+        memory_budget_mb=dbt.config.get("clustering_memory_budget_mb"),
+    )
+    vectors = dbt.ref("int_user_behaviour_vectors").df()
+    previous = read_previous(session, dbt.this.database, dbt.this.schema, "dim_clusters")
+    return assign_clusters(vectors, config, previous)
