@@ -11,6 +11,8 @@ import sys
 COMMANDS = {
     "generate": "personalization.generator",
     "demo": "personalization.demo",
+    "publish": "personalization.publish",
+    "segments": "personalization.segments",
 }
 
 

@@ -167,6 +167,18 @@
                 ~ property_type ~ " property '" ~ filter.property ~ "' (only is_set, is_not_set)") }}
         {%- endif -%}
         {%- do personalization.segment_check_value(segment_name, filter.op, filter.get('value'), "property '" ~ filter.property ~ "'") -%}
+        {#- the comparison follows the value's type: it must match the property's plan type -#}
+        {%- if filter.op not in ['is_set', 'is_not_set'] and property_type in ['number', 'integer', 'string'] -%}
+            {%- set values = filter.value if filter.op in ['in', 'not_in'] else [filter.value] -%}
+            {%- for item in values -%}
+                {%- set is_number = item is number and item is not boolean -%}
+                {%- if (property_type == 'string') == is_number -%}
+                    {{ personalization.segment_error(segment_name, "property '" ~ filter.property ~ "' of event '"
+                        ~ label ~ "' is a " ~ property_type ~ ": value '" ~ item ~ "' does not match ("
+                        ~ ("quote it" if property_type == 'string' else "give a number") ~ ")") }}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- endif -%}
     {%- endfor -%}
 {%- endmacro %}
 
@@ -270,8 +282,12 @@
             {{ personalization.segment_error(segment_name, "a cluster condition needs cluster_id or cluster_name") }}
         {%- endif -%}
         {%- if not personalization.segment_clusters_available() -%}
-            {{ personalization.segment_error(segment_name, "cluster conditions need the model fct_user_clusters, "
-                ~ "which this project does not define yet") }}
+            {{ personalization.segment_error(segment_name, "cluster conditions need the model fct_user_clusters "
+                ~ "and the var segment_clusters_enabled (true by default)") }}
+        {%- endif -%}
+        {%- if spec.get('method', 'kmeans') not in ['kmeans', 'hierarchical'] -%}
+            {{ personalization.segment_error(segment_name, "unknown cluster method '" ~ spec.method
+                ~ "' (expected kmeans or hierarchical)") }}
         {%- endif -%}
     {%- else -%}
         {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "' (expected one of "
@@ -301,7 +317,7 @@
 
 
 {% macro segment_clusters_available() -%}
-    {{ return(personalization.segment_graph_available()
+    {{ return(var('segment_clusters_enabled', true) and personalization.segment_graph_available()
         and graph.nodes.get('model.personalization.fct_user_clusters') is not none) }}
 {%- endmacro %}
 

@@ -4,11 +4,15 @@
     as_of), false -> no row. Only events at or before as_of count.
     Grain: one row per (segment_name, canonical_user_id) with status member or pending. -#}
 {%- set compiled = segment_compile(segment_definitions()) -%}
+{%- if var('segment_clusters_enabled', true) %}
+-- depends_on: {{ ref('fct_user_clusters') }}
+{%- endif %}
 
 with
 
 events as (
     select
+        message_id,
         canonical_user_id,
         event_type,
         event_name,
@@ -50,19 +54,19 @@ event_counts as (
 leaf_{{ leaf.id }}_anchors as (
     select
         anchor.canonical_user_id,
-        anchor.event_at,
+        anchor.message_id,
         {{ dbt.dateadd('minute', gap, 'anchor.event_at') }} <= {{ as_of() }} as is_follow_window_closed,
-        exists (
-            select 1
-            from events as follow
-            where follow.canonical_user_id = anchor.canonical_user_id
-                and {{ segment_event_match_sql(leaf.spec.not_followed_by, 'follow') }}
-                and follow.event_at > anchor.event_at
-                and follow.event_at <= {{ dbt.dateadd('minute', gap, 'anchor.event_at') }}
-        ) as is_followed
+        count(follow.event_at) > 0 as is_followed
     from events as anchor
+    left join events as follow
+        on
+            anchor.canonical_user_id = follow.canonical_user_id
+            and {{ segment_event_match_sql(leaf.spec.not_followed_by, 'follow') }}
+            and follow.event_at > anchor.event_at
+            and follow.event_at <= {{ dbt.dateadd('minute', gap, 'anchor.event_at') }}
     where {{ segment_event_match_sql(leaf.spec, 'anchor') }}
         and {{ segment_window_sql(leaf.spec, 'anchor.event_at') }}
+    group by anchor.canonical_user_id, anchor.message_id, anchor.event_at
 ),
 
 leaf_{{ leaf.id }}_follow as (
@@ -83,19 +87,17 @@ leaf_{{ leaf.id }}_step_{{ loop.index }} as (
         step.canonical_user_id,
         step.event_at
     from events as step
+    {%- if not loop.first %}
+    inner join leaf_{{ leaf.id }}_step_{{ loop.index - 1 }} as previous
+        on
+            step.canonical_user_id = previous.canonical_user_id
+            and step.event_at > previous.event_at
+            {%- if gap %}
+            and step.event_at <= {{ dbt.dateadd('minute', gap, 'previous.event_at') }}
+            {%- endif %}
+    {%- endif %}
     where {{ segment_event_match_sql(step, 'step') }}
         and {{ segment_window_sql(leaf.spec, 'step.event_at') }}
-        {%- if not loop.first %}
-        and exists (
-            select 1
-            from leaf_{{ leaf.id }}_step_{{ loop.index - 1 }} as previous
-            where previous.canonical_user_id = step.canonical_user_id
-                and step.event_at > previous.event_at
-                {%- if gap %}
-                and step.event_at <= {{ dbt.dateadd('minute', gap, 'previous.event_at') }}
-                {%- endif %}
-        )
-        {%- endif %}
 ),
 {%- endfor %}
 

@@ -9,7 +9,7 @@ segments as (
 final as (
     select
         segment_name as id,
-        segment_name as name,
+        segment_name as name,  -- noqa: RF04
         description,
         activatable_size as size,
         computed_at as updated_at

@@ -19,15 +19,21 @@ current_members as (
     where status = 'member'
 ),
 
-{%- if is_incremental() %}
-
 open_spells as (
-    select
-        segment_name,
-        canonical_user_id,
-        valid_from
-    from {{ this }}
-    where valid_to is null
+    {%- if is_incremental() %}
+        select
+            segment_name,
+            canonical_user_id,
+            valid_from
+        from {{ this }}
+        where valid_to is null
+    {%- else %}
+        select
+            cast(null as {{ dbt.type_string() }}) as segment_name,
+            cast(null as {{ dbt.type_string() }}) as canonical_user_id,
+            cast(null as {{ dbt.type_timestamp() }}) as valid_from
+        where false
+    {%- endif %}
 ),
 
 entered as (
@@ -38,8 +44,9 @@ entered as (
         cast(null as {{ dbt.type_timestamp() }}) as valid_to
     from current_members
     left join open_spells
-        on current_members.segment_name = open_spells.segment_name
-        and current_members.canonical_user_id = open_spells.canonical_user_id
+        on
+            current_members.segment_name = open_spells.segment_name
+            and current_members.canonical_user_id = open_spells.canonical_user_id
     where open_spells.canonical_user_id is null
 ),
 
@@ -51,8 +58,9 @@ exited as (
         {{ as_of() }} as valid_to
     from open_spells
     left join current_members
-        on open_spells.segment_name = current_members.segment_name
-        and open_spells.canonical_user_id = current_members.canonical_user_id
+        on
+            open_spells.segment_name = current_members.segment_name
+            and open_spells.canonical_user_id = current_members.canonical_user_id
     where current_members.canonical_user_id is null
 ),
 
@@ -61,17 +69,6 @@ changes as (
     union all
     select * from exited
 ),
-{%- else %}
-
-changes as (
-    select
-        segment_name,
-        canonical_user_id,
-        {{ as_of() }} as valid_from,
-        cast(null as {{ dbt.type_timestamp() }}) as valid_to
-    from current_members
-),
-{%- endif %}
 
 final as (
     select

@@ -32,6 +32,9 @@ final as (
     select
         people.person_id as id,
         emails.email_hash,
+        profiles.is_identified,
+        profiles.lifecycle_stage,
+        profiles.favourite_category,
         profiles.orders,
         profiles.revenue,
         profiles.last_seen_at
@@ -40,7 +43,7 @@ final as (
         on people.person_id = profiles.canonical_user_id
     left join emails
         on people.person_id = emails.canonical_user_id
-        and emails.recency_rank = 1
+            and emails.recency_rank = 1
 )
 
 select * from final

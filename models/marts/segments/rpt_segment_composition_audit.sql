@@ -1,7 +1,8 @@
-{#- Bias audit: composition of every segment (current members) by age_band, gender and country
+{#- Bias audit: composition of every segment (current members) and every cluster (fct_user_clusters,
+    method:cluster_name, without the insufficient_data cluster -1; var segment_clusters_enabled) by age_band, gender and country
     against the eligible population (all profiles). Unknown values form their own cell and are
     never flagged. Cells under var segment_audit_min_cell are suppressed (counts and ratios
-    nulled). Grain: one row per (group_type, group_name, attribute, attribute_value). -#}
+    nulled). Grain: one row per (group_type, group_name, attribute_name, attribute_value). -#}
 {%- set min_cell = var('segment_audit_min_cell', 10) -%}
 
 with
@@ -23,11 +24,33 @@ membership as (
     select * from {{ ref('fct_segment_membership') }}
 ),
 
+clusters as (
+    {%- if var('segment_clusters_enabled', true) %}
+        select
+            canonical_user_id,
+            method,
+            cluster_name
+        from {{ ref('fct_user_clusters') }}
+        where cluster_id != -1
+    {%- else %}
+        select
+            cast(null as {{ dbt.type_string() }}) as canonical_user_id,
+            cast(null as {{ dbt.type_string() }}) as method,
+            cast(null as {{ dbt.type_string() }}) as cluster_name
+        where false
+    {%- endif %}
+),
+
 group_names as (
     select
         'segment' as group_type,
         segment_name as group_name
     from segments
+    union
+    select
+        'cluster' as group_type,
+        method || ':' || cluster_name as group_name
+    from clusters
 ),
 
 group_members as (
@@ -37,24 +60,30 @@ group_members as (
         canonical_user_id
     from membership
     where status = 'member'
+    union all
+    select
+        'cluster' as group_type,
+        method || ':' || cluster_name as group_name,
+        canonical_user_id
+    from clusters
 ),
 
 attributes as (
     select
         canonical_user_id,
-        'age_band' as attribute,
+        'age_band' as attribute_name,
         coalesce(age_band, 'unknown') as attribute_value
     from profiles
     union all
     select
         canonical_user_id,
-        'gender' as attribute,
+        'gender' as attribute_name,
         coalesce(gender, 'unknown') as attribute_value
     from profiles
     union all
     select
         canonical_user_id,
-        'country' as attribute,
+        'country' as attribute_name,
         coalesce(country, 'unknown') as attribute_value
     from profiles
 ),
@@ -66,11 +95,11 @@ population_size as (
 
 population_cells as (
     select
-        attribute,
+        attribute_name,
         attribute_value,
         count(*) as population_in_cell
     from attributes
-    group by attribute, attribute_value
+    group by attribute_name, attribute_value
 ),
 
 group_sizes as (
@@ -86,7 +115,7 @@ group_cells as (
     select
         group_members.group_type,
         group_members.group_name,
-        attributes.attribute,
+        attributes.attribute_name,
         attributes.attribute_value,
         count(*) as members_in_cell
     from group_members
@@ -95,7 +124,7 @@ group_cells as (
     group by
         group_members.group_type,
         group_members.group_name,
-        attributes.attribute,
+        attributes.attribute_name,
         attributes.attribute_value
 ),
 
@@ -103,7 +132,7 @@ cells as (
     select
         group_names.group_type,
         group_names.group_name,
-        population_cells.attribute,
+        population_cells.attribute_name,
         population_cells.attribute_value,
         population_cells.population_in_cell,
         population_size.population_size,
@@ -114,12 +143,12 @@ cells as (
     cross join population_size
     left join group_sizes
         on group_names.group_type = group_sizes.group_type
-        and group_names.group_name = group_sizes.group_name
+            and group_names.group_name = group_sizes.group_name
     left join group_cells
         on group_names.group_type = group_cells.group_type
-        and group_names.group_name = group_cells.group_name
-        and population_cells.attribute = group_cells.attribute
-        and population_cells.attribute_value = group_cells.attribute_value
+            and group_names.group_name = group_cells.group_name
+            and population_cells.attribute_name = group_cells.attribute_name
+            and population_cells.attribute_value = group_cells.attribute_value
 ),
 
 measured as (
@@ -140,7 +169,7 @@ rated as (
         *,
         share_in_group / share_in_population as representation_ratio,
         max(case when not is_suppressed and attribute_value != 'unknown' then selection_rate end) over (
-            partition by group_type, group_name, attribute
+            partition by group_type, group_name, attribute_name
         ) as highest_selection_rate
     from measured
 ),
@@ -149,7 +178,7 @@ final as (
     select
         group_type,
         group_name,
-        attribute,
+        attribute_name,
         attribute_value,
         case when not is_suppressed then members_in_cell end as members_in_cell,
         group_size,

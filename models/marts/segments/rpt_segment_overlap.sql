@@ -33,7 +33,7 @@ shared as (
     from members as members_a
     inner join members as members_b
         on members_a.canonical_user_id = members_b.canonical_user_id
-        and members_a.segment_name < members_b.segment_name
+            and members_a.segment_name < members_b.segment_name
     group by members_a.segment_name, members_b.segment_name
 ),
 
@@ -48,12 +48,12 @@ final as (
         case
             when pairs.size_a + pairs.size_b - coalesce(shared.shared_members, 0) > 0
                 then cast(coalesce(shared.shared_members, 0) as double)
-                / (pairs.size_a + pairs.size_b - coalesce(shared.shared_members, 0))
+                    / (pairs.size_a + pairs.size_b - coalesce(shared.shared_members, 0))
         end as jaccard
     from pairs
     left join shared
         on pairs.segment_a = shared.segment_a
-        and pairs.segment_b = shared.segment_b
+            and pairs.segment_b = shared.segment_b
 )
 
 select * from final

@@ -1,0 +1,532 @@
+"""Segments as code on built warehouses: the shipped segments against an independent Python
+evaluation of the generated events, membership history across builds, activation and export."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import make_warehouse, query
+
+from personalization import cli
+from personalization.dbt_runner import Warehouse, run_dbt
+from personalization.tracking_plan import load_tracking_plan
+
+# ---------------------------------------------------------------------------------------------
+# An independent evaluation of the shipped segments, straight from the landing files.
+# It applies the documented contract itself (docs/generator.md, tracking plan): parse each line,
+# drop what staging quarantines (bad JSON, missing ids, bad or future timestamps, unknown events,
+# missing / mistyped / negative properties), keep one line per messageId, stitch by the
+# documented rule, then evaluate each rule as written in docs/segments.md.
+# ---------------------------------------------------------------------------------------------
+
+TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+NON_TRACK = {"identify", "page", "screen", "alias", "group"}
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=None) - (parsed.utcoffset() or timedelta(0))
+
+
+@dataclass(frozen=True)
+class Event:
+    user: str
+    name: str | None
+    at: datetime
+    properties: dict[str, Any]
+
+
+def violates_plan(rules: Any, props: dict[str, Any]) -> bool:
+    """A required property absent or null, a value of the wrong JSON type, or below its min."""
+    for rule in rules:
+        value = props.get(rule.name)
+        if value is None:
+            if rule.required:
+                return True
+            continue
+        if not TYPES[rule.type](value):
+            return True
+        if rule.min is not None and value < rule.min:
+            return True
+    return False
+
+
+def valid_lines(landing: Path) -> Iterator[dict[str, Any]]:
+    plan = load_tracking_plan()
+    seen: set[str] = set()
+    for path in sorted(landing.glob("dt=*/*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                message_id = doc.get("messageId")
+                if not message_id or not (doc.get("userId") or doc.get("anonymousId")):
+                    continue
+                kind = doc.get("type")
+                at, received = parse_time(doc.get("timestamp")), parse_time(doc.get("receivedAt"))
+                if kind not in NON_TRACK | {"track"} or at is None or received is None:
+                    continue
+                if at > received + timedelta(minutes=60):
+                    continue
+                if kind == "track":
+                    rules = plan.events.get(doc.get("event"))
+                    if rules is None:
+                        continue
+                    if violates_plan(rules, doc.get("properties") or {}):
+                        continue
+                if message_id in seen:
+                    continue
+                seen.add(message_id)
+                doc["_at"] = at
+                yield doc
+
+
+def stitched_events(landing: Path) -> list[Event]:
+    lines = list(valid_lines(landing))
+    users_of: dict[str, set[str]] = defaultdict(set)
+    for doc in lines:
+        anonymous = doc.get("previousId") if doc["type"] == "alias" else None
+        anonymous = anonymous or doc.get("anonymousId")
+        if doc.get("userId") and anonymous and anonymous != doc["userId"]:
+            users_of[anonymous].add(doc["userId"])
+    events = []
+    for doc in lines:
+        anonymous = doc.get("anonymousId")
+        linked = users_of.get(anonymous, set())
+        user = doc.get("userId") or (next(iter(linked)) if len(linked) == 1 else anonymous)
+        name = doc.get("event") if doc["type"] == "track" else None
+        events.append(Event(user, name, doc["_at"], doc.get("properties") or {}))
+    return events
+
+
+def expected_memberships(landing: Path, as_of: datetime) -> set[tuple[str, str, str]]:
+    events = [event for event in stitched_events(landing) if event.at <= as_of]
+    by_user: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_user[event.user].append(event)
+
+    def within(at: datetime, duration: timedelta) -> bool:
+        return as_of - duration < at <= as_of
+
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    rows: set[tuple[str, str, str]] = set()
+    for user, own in by_user.items():
+        own.sort(key=lambda event: event.at)
+
+        def named(name: str, own: list[Event] = own) -> list[datetime]:
+            return [event.at for event in own if event.name == name]
+
+        views, adds, orders = (
+            named("Product Viewed"),
+            named("Product Added"),
+            named("Order Completed"),
+        )
+        revenue = sum(
+            float(event.properties["revenue"]) for event in own if event.name == "Order Completed"
+        )
+        member: dict[str, bool] = {}
+        member["viewed_top_product_24h"] = any(
+            event.name == "Product Viewed"
+            and event.properties.get("product_id") == "P00133"
+            and within(event.at, day)
+            for event in own
+        )
+        member["cart_abandoners"] = any(within(a, 7 * day) for a in adds) and not any(
+            within(o, 7 * day) for o in orders
+        )
+        unfollowed = [
+            a for a in adds if within(a, day) and not any(a < o <= a + hour for o in orders)
+        ]
+        if any(a + hour <= as_of for a in unfollowed):
+            rows.add(("cart_abandoned_last_24h", user, "member"))
+        elif unfollowed:
+            rows.add(("cart_abandoned_last_24h", user, "pending"))
+        member["high_value_customers"] = revenue >= 1000
+        member["lapsed_buyers"] = bool(orders) and not any(within(o, 5 * day) for o in orders)
+        member["high_value_lapsed"] = member["high_value_customers"] and member["lapsed_buyers"]
+        features = [e for e in own if e.name == "Feature Used" and within(e.at, 30 * day)]
+        member["feature_power_users"] = len(features) >= 20
+        member["new_visitors"] = within(own[0].at, 7 * day)
+        member["browse_to_checkout_funnel"] = funnel_completed(
+            [
+                [t for t in views if within(t, 7 * day)],
+                [t for t in adds if within(t, 7 * day)],
+                [t for t in named("Checkout Started") if within(t, 7 * day)],
+            ],
+            timedelta(minutes=30),
+        )
+        rows |= {(name, user, "member") for name, is_member in member.items() if is_member}
+    return rows
+
+
+def funnel_completed(steps: list[list[datetime]], max_gap: timedelta) -> bool:
+    """Some chain t1 < t2 < t3 with each gap <= max_gap (brute force over reachable times)."""
+    reachable = steps[0]
+    for times in steps[1:]:
+        reachable = [t for t in times if any(r < t <= r + max_gap for r in reachable)]
+    return bool(reachable)
+
+
+def test_shipped_segments_match_independent_python(generated_warehouse: Warehouse) -> None:
+    as_of = parse_time(generated_warehouse.as_of)
+    assert as_of is not None
+    expected = expected_memberships(generated_warehouse.landing_path, as_of)
+    actual = set(
+        query(
+            generated_warehouse,
+            "select segment_name, canonical_user_id, status from marts.fct_segment_membership",
+        )
+    )
+    shipped = {
+        row[0] for row in query(generated_warehouse, "select segment_name from marts.dim_segments")
+    }
+    assert shipped == {row[0] for row in expected} | {"cart_abandoned_last_24h"}
+    for name in sorted(shipped):
+        mine = {row for row in actual if row[0] == name}
+        theirs = {row for row in expected if row[0] == name}
+        assert mine == theirs, (name, sorted(mine - theirs)[:5], sorted(theirs - mine)[:5])
+    # every shipped segment is exercised: none is empty on this data
+    sizes = dict(query(generated_warehouse, "select segment_name, size from marts.dim_segments"))
+    assert all(size > 0 for size in sizes.values()), sizes
+
+
+def test_activation_holds_consenting_members_only(generated_warehouse: Warehouse) -> None:
+    """audience_memberships = members whose final personalization consent (ground truth) is
+    granted; people carries no raw PII; audiences count them."""
+    truth = generated_warehouse.landing_path / "ground_truth" / "users.csv"
+    consenting = {
+        row[0]
+        for row in duckdb.sql(
+            f"select canonical_id from read_csv('{truth}', all_varchar = true) "
+            "where lower(consent_personalization) = 'true'"
+        ).fetchall()
+    }
+    members = set(
+        query(
+            generated_warehouse,
+            "select segment_name, canonical_user_id from marts.fct_segment_membership "
+            "where status = 'member'",
+        )
+    )
+    activated = set(
+        query(generated_warehouse, "select audience_id, person_id from marts.audience_memberships")
+    )
+    assert activated == {(name, user) for name, user in members if user in consenting}
+    assert 0 < len(activated) < len(members)
+    sizes = dict(query(generated_warehouse, "select id, size from marts.audiences"))
+    for name, size in sizes.items():
+        assert size == sum(1 for audience, _ in activated if audience == name)
+    columns = [row[0] for row in query(generated_warehouse, "describe marts.people")]
+    assert "email" not in columns and "email_hash" in columns
+    leaked = query(
+        generated_warehouse,
+        "select count(*) from marts.people where contains(coalesce(email_hash, ''), '@')",
+    )
+    assert leaked == [(0,)]
+    assert {row[0] for row in query(generated_warehouse, "select id from marts.people")} == {
+        user for _, user in activated
+    }
+
+
+def test_overlap_counts_and_jaccard(generated_warehouse: Warehouse) -> None:
+    members: dict[str, set[str]] = defaultdict(set)
+    for name, user in query(
+        generated_warehouse,
+        "select segment_name, canonical_user_id from marts.fct_segment_membership "
+        "where status = 'member'",
+    ):
+        members[name].add(user)
+    names = [
+        row[0] for row in query(generated_warehouse, "select segment_name from marts.dim_segments")
+    ]
+    rows = query(
+        generated_warehouse,
+        "select segment_a, segment_b, shared_members, union_members, jaccard "
+        "from marts.rpt_segment_overlap",
+    )
+    assert len(rows) == len(names) * (len(names) - 1) // 2
+    for a, b, shared, union, jaccard in rows:
+        assert a < b
+        assert shared == len(members[a] & members[b])
+        assert union == len(members[a] | members[b])
+        assert jaccard == pytest.approx(shared / union)
+    # a segment built from another is contained in it
+    by_pair = {(a, b): (shared, union) for a, b, shared, union, _ in rows}
+    shared, _ = by_pair[("high_value_lapsed", "lapsed_buyers")]
+    assert shared == len(members["high_value_lapsed"]) > 0
+
+
+def test_dim_segments_catalogue(generated_warehouse: Warehouse) -> None:
+    rows = query(
+        generated_warehouse,
+        "select segment_name, definition, version_hash, size, pending_users, computed_at "
+        "from marts.dim_segments",
+    )
+    counts = dict(
+        query(
+            generated_warehouse,
+            "select segment_name || ':' || status, count(*) from marts.fct_segment_membership "
+            "group by all",
+        )
+    )
+    for name, definition, version_hash, size, pending, computed_at in rows:
+        assert json.loads(definition)  # the rule as JSON
+        assert len(version_hash) == 32
+        assert size == counts.get(f"{name}:member", 0)
+        assert pending == counts.get(f"{name}:pending", 0)
+        assert computed_at == datetime(2026, 1, 11)
+    assert len({row[2] for row in rows}) == len(rows)
+
+
+def test_export_command_writes_activation_files(
+    generated_warehouse: Warehouse, tmp_path: Path
+) -> None:
+    counts = dict(
+        (table, query(generated_warehouse, f"select count(*) from marts.{table}")[0][0])
+        for table in ("audiences", "people", "audience_memberships")
+    )
+    for file_format in ("csv", "parquet"):
+        out = tmp_path / file_format
+        args = ["segments", "export", f"--db={generated_warehouse.db_path}", f"--out={out}"]
+        assert cli.main([*args, f"--format={file_format}"]) == 0
+        for table, count in counts.items():
+            path = out / f"{table}.{file_format}"
+            reader = "read_csv" if file_format == "csv" else "read_parquet"
+            assert duckdb.sql(f"select count(*) from {reader}('{path}')").fetchone() == (count,)
+        assert not list(out.glob(".*partial"))
+    missing = tmp_path / "nowhere.duckdb"
+    assert cli.main(["segments", "export", f"--db={missing}", f"--out={tmp_path}"]) == 2
+
+
+def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: Path) -> None:
+    """The golden-user unit tests pass; the bias test warns by default and fails on request."""
+    shutil.copy(generated_warehouse.db_path, tmp_path / "warehouse.duckdb")
+    warehouse = make_warehouse(
+        tmp_path, generated_warehouse.landing_path, generated_warehouse.as_of
+    )
+    run_dbt(
+        [
+            "test",
+            "--select",
+            "test_type:unit,int_segment_membership",
+            "test_type:unit,rpt_segment_composition_audit",
+            "test_name:segment_bias_flags",
+        ],
+        warehouse,
+    )
+    results = run_results(tmp_path)
+    unit = {key: status for key, (status, _) in results.items() if key.startswith("unit_test.")}
+    assert len(unit) == 8 and set(unit.values()) == {"pass"}, unit
+    (bias,) = [value for key, value in results.items() if "segment_bias_flags" in key]
+    assert bias[0] == "warn" and bias[1] > 0  # the generated data has skewed cells
+    failed = run_dbt(
+        ["test", "--select", "test_name:segment_bias_flags"],
+        warehouse,
+        dbt_vars={"segment_bias_severity": "error"},
+        check=False,
+    )
+    assert failed.returncode == 1
+    (bias,) = [value for key, value in run_results(tmp_path).items() if "segment_bias_flags" in key]
+    assert bias[0] == "fail"
+
+
+def run_results(root: Path) -> dict[str, tuple[str, int]]:
+    document = json.loads((root / "target" / "run_results.json").read_text())
+    return {
+        result["unique_id"]: (result["status"], result.get("failures") or 0)
+        for result in document["results"]
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# History: three successive builds with new landing files and a moving as_of.
+# ---------------------------------------------------------------------------------------------
+
+HISTORY_SEGMENTS = [
+    {
+        "name": "viewer_24h",
+        "description": "viewed a product in the last 24 hours",
+        "owner": "tests",
+        "min_size": 3,
+        "rule": {"event": {"name": "Product Viewed", "within": "24h"}},
+    },
+    {
+        "name": "buyer",
+        "description": "ordered once",
+        "owner": "tests",
+        "min_size": 1,
+        "requires_consent": "advertising",  # the test users granted personalization only
+        "rule": {"event": {"name": "Order Completed"}},
+    },
+]
+T1, T2, T3 = datetime(2026, 1, 2), datetime(2026, 1, 3), datetime(2026, 1, 4)
+
+
+def track(message_id: str, user: str, event: str, at: str, properties: dict[str, Any]) -> str:
+    received = (parse_time(at) or T1) + timedelta(seconds=1)
+    return json.dumps(
+        {
+            "messageId": message_id,
+            "type": "track",
+            "event": event,
+            "userId": user,
+            "anonymousId": f"anon-{user}",
+            "timestamp": at,
+            "sentAt": at,
+            "receivedAt": received.isoformat() + "Z",
+            "properties": properties,
+            "context": {"consent": {"categoryPreferences": {"personalization": True}}},
+        }
+    )
+
+
+def view(message_id: str, user: str, at: str) -> str:
+    return track(
+        message_id, user, "Product Viewed", at, {"product_id": "P1", "category": "toys", "price": 5}
+    )
+
+
+def order(message_id: str, user: str, at: str) -> str:
+    properties = {"order_id": message_id, "revenue": 5, "products": [{"product_id": "P1"}]}
+    return track(message_id, user, "Order Completed", at, properties)
+
+
+DAYS = {
+    "dt=2026-01-01": [
+        view("h1", "u1", "2026-01-01T10:00:00.000Z"),
+        view("h2", "u2", "2026-01-01T12:00:00.000Z"),
+    ],
+    "dt=2026-01-02": [
+        view("h3", "u2", "2026-01-02T09:00:00.000Z"),
+        view("h4", "u3", "2026-01-02T10:00:00.000Z"),
+        order("h5", "u1", "2026-01-02T11:00:00.000Z"),
+    ],
+    "dt=2026-01-03": [view("h6", "u1", "2026-01-03T08:00:00.000Z")],
+}
+
+
+def land(landing: Path, day: str) -> None:
+    folder = landing / day
+    folder.mkdir(parents=True)
+    (folder / "part-0000.jsonl").write_text("\n".join(DAYS[day]) + "\n")
+
+
+def build_segments(root: Path, landing: Path, as_of: datetime, command: str = "run") -> None:
+    """dbt run (or build: with the data tests) of the segment marts and their parents."""
+    warehouse = make_warehouse(root, landing, as_of.isoformat() + "Z")
+    run_dbt(
+        [
+            command,
+            "--select",
+            "+fct_segment_events",
+            "+dim_segments",
+            "+audience_memberships",
+            *(["--exclude-resource-type", "unit_test"] if command == "build" else []),
+        ],
+        warehouse,
+        dbt_vars={"segment_definitions": HISTORY_SEGMENTS, "segment_clusters_enabled": False},
+    )
+
+
+def history_rows(root: Path) -> tuple[set[tuple], set[tuple]]:
+    warehouse = make_warehouse(root, root / "landing")
+    spells = query(
+        warehouse,
+        "select segment_name, canonical_user_id, valid_from, valid_to "
+        "from marts.fct_segment_membership_history",
+    )
+    events = query(
+        warehouse,
+        "select segment_name, canonical_user_id, event_type, event_at "
+        "from marts.fct_segment_events",
+    )
+    assert len(spells) == len(set(spells))
+    return set(spells), set(events)
+
+
+def test_history_across_three_builds(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    land(landing, "dt=2026-01-01")
+    build_segments(tmp_path, landing, T1, command="build")  # build: the seeds too
+    spells, events = history_rows(tmp_path)
+    assert spells == {("viewer_24h", "u1", T1, None), ("viewer_24h", "u2", T1, None)}
+    assert events == {("viewer_24h", "u1", "entered", T1), ("viewer_24h", "u2", "entered", T1)}
+
+    # day 2: u1 stops viewing (exits) and buys; u2 views again (stays); u3 arrives
+    land(landing, "dt=2026-01-02")
+    build_segments(tmp_path, landing, T2)
+    after_second = history_rows(tmp_path)
+    spells, events = after_second
+    assert spells == {
+        ("viewer_24h", "u1", T1, T2),
+        ("viewer_24h", "u2", T1, None),
+        ("viewer_24h", "u3", T2, None),
+        ("buyer", "u1", T2, None),
+    }
+    assert events == {
+        ("viewer_24h", "u1", "entered", T1),
+        ("viewer_24h", "u2", "entered", T1),
+        ("viewer_24h", "u1", "exited", T2),
+        ("viewer_24h", "u3", "entered", T2),
+        ("buyer", "u1", "entered", T2),
+    }
+
+    # a re-run with the same as_of and no new data adds nothing
+    build_segments(tmp_path, landing, T2)
+    assert history_rows(tmp_path) == after_second
+
+    # day 3: u1 comes back (a second spell), u2 and u3 leave; the buyer stays a buyer
+    land(landing, "dt=2026-01-03")
+    build_segments(tmp_path, landing, T3, command="build")
+    spells, events = history_rows(tmp_path)
+    assert spells == {
+        ("viewer_24h", "u1", T1, T2),
+        ("viewer_24h", "u2", T1, T3),
+        ("viewer_24h", "u3", T2, T3),
+        ("viewer_24h", "u1", T3, None),
+        ("buyer", "u1", T2, None),
+    }
+    assert events == after_second[1] | {
+        ("viewer_24h", "u2", "exited", T3),
+        ("viewer_24h", "u3", "exited", T3),
+        ("viewer_24h", "u1", "entered", T3),
+    }
+    # the over-segmentation guard warns: viewer_24h has 1 member, min_size 3; buyer is fine
+    (guard,) = [value for key, value in run_results(tmp_path).items() if "segment_min_size" in key]
+    assert guard == ("warn", 1)
+    warehouse = make_warehouse(tmp_path, landing)
+    current = query(
+        warehouse,
+        "select segment_name, canonical_user_id, status, is_activatable, computed_at "
+        "from marts.fct_segment_membership",
+    )
+    assert set(current) == {
+        ("viewer_24h", "u1", "member", True, T3),
+        ("buyer", "u1", "member", False, T3),  # no advertising consent: not activatable
+    }
+    activated = query(warehouse, "select audience_id, person_id from marts.audience_memberships")
+    assert activated == [("viewer_24h", "u1")]
