@@ -16,12 +16,14 @@ from pathlib import Path
 import duckdb
 
 from personalization import cli
+from personalization.clustering import write_cluster_pictures
 from personalization.dbt_runner import Warehouse, run_dbt
 from personalization.publish import publish
 from personalization.tracking_plan import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 DATA_DIR = PROJECT_ROOT / "data"
+REPORTS_DIR = PROJECT_ROOT / "reports"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,12 +85,38 @@ def summarise(db_path: Path, manifest: dict, published: Path) -> str:
             "from marts.dim_user_profiles"
         ).fetchone()
         shared = scalar("select count(*) from marts.rpt_identity_audit")
+        lifecycle = con.sql(
+            "select lifecycle_stage, count(*) from marts.dim_user_profiles group by all order by 1"
+        ).fetchall()
+        imputation = dict(
+            con.sql(
+                "select metric_name, metric_value from marts.rpt_data_quality "
+                "where metric_group = 'imputation' and dimension = 'age'"
+            ).fetchall()
+        )
+        refresh = scalar("select count(*) from marts.users_needing_refresh")
+        anomalies = scalar("select count(*) from marts.rpt_event_volume_daily where is_anomaly")
+        segments = con.sql(
+            "select segment_name, size, pending_users, min_size from marts.dim_segments order by 1"
+        ).fetchall()
+        flagged = scalar(
+            "select count(distinct group_name) from marts.rpt_segment_composition_audit "
+            "where is_four_fifths_flag"
+        )
+        activatable = scalar("select count(*) from marts.audience_memberships")
+        clusters = con.sql(
+            "select q.method, q.k, q.silhouette, q.davies_bouldin, q.stability_ari, "
+            "string_agg(c.cluster_name || ' (' || c.size || ')', '; ' order by c.size desc) "
+            "from marts.rpt_cluster_quality as q join marts.dim_clusters as c using (method) "
+            "where c.cluster_id >= 0 group by all order by 1"
+        ).fetchall()
     injected = manifest.get("defects", {})
     observed = {**by_reason, **traits}
     matching = sum(1 for reason, count in injected.items() if observed.get(reason, 0) == count)
     lines = [
         "",
         "== personalization demo ==",
+        f"reference time    {manifest.get('as_of')} (as_of: the end of the sample data)",
         f"landing lines     {raw:>10,}  (generator wrote {manifest.get('lines_total', 0):,})",
         f"staged events     {staged:>10,}",
         f"quarantined       {quarantined:>10,}  "
@@ -105,7 +133,29 @@ def summarise(db_path: Path, manifest: dict, published: Path) -> str:
         f"{profiles[2]:,} with personalisation consent)",
         f"orders / revenue  {profiles[3]:>10,}  / {profiles[4]:,.2f}",
         f"shared devices    {shared:>10,}  (not merged; see marts.rpt_identity_audit)",
-        "segments, clusters: not built yet (see the open issues)",
+        "lifecycle         " + ", ".join(f"{stage} {count:,}" for stage, count in lifecycle),
+        f"age imputation    kNN error {imputation.get('knn_mae_years', 0):.1f} years vs global "
+        f"median {imputation.get('global_median_mae_years', 0):.1f} (out-of-fold, "
+        f"{imputation.get('users_with_known_age', 0):,.0f} known ages)",
+        "",
+        f"segments ({len(segments)}; {activatable:,} activatable memberships, "
+        f"{flagged} with a four-fifths bias flag - see marts.rpt_segment_composition_audit)",
+        *(
+            f"  {name:<28} {size:>7,} members"
+            + (f", {pending:,} pending" if pending else "")
+            + (" (below its minimum size)" if min_size and size < min_size else "")
+            for name, size, pending, min_size in segments
+        ),
+        "",
+        "clusters",
+        *(
+            f"  {method:<12} k={k}, silhouette {sil or 0:.2f}, Davies-Bouldin {db or 0:.2f}, "
+            f"stability ARI {ari or 0:.2f}: {names}"
+            for method, k, sil, db, ari, names in clusters
+        ),
+        "",
+        f"quality           {refresh:,} users to prompt for a profile refresh, "
+        f"{anomalies} anomalous volume days (marts.rpt_data_quality)",
         "",
         f"warehouse (build database): {db_path}",
         f"published for BI (read-only, PII-free): {published}/published.duckdb and Parquet files",
@@ -122,12 +172,17 @@ def run(args: argparse.Namespace) -> int:
     landing = data_dir / "landing"
     manifest = _generate(args, landing)
     generated = time.perf_counter()
-    warehouse = Warehouse(db_path=data_dir / "warehouse.duckdb", landing_path=landing)
+    # the sample data is historical: windows ("last 24 hours") are relative to its end, not to now
+    warehouse = Warehouse(
+        db_path=data_dir / "warehouse.duckdb", landing_path=landing, as_of=manifest["as_of"]
+    )
     log.info("building with dbt (seed, run, test) into %s", warehouse.db_path)
     run_dbt(["build"], warehouse)
     built = time.perf_counter()
     version = publish(warehouse.db_path, data_dir / "published")
     log.info("published marts for BI readers: %s", version)
+    pictures = write_cluster_pictures(warehouse.db_path, REPORTS_DIR)
+    log.info("cluster pictures: %s", ", ".join(str(p) for p in pictures))
     sys.stdout.write(
         summarise(warehouse.db_path, manifest, data_dir / "published" / "current") + "\n"
     )

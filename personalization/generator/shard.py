@@ -60,7 +60,7 @@ class _State:
 
 def init_worker(cfg: GeneratorConfig) -> None:
     _State.cfg = cfg
-    _State.behaviour = Behaviour(build_catalogue(cfg.seed))
+    _State.behaviour = Behaviour(build_catalogue())
     _State.plan = load_tracking_plan()
     _State.cities = load_cities()
     _State.countries = load_countries()

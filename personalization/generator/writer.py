@@ -103,7 +103,7 @@ def generate(cfg: GeneratorConfig) -> dict:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(GT_COLUMNS)
         writer.writerows(rows)
-    write_catalogue_csv(build_catalogue(cfg.seed), gt / "catalogue.csv")
+    write_catalogue_csv(build_catalogue(), gt / "catalogue.csv")
     manifest = {
         "seed": cfg.seed,
         "start": cfg.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
