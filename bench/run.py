@@ -77,6 +77,30 @@ def bench_generator(args: argparse.Namespace) -> list[Row]:
     return [Row("generator", lines, seconds, peak)]
 
 
+@register("clustering")
+def bench_clustering(args: argparse.Namespace) -> list[Row]:
+    """Clustering fit + assignment for --events users (default 1M): bench/bench_clustering.py."""
+    from bench_clustering import run_benchmark
+
+    return [Row(*r) for r in run_benchmark(args.events or 1_000_000, run_child)]
+
+
+@register("segments")
+def bench_segments(args: argparse.Namespace) -> list[Row]:
+    """Shipped segments evaluated on --events events (default 10M): bench/bench_segments.py."""
+    from bench_segments import run_benchmark
+
+    return [Row(*r) for r in run_benchmark(args.events or 10_000_000, run_child)]
+
+
+@register("microbatch")
+def bench_microbatch(args: argparse.Namespace) -> list[Row]:
+    """Landing file -> segment membership latency on a --events history (default 1M)."""
+    from bench_microbatch import run_benchmark
+
+    return [Row(*r) for r in run_benchmark(args.events or 1_000_000, run_child)]
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'benchmark':<20} {'events':>12} {'seconds':>9} {'events/s':>12} {'peak MB':>9}"
     print(header)

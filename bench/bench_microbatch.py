@@ -1,0 +1,190 @@
+"""Micro-batch latency: from a landing file arriving to its events showing in a mart.
+
+    python bench/bench_microbatch.py --events 1000000 --batches 5 \
+        [--target marts.fct_segment_membership]
+
+1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
+2. for each batch: write one small file (a new user who views the top product: segment
+   viewed_top_product_24h), let the landing sensor notice it (ticks every
+   MICROBATCH_INTERVAL_SECONDS; the file lands at a random moment between two ticks), run the
+   micro-batch job in process (dbt build of raw load -> staging -> profiles -> segments), and poll
+   the target model until the new user is there. Latency = landing -> visible in the target.
+Prints one JSON object (also written to --out) with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestration import sensors  # noqa: E402
+from orchestration.definitions import defs  # noqa: E402
+from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E402
+from personalization import cli  # noqa: E402
+from personalization.dbt_runner import Warehouse, run_dbt  # noqa: E402
+
+log = logging.getLogger("bench_microbatch")
+
+
+def new_user_lines(user: str, as_of: datetime) -> list[str]:
+    """A new user who views the top product and adds one to the cart 30 min before as_of."""
+    at = (as_of - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    base = {"userId": user, "anonymousId": f"anon-{user}", "timestamp": at, "sentAt": at,
+            "receivedAt": at, "context": {"consent": {"categoryPreferences": {
+                "personalization": True, "advertising": True, "analytics": True}}}}  # fmt: skip
+    events = [
+        {"type": "identify", "traits": {"country": "DE", "age": 30}},
+        {"type": "page", "name": "Home", "properties": {"path": "/"}},
+        {"type": "track", "event": "Product Viewed",  # segment viewed_top_product_24h
+         "properties": {"product_id": "P00133", "category": "furniture", "price": 120.0}},
+        {"type": "track", "event": "Product Added",
+         "properties": {"product_id": "P00001", "category": "books", "price": 10.0, "quantity": 1}},
+    ]  # fmt: skip
+    return [
+        json.dumps({**base, **event, "messageId": f"{user}-{i}"}) for i, event in enumerate(events)
+    ]
+
+
+def visible(db: Path, table: str, user: str) -> bool:
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            found = con.execute(
+                f"select count(*) from {table} where canonical_user_id = ?", [user]
+            ).fetchone()
+        return bool(found and found[0])
+    except duckdb.Error:  # the build holds the file: try again
+        return False
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
+    landing = work / "landing"
+    t0 = time.perf_counter()
+    users = max(1, args.events // 100)
+    code = cli.main(["generate", "--quiet", f"--out={landing}", f"--events={args.events}",
+                     f"--users={users}", "--days=30", "--seed=11"])  # fmt: skip
+    assert code == 0
+    generate_s = time.perf_counter() - t0
+    as_of_text = json.loads((landing / "manifest.json").read_text())["as_of"]
+    as_of = datetime.fromisoformat(as_of_text.replace("Z", "+00:00"))
+    warehouse = Warehouse(work / "warehouse.duckdb", landing, work / "target", as_of_text)
+    t0 = time.perf_counter()
+    run_dbt(["build"], warehouse, check=False)  # a failing model elsewhere must not stop the bench
+    full_build_s = time.perf_counter() - t0
+
+    resource = WarehouseResource(
+        db_path=str(warehouse.db_path), landing_path=str(landing), as_of=as_of_text,
+        publish_root=str(work / "published"), target_root=str(work / "dbt_runs"),
+    )  # fmt: skip
+    resources = {"dbt": dbt_resource(), "warehouse": resource}
+    job = defs.resolve_job_def("microbatch_job")
+    instance = dg.DagsterInstance.ephemeral()
+    import os
+
+    os.environ["PERSONALIZATION_LANDING"] = str(landing)
+    # the sensor's first tick sees the whole history: that is the initial load, already built
+    cursor = sensors.landing_microbatch_sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance)
+    ).cursor
+
+    t0 = time.perf_counter()
+    job.execute_in_process(instance=instance, resources=resources, raise_on_error=False)
+    noop_run_s = time.perf_counter() - t0
+
+    rng = random.Random(7)
+    interval = sensors.MICROBATCH_INTERVAL_SECONDS
+    batches = []
+    for i in range(args.batches):
+        user = f"bench-user-{i}"
+        path = landing / "dt=bench" / f"part-{i:04d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        landed = time.perf_counter()
+        path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
+        time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
+        result = sensors.landing_microbatch_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=cursor)
+        )
+        assert len(result.run_requests) == 1, result.skip_message
+        cursor = result.cursor
+        detected = time.perf_counter()
+        outcome = job.execute_in_process(
+            instance=instance, resources=resources, raise_on_error=False,
+            tags=result.run_requests[0].tags,
+        )  # fmt: skip
+        finished = time.perf_counter()
+        while not visible(warehouse.db_path, args.target, user):
+            if time.perf_counter() - finished > 60:
+                raise RuntimeError(f"{user} never reached {args.target}")
+            time.sleep(0.2)
+        seen = time.perf_counter()
+        batches.append({"batch": i, "success": outcome.success,
+                        "detect_s": round(detected - landed, 2),
+                        "run_s": round(finished - detected, 2),
+                        "latency_s": round(seen - landed, 2)})  # fmt: skip
+        log.info("batch %s", batches[-1])
+    latencies = [b["latency_s"] for b in batches]
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "events": args.events, "target": args.target, "batches": batches,
+        "generate_s": round(generate_s, 1), "full_build_s": round(full_build_s, 1),
+        "noop_microbatch_s": round(noop_run_s, 2), "sensor_interval_s": interval,
+        "median_latency_s": round(statistics.median(latencies), 2),
+        "max_latency_s": round(max(latencies), 2),
+    }  # fmt: skip
+
+
+def run_benchmark(
+    events: int, timer: Callable[[list[str]], tuple[float, float]], batches: int = 5
+) -> list[tuple[str, int, float, float]]:
+    """For bench/run.py: the whole benchmark in a child process; rows of median and max latency."""
+    with tempfile.TemporaryDirectory(prefix="bench-microbatch-out-") as tmp:
+        out = Path(tmp) / "figures.json"
+        _, peak = timer([sys.executable, __file__, f"--events={events}",
+                         f"--batches={batches}", f"--out={out}"])  # fmt: skip
+        figures = json.loads(out.read_text())
+    per_batch = len(new_user_lines("x", datetime(2026, 1, 1)))
+    return [
+        ("microbatch (median)", per_batch, float(figures["median_latency_s"]), peak),
+        ("microbatch (max)", per_batch, float(figures["max_latency_s"]), peak),
+        ("microbatch (no-op)", 0, float(figures["noop_microbatch_s"]), peak),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--target", default="marts.fct_segment_membership",
+                        help="table whose canonical_user_id must show the new user")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (in /tmp)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    figures = run(args)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

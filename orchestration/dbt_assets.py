@@ -1,0 +1,194 @@
+"""dbt models as Dagster assets, dbt tests as asset checks, with a translator for this project.
+
+Groups follow the dbt layer (landing, staging, intermediate, marts, python_models, reference);
+descriptions come from the dbt docs; owners are the analytics-engineering team, except the
+data-science Python models (imputation, clustering). Marts carry freshness policies. Tests with
+severity `error` are blocking checks: a failure stops every model downstream of it (dbt skips
+them) and every Dagster step after the dbt step.
+"""
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+from orchestration.resources import DBT_PROJECT, DUCKDB_POOL, WarehouseResource
+
+log = logging.getLogger(__name__)
+
+LANDING_KEY = dg.AssetKey(["landing", "events"])  # the dbt source landing.events
+RAW_LOAD_MODEL = "raw_landing_events"
+ANALYTICS = "team:analytics-engineering"
+DATA_SCIENCE = "team:data-science"
+
+# Marts refreshed by micro-batches and the hourly schedule, and marts refreshed by the daily build.
+FRESHNESS_INCREMENTAL = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=3), warn_window=timedelta(minutes=90)
+)
+FRESHNESS_DAILY = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)
+)
+
+# Transient failures only: a DuckDB file lock held by another process, an interrupted connection.
+# A failing dbt test is never retried (it would fail the same way).
+DBT_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL)
+TRANSIENT_ERROR = re.compile(
+    r"could not set lock|conflicting lock|resource temporarily unavailable|"
+    r"connection (?:reset|refused|aborted)|timed out",
+    re.IGNORECASE,
+)
+
+
+def layer(props: Mapping[str, Any]) -> str:
+    """The project layer of a dbt node, from its path (models/<layer>/...) or resource type."""
+    if props["resource_type"] == "seed":
+        return "reference"
+    if props["resource_type"] == "source":
+        return "landing"
+    path = str(props.get("original_file_path") or "")
+    if props.get("name") == RAW_LOAD_MODEL:
+        return "landing"
+    if path.startswith("python_models/"):
+        return "python_models"
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "models":
+        return parts[1]
+    fqn = props.get("fqn") or []
+    return fqn[1] if len(fqn) > 2 else "default"
+
+
+def is_python_model(props: Mapping[str, Any]) -> bool:
+    """dbt Python models other than the raw load (imputation, clustering: data science)."""
+    return layer(props) == "python_models"
+
+
+def is_daily_only(props: Mapping[str, Any]) -> bool:
+    """Models refitted by the daily build only: tagged `daily`, or a clustering Python model."""
+    tags = props.get("tags") or props.get("config", {}).get("tags") or []
+    name = str(props.get("name", ""))
+    return "daily" in tags or (props.get("language") == "python" and "cluster" in name)
+
+
+def is_report(props: Mapping[str, Any]) -> bool:
+    """Audit/report marts (rpt_*): built by the daily run, not by micro-batches."""
+    return str(props.get("name", "")).startswith("rpt_")
+
+
+class ProjectTranslator(DagsterDbtTranslator):
+    """Groups by layer, dbt descriptions, owners, mart freshness, landing upstream of raw load."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return layer(dbt_resource_props)
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        description = (dbt_resource_props.get("description") or "").strip()
+        return description or super().get_description(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
+        meta = dbt_resource_props.get("config", {}).get("meta") or {}
+        if meta.get("owner"):
+            return [str(meta["owner"])]
+        return [DATA_SCIENCE if is_python_model(dbt_resource_props) else ANALYTICS]
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props.get("name") == RAW_LOAD_MODEL and props["resource_type"] == "model":
+            # the raw load reads the landing folder itself (not through source()): make the
+            # landing asset its upstream so the graph starts at the files
+            spec = spec.merge_attributes(deps=[LANDING_KEY])
+        group = layer(props)
+        if props["resource_type"] == "model" and group == "marts":
+            daily = is_report(props) or "cluster" in props["name"]
+            policy = FRESHNESS_DAILY if daily else FRESHNESS_INCREMENTAL
+            spec = spec.replace_attributes(freshness_policy=policy)
+        elif props["resource_type"] == "model" and is_daily_only(props):
+            spec = spec.replace_attributes(freshness_policy=FRESHNESS_DAILY)
+        return spec
+
+
+TRANSLATOR = ProjectTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+DBT_MANIFEST: dict[str, Any] = json.loads(DBT_PROJECT.manifest_path.read_text())
+
+
+def _failure_is_transient(invocation: Any, error: Exception) -> bool:
+    """A lock conflict or a dropped connection, in dbt's results or its error output."""
+    try:
+        results = invocation.get_artifact("run_results.json").get("results", [])
+    except Exception:  # no artefact: dbt stopped before running anything
+        results = []
+    messages = [str(r.get("message") or "") for r in results if r.get("status") == "error"]
+    return any(TRANSIENT_ERROR.search(m) for m in [*messages, str(error)])
+
+
+def tests_left_for_daily(
+    manifest: Mapping[str, Any], selected_keys: Iterable[dg.AssetKey]
+) -> list[str]:
+    """Tests reading a daily-only model (clusters) that this run does not build.
+
+    A micro-batch adds users the last clustering refit has not seen; a test such as "every user
+    clustered once" holds again after the daily build, which runs it.
+    """
+    selected = set(selected_keys)
+    nodes = manifest["nodes"]
+    stale = {
+        uid
+        for uid, props in nodes.items()
+        if props["resource_type"] == "model"
+        and is_daily_only(props)
+        and TRANSLATOR.get_asset_key(props) not in selected
+    }
+    return sorted(
+        props["name"]
+        for uid, props in nodes.items()
+        if props["resource_type"] == "test" and set(manifest["parent_map"].get(uid, [])) & stale
+    )
+
+
+@dbt_assets(
+    manifest=DBT_MANIFEST,
+    project=DBT_PROJECT,
+    dagster_dbt_translator=TRANSLATOR,
+    pool=DUCKDB_POOL,
+    retry_policy=DBT_RETRY,
+)
+def dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """`dbt build` of the selected models and their tests (a subset when a job selects one)."""
+    target = warehouse.targets() / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+    args = ["build", "--vars", json.dumps(warehouse.dbt_vars())]
+    deferred = tests_left_for_daily(DBT_MANIFEST, context.selected_asset_keys)
+    if deferred:
+        args += ["--exclude", " ".join(deferred)]
+    with warehouse.dbt_env():
+        invocation = dbt.cli(args, context=context, target_path=target)
+    try:
+        yield from invocation.stream()
+    except DagsterDbtCliRuntimeError as error:
+        if _failure_is_transient(invocation, error):
+            raise  # retried by DBT_RETRY
+        raise dg.Failure(
+            description=f"dbt build failed (a test or a model error; not retried): {error}",
+            allow_retries=False,
+        ) from error
+    except Exception as error:  # anything else is a bug or a stale manifest: retrying won't help
+        raise dg.Failure(
+            description=f"dbt build failed ({type(error).__name__}: {error}); not retried",
+            allow_retries=False,
+        ) from error

@@ -1,0 +1,103 @@
+"""Resources: where the warehouse lives (DuckDB file, landing folder, as_of) and the dbt CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
+
+from personalization.dbt_runner import dbt_executable
+from personalization.tracking_plan import PROJECT_ROOT
+
+# The pool of every step that opens the DuckDB build file (dbt runs, publish, the volume check).
+# The instance limits it to 1 (orchestration/dagster_home/dagster.yaml): one writer at a time.
+DUCKDB_POOL = "duckdb_writer"
+
+DBT_PROJECT = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
+
+
+def env_path(name: str, default: str) -> Path:
+    """A path from the environment (or the default); relative paths are from the project root."""
+    path = Path(os.environ.get(name) or default)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def landing_root() -> Path:
+    return env_path("PERSONALIZATION_LANDING", "data/landing")
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where a run reads landing files and writes the DuckDB database.
+
+    Unset fields come from the environment at run time: PERSONALIZATION_DB
+    (data/warehouse.duckdb), PERSONALIZATION_LANDING (data/landing), PERSONALIZATION_PUBLISH
+    (data/published), PERSONALIZATION_AS_OF (unset: the time of the run),
+    PERSONALIZATION_DBT_TARGETS (data/dbt_runs: dbt's artefacts, one folder per invocation).
+    """
+
+    db_path: str | None = None
+    landing_path: str | None = None
+    publish_root: str | None = None
+    as_of: str | None = None
+    target_root: str | None = None
+
+    def db(self) -> Path:
+        return (
+            Path(self.db_path)
+            if self.db_path
+            else env_path("PERSONALIZATION_DB", "data/warehouse.duckdb")
+        )
+
+    def landing(self) -> Path:
+        return Path(self.landing_path) if self.landing_path else landing_root()
+
+    def published(self) -> Path:
+        if self.publish_root:
+            return Path(self.publish_root)
+        return env_path("PERSONALIZATION_PUBLISH", "data/published")
+
+    def reference_time(self) -> str | None:
+        return self.as_of or os.environ.get("PERSONALIZATION_AS_OF") or None
+
+    def targets(self) -> Path:
+        if self.target_root:
+            return Path(self.target_root)
+        return env_path("PERSONALIZATION_DBT_TARGETS", "data/dbt_runs")
+
+    def dbt_vars(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"landing_path": str(self.landing())}
+        if self.reference_time():
+            values["as_of"] = self.reference_time()
+        return values
+
+    @contextmanager
+    def dbt_env(self) -> Iterator[None]:
+        """The environment of a dbt subprocess started in the block (profiles.yml reads the DB)."""
+        # a subset runs the tests whose parents are all selected or built ("buildable"), not a
+        # test that also reads a model the subset leaves out (clusters in a micro-batch)
+        values = {
+            "PERSONALIZATION_DB": str(self.db()),
+            "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "buildable"),
+        }
+        saved = {name: os.environ.get(name) for name in values}
+        self.db().parent.mkdir(parents=True, exist_ok=True)
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(
+        project_dir=DBT_PROJECT, profiles_dir=str(PROJECT_ROOT), dbt_executable=dbt_executable()
+    )

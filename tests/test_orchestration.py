@@ -1,0 +1,453 @@
+"""Dagster code location: definitions, an in-process build, blocking checks, sensors, alerts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, query
+
+from orchestration import checks, dbt_assets, jobs, sensors
+from orchestration.dbt_assets import (
+    DBT_MANIFEST,
+    LANDING_KEY,
+    TRANSLATOR,
+    dbt_models,
+)
+from orchestration.definitions import defs
+from orchestration.landing import landing_events
+from orchestration.publish import published_marts
+from orchestration.resources import DUCKDB_POOL, WarehouseResource, dbt_resource
+from personalization.dbt_runner import Warehouse
+
+MANIFEST = json.loads((Path(__file__).parent.parent / "target" / "manifest.json").read_text())
+MODELS = {k: v for k, v in MANIFEST["nodes"].items() if v["resource_type"] in ("model", "seed")}
+TESTS = {k: v for k, v in MANIFEST["nodes"].items() if v["resource_type"] == "test"}
+STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
+PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
+RAW = dg.AssetKey(["raw", "raw_landing_events"])
+RAW_PK_CHECK = "unique_combination_raw_landing_events_file_path__line_number"
+
+
+def dbt_key(name: str) -> dg.AssetKey:
+    (props,) = [v for v in MODELS.values() if v["name"] == name]
+    return TRANSLATOR.get_asset_key(props)
+
+
+# ---------------------------------------------------------------- definitions
+
+
+def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    keys = set(graph.get_all_asset_keys())
+    expected_dbt = {TRANSLATOR.get_asset_key(props) for props in MODELS.values()}
+    assert keys == expected_dbt | {LANDING_KEY, dg.AssetKey("published_marts")}
+    for key in (
+        LANDING_KEY,
+        RAW,
+        STG_EVENTS,
+        PROFILES,
+        dg.AssetKey(["marts", "rpt_identity_audit"]),
+    ):
+        assert key in keys
+    # the landing asset is the upstream of the raw load, observable, not materialisable
+    assert LANDING_KEY in graph.get(RAW).parent_keys
+    assert graph.get(LANDING_KEY).is_observable
+    # every dbt test attached to a model is an asset check; error severity = blocking
+    check_keys = set(graph.asset_check_keys)
+    expected_checks = {
+        dg.AssetCheckKey(TRANSLATOR.get_asset_key(MODELS[t["attached_node"]]), t["name"])
+        for t in TESTS.values()
+        if t.get("attached_node") in MODELS
+    }
+    # the singular conservation test attaches to stg_events through its meta.dagster.ref
+    expected_checks.add(dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved"))
+    assert expected_checks <= check_keys
+    assert check_keys - expected_checks == {dg.AssetCheckKey(STG_EVENTS, "daily_volume_anomaly")}
+    for name in ("unique_stg_events_message_id", "assert_raw_lines_conserved"):
+        assert dg.AssetCheckKey(STG_EVENTS, name) in check_keys
+    specs = {spec.key: spec for spec in dbt_models.check_specs}
+    assert specs[dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved")].blocking
+    assert specs[dg.AssetCheckKey(RAW, RAW_PK_CHECK)].blocking
+    assert {s.name for s in repo.schedule_defs} == {
+        "daily_full_build_schedule",
+        "hourly_incremental_schedule",
+    }
+    assert {s.name for s in repo.sensor_defs} == {"landing_microbatch_sensor", "run_failure_alert"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"microbatch_job", "daily_full_build_job"}
+    schedules = {s.name: s for s in repo.schedule_defs}
+    assert schedules["daily_full_build_schedule"].cron_schedule == "0 2 * * *"
+    assert schedules["daily_full_build_schedule"].job_name == "daily_full_build_job"
+    assert schedules["hourly_incremental_schedule"].job_name == "microbatch_job"
+
+
+def test_translator_groups_owners_freshness_and_pool() -> None:
+    graph = defs.get_repository_def().asset_graph
+    assert graph.get(STG_EVENTS).group_name == "staging"
+    assert graph.get(PROFILES).group_name == "marts"
+    assert graph.get(dbt_key("int_events_stitched")).group_name == "intermediate"
+    assert graph.get(RAW).group_name == "landing"
+    assert graph.get(PROFILES).owners == ["team:analytics-engineering"]
+    python_models = [
+        v for v in MODELS.values() if v["original_file_path"].startswith("python_models/")
+    ]
+    for props in python_models:
+        if props["name"] != "raw_landing_events":
+            key = TRANSLATOR.get_asset_key(props)
+            assert graph.get(key).group_name == "python_models"
+            assert graph.get(key).owners == ["team:data-science"]
+    # descriptions come from the dbt docs
+    assert (
+        graph.get(PROFILES).description
+        == MODELS["model.personalization.dim_user_profiles"]["description"].strip()
+    )
+    # marts carry a freshness policy: 3 h for incremental marts, 48 h for daily reports
+    assert graph.get(PROFILES).freshness_policy.fail_window.to_timedelta() == timedelta(hours=3)
+    rpt = graph.get(dg.AssetKey(["marts", "rpt_identity_audit"])).freshness_policy
+    assert rpt.fail_window.to_timedelta() == timedelta(hours=48)
+    assert graph.get(STG_EVENTS).freshness_policy is None
+    # one writer at a time: the dbt step, publish and the volume check share a pool
+    assert dbt_models.op.pool == DUCKDB_POOL
+    assert published_marts.op.pool == DUCKDB_POOL
+    assert dbt_models.op.retry_policy.max_retries == 2
+
+
+def test_microbatch_job_selects_raw_load_to_marts_only() -> None:
+    job = defs.resolve_job_def("microbatch_job")
+    selected = set(job.asset_layer.selected_asset_keys)
+    for name in ("raw_landing_events", "stg_landing__events_checked", "stg_events",
+                 "int_events_stitched", "dim_user_profiles"):  # fmt: skip
+        assert dbt_key(name) in selected
+    assert dg.AssetKey(["marts", "rpt_identity_audit"]) not in selected
+    assert dg.AssetKey("published_marts") not in selected
+    assert not [k for k in selected if k.path[0] == "reference"]  # seeds: daily build
+    segments = [
+        v for v in MODELS.values() if v["original_file_path"].startswith("models/marts/segments/")
+    ]
+    keys = {TRANSLATOR.get_asset_key(v): v["name"] for v in segments}
+    assert {k for k, name in keys.items() if not name.startswith("rpt_")} <= selected
+    assert not {k for k, name in keys.items() if name.startswith("rpt_")} & selected
+    if "model.personalization.fct_segment_membership" in MODELS:
+        assert dbt_key("fct_segment_membership") in selected
+
+
+def test_microbatch_selection_includes_segments_and_leaves_out_clustering() -> None:
+    """On a manifest with segment marts and a clustering model, as they will land."""
+
+    def node(name: str, path: str, parents: list[str], language: str = "sql") -> dict[str, Any]:
+        return {
+            "unique_id": f"model.p.{name}",
+            "name": name,
+            "resource_type": "model",
+            "original_file_path": path,
+            "language": language,
+            "fqn": ["p", *path.split("/")[1:-1], name],
+            "tags": [],
+            "_parents": [f"model.p.{p}" for p in parents],
+        }
+
+    nodes = [
+        node("raw_landing_events", "python_models/raw_landing_events.py", [], "python"),
+        node("stg_events", "models/staging/stg_events.sql", ["raw_landing_events"]),
+        node("int_user_age_knn", "python_models/int_user_age_knn.py", ["stg_events"], "python"),
+        node(
+            "dim_user_profiles", "models/marts/profiles/dim_user_profiles.sql", ["int_user_age_knn"]
+        ),
+        node("user_clusters", "python_models/user_clusters.py", ["dim_user_profiles"], "python"),
+        node(
+            "dim_cluster_personas",
+            "models/marts/clusters/dim_cluster_personas.sql",
+            ["user_clusters"],
+        ),
+        node(
+            "fct_segment_membership",
+            "models/marts/segments/fct_segment_membership.sql",
+            ["dim_user_profiles", "user_clusters"],
+        ),  # fmt: skip
+        node("rpt_segment_bias", "models/marts/rpt_segment_bias.sql", ["fct_segment_membership"]),
+        node(
+            "rpt_segment_overlap",
+            "models/marts/segments/rpt_segment_overlap.sql",
+            ["fct_segment_membership"],
+        ),  # fmt: skip
+    ]
+    manifest = {
+        "nodes": {n["unique_id"]: n for n in nodes},
+        "parent_map": {n["unique_id"]: n["_parents"] for n in nodes},
+    }
+    selected = {uid.split(".")[-1] for uid in jobs.microbatch_unique_ids(manifest)}
+    assert selected == {
+        "raw_landing_events", "stg_events", "int_user_age_knn", "dim_user_profiles",
+        "fct_segment_membership",
+    }  # fmt: skip
+
+
+def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
+    """New users are clustered by the daily refit: cluster tests wait for the daily build."""
+    selected = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    deferred = dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected)
+    if "model.personalization.fct_user_clusters" in MODELS:
+        assert "assert_every_user_clustered_once_per_method" in deferred
+    assert not [name for name in deferred if "stg_events" in name or "user_profiles" in name]
+    assert dbt_assets.tests_left_for_daily(DBT_MANIFEST, dbt_models.keys) == []
+
+
+# ---------------------------------------------------------------- in-process builds
+
+
+def warehouse_resource(root: Path, landing: Path) -> WarehouseResource:
+    return WarehouseResource(
+        db_path=str(root / "warehouse.duckdb"),
+        landing_path=str(landing),
+        publish_root=str(root / "published"),
+        as_of=FIXTURE_AS_OF,
+        target_root=str(root / "dbt_runs"),
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.ExecuteInProcessResult]:
+    """Every asset materialised in process on the fixture landing files (one dbt build)."""
+    root = tmp_path_factory.mktemp("orchestration_build")
+    landing = root / "landing"
+    shutil.copytree(FIXTURE_LANDING, landing)
+    result = dg.materialize(
+        [landing_events, dbt_models, published_marts, checks.daily_volume_anomaly],
+        resources={"dbt": dbt_resource(), "warehouse": warehouse_resource(root, landing)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    return root, result
+
+
+def test_materialise_every_asset_on_fixture_data(
+    built: tuple[Path, dg.ExecuteInProcessResult], fixture_warehouse: Warehouse
+) -> None:
+    root, result = built
+    assert result.success
+    materialised = {
+        e.event_specific_data.materialization.asset_key
+        for e in result.get_asset_materialization_events()
+    }
+    expected = {TRANSLATOR.get_asset_key(p) for p in MODELS.values()} | {
+        dg.AssetKey("published_marts")
+    }
+    assert materialised == expected
+    evaluations = result.get_asset_check_evaluations()
+    failed = [e.check_name for e in evaluations if not e.passed]
+    # only checks of severity WARN may fail (segment minimum sizes on 8 users, for instance)
+    warn = dg.AssetCheckSeverity.WARN
+    assert all(e.severity == warn for e in evaluations if not e.passed), failed
+    names = {e.check_name for e in evaluations}
+    assert {
+        "unique_stg_events_message_id",
+        "assert_raw_lines_conserved",
+        "daily_volume_anomaly",
+    } <= names
+    # the build equals the plain dbt build of the same files (conftest's fixture_warehouse)
+    db = Warehouse(root / "warehouse.duckdb", root / "landing")
+    for table in ("staging.stg_events", "marts.dim_user_profiles", "raw.raw_landing_events"):
+        sql = f"select count(*) from {table}"
+        assert query(db, sql) == query(fixture_warehouse, sql)
+    assert any((root / "published").iterdir())
+    # dbt wrote its artefacts under the run's own folder, not the project's target/
+    assert list((root / "dbt_runs").glob("*/run_results.json"))
+
+
+@pytest.fixture(scope="module")
+def blocked(
+    built: tuple[Path, dg.ExecuteInProcessResult], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dg.DagsterInstance, dg.ExecuteInProcessResult]:
+    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line."""
+    root, _ = built
+    bad = tmp_path_factory.mktemp("orchestration_blocked")
+    shutil.copy(root / "warehouse.duckdb", bad / "warehouse.duckdb")
+    with duckdb.connect(str(bad / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.raw_landing_events select * from raw.raw_landing_events limit 1"
+        )
+    instance = dg.DagsterInstance.ephemeral()
+    selection = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    result = dg.materialize(
+        [landing_events, dbt_models, published_marts, checks.daily_volume_anomaly],
+        selection=[*selection, dg.AssetKey("published_marts")],
+        resources={"dbt": dbt_resource(), "warehouse": warehouse_resource(bad, root / "landing")},
+        instance=instance,
+        raise_on_error=False,
+    )
+    return instance, result
+
+
+def test_failing_blocking_check_stops_downstream_assets(
+    blocked: tuple[dg.DagsterInstance, dg.ExecuteInProcessResult],
+) -> None:
+    _, result = blocked
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations[RAW_PK_CHECK].passed is False
+    assert evaluations[RAW_PK_CHECK].asset_key == RAW
+    materialised = {
+        e.event_specific_data.materialization.asset_key
+        for e in result.get_asset_materialization_events()
+    }
+    assert RAW in materialised  # the model ran; its test failed
+    for name in ("stg_landing__events_checked", "stg_events", "dim_user_profiles"):
+        assert dbt_key(name) not in materialised
+    assert dg.AssetKey("published_marts") not in materialised
+    # a failing test is not a transient failure: the dbt step ran once, without retries
+    restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert restarts == []
+
+
+# ---------------------------------------------------------------- failure alert
+
+
+class _Capture(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Capture.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_failure_sensor_posts_to_webhook(
+    blocked: tuple[dg.DagsterInstance, dg.ExecuteInProcessResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, result = blocked
+    server = HTTPServer(("127.0.0.1", 0), _Capture)
+    server.timeout = 10
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    monkeypatch.setenv(sensors.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/alert")
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+    ).for_run_failure()
+    try:
+        sensors.run_failure_alert(context)
+        thread.join(timeout=10)
+    finally:
+        server.server_close()
+    assert len(_Capture.received) == 1
+    payload = _Capture.received[0]
+    assert payload["run_id"] == result.run_id
+    assert payload["alert"] == "dagster_run_failure"
+    assert payload["status"] == "FAILURE"
+    # an unreachable webhook is logged, never raised
+    monkeypatch.setenv(sensors.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/gone")
+    sensors.run_failure_alert(context)
+
+
+# ---------------------------------------------------------------- micro-batch sensor
+
+
+def land(root: Path, name: str) -> None:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"type": "track"}\n')
+
+
+def tick(instance: dg.DagsterInstance, cursor: str | None) -> Any:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return sensors.landing_microbatch_sensor.evaluate_tick(context)
+
+
+def test_sensor_one_run_per_batch_none_on_repeat_and_waits_for_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSONALIZATION_LANDING", str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    land(tmp_path, "dt=2026-01-01/part-0000.jsonl")
+    land(tmp_path, "dt=2026-01-01/notes.txt")  # not a landing file
+    first = tick(instance, None)
+    assert len(first.run_requests) == 1
+    assert first.run_requests[0].tags["personalization/batch_files"] == "1"
+    assert first.run_requests[0].run_key == sensors.batch_key(["dt=2026-01-01/part-0000.jsonl"])
+    # a repeat tick with nothing new requests nothing
+    repeat = tick(instance, first.cursor)
+    assert repeat.run_requests == [] and repeat.cursor in (None, first.cursor)
+    # a burst of three files coalesces into one run
+    for i in range(1, 4):
+        land(tmp_path, f"dt=2026-01-02/part-000{i}.jsonl.gz")
+    burst = tick(instance, first.cursor)
+    assert len(burst.run_requests) == 1
+    assert burst.run_requests[0].tags["personalization/batch_files"] == "3"
+    assert burst.run_requests[0].run_key != first.run_requests[0].run_key
+    assert tick(instance, burst.cursor).run_requests == []
+    # while a micro-batch run is in progress a new file waits (cursor not advanced)
+    running = instance.add_run(
+        dg.DagsterRun(
+            job_name="microbatch_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )  # fmt: skip
+    )
+    land(tmp_path, "dt=2026-01-03/part-0000.jsonl")
+    waiting = tick(instance, burst.cursor)
+    assert waiting.run_requests == []
+    assert "in progress" in waiting.skip_message
+    assert waiting.cursor in (None, burst.cursor)
+    instance.report_run_canceled(running)
+    after = tick(instance, burst.cursor)
+    assert len(after.run_requests) == 1
+    assert after.run_requests[0].tags["personalization/batch_first_file"] == (
+        "dt=2026-01-03/part-0000.jsonl"
+    )
+    assert set(json.loads(after.cursor)["seen"]) == {
+        "dt=2026-01-01/part-0000.jsonl", "dt=2026-01-02/part-0001.jsonl.gz",
+        "dt=2026-01-02/part-0002.jsonl.gz", "dt=2026-01-02/part-0003.jsonl.gz",
+        "dt=2026-01-03/part-0000.jsonl",
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- volume anomaly
+
+
+def counts(values: list[int], last_day: date) -> dict[date, int]:
+    return {last_day - timedelta(days=len(values) - 1 - i): v for i, v in enumerate(values)}
+
+
+@pytest.mark.parametrize(
+    ("history", "passed", "ratio"),
+    [
+        ([100, 110, 90, 100, 105, 95, 100, 98], True, 0.98),  # a normal day
+        ([100, 110, 90, 100, 105, 95, 100, 40], False, 0.40),  # a drop: collector broke
+        ([100, 110, 90, 100, 105, 95, 100, 350], False, 3.50),  # a spike: replayed feed
+        ([100, 110, 90, 100, 105, 95, 100, 0], False, 0.0),  # nothing at all
+    ],
+)
+def test_volume_anomaly_against_trailing_median(
+    history: list[int], passed: bool, ratio: float
+) -> None:
+    day = date(2026, 1, 10)
+    verdict = checks.judge_volume(counts(history, day), as_of_day=day + timedelta(days=1))
+    assert verdict.passed is passed
+    assert verdict.baseline_median == 100.0
+    assert verdict.ratio == pytest.approx(ratio)
+    assert verdict.baseline_days == 7
+
+
+def test_volume_anomaly_uses_as_of_and_needs_history() -> None:
+    day = date(2026, 1, 10)
+    history = counts([100, 110, 90, 100, 105, 95, 100, 40], day)
+    # as_of a day later: the judged day (Jan 10) is the drop; as_of Jan 10: Jan 9 is normal
+    assert checks.reference_date("2026-01-11T00:00:00Z") == date(2026, 1, 11)
+    assert not checks.judge_volume(history, checks.reference_date("2026-01-11T00:00:00Z")).passed
+    assert checks.judge_volume(history, checks.reference_date("2026-01-10T06:00:00Z")).passed
+    short = checks.judge_volume(counts([5, 500], day), day + timedelta(days=1))
+    assert short.passed and short.reason.startswith("insufficient history")
