@@ -38,7 +38,8 @@ test: lint
 
 ui: $(INSTALLED)
 	$(BIN)/dbt parse --quiet
-	$(BIN)/dagster dev -m orchestration.definitions
+	mkdir -p data/dagster && cp orchestration/dagster.yaml data/dagster/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py

@@ -2,8 +2,8 @@
     wherever days are rolled up (fct_user_activity_daily, dim_user_profiles). One list, so a new
     count is added in one place. -#}
 {% macro activity_count_columns() -%}
-    {{ return(['events', 'page_views', 'product_views', 'searches', 'cart_adds', 'cart_removes',
-               'checkouts_started', 'orders', 'refunds', 'feature_uses']) }}
+    {{ return(['events', 'page_views', 'screen_views', 'product_views', 'searches', 'cart_adds',
+               'cart_removes', 'checkouts_started', 'orders', 'refunds', 'feature_uses']) }}
 {%- endmacro %}
 
 

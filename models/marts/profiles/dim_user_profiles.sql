@@ -172,6 +172,7 @@ final as (
         scored.sessions,
         scored.time_spent_seconds,
         scored.page_views,
+        scored.screen_views,
         scored.product_views,
         scored.searches,
         scored.cart_adds,
