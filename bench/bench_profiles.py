@@ -65,8 +65,10 @@ left join identity_map as m on e.anonymous_id = m.anonymous_id
 group by 1
 """
 
-CORE = "canonical_user_id, first_seen_at, last_seen_at, events, page_views, product_views, " \
+CORE = (
+    "canonical_user_id, first_seen_at, last_seen_at, events, page_views, product_views, "
     "cart_adds, orders, revenue"
+)
 
 
 def _generate(out: Path, events: int, users: int, days: int, seed: int, start: str) -> dict:

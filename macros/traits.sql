@@ -184,3 +184,25 @@
     {%- endfor -%}
     {{ return(columns | join(',\n        ')) }}
 {%- endmacro %}
+
+
+{#- `, <aggregate> as <name>` for every trait that is a plain aggregate (not most_frequent). -#}
+{% macro catalogue_aggregate_columns(traits) -%}
+    {%- for trait in traits if trait.type != 'most_frequent' -%}
+        , {{ trait_aggregate(trait) }} as {{ trait.name }}
+    {% endfor -%}
+{%- endmacro %}
+
+
+{#- The final trait columns: most_frequent from its ranked CTE, counts defaulting to 0. -#}
+{% macro catalogue_final_columns(traits) -%}
+    {%- for trait in traits -%}
+        {%- if trait.type == 'most_frequent' -%}
+        , {{ trait.name }}_ranked.trait_value as {{ trait.name }}
+        {%- elif trait.type in ['counter', 'unique_count', 'sum'] -%}
+        , coalesce(aggregated.{{ trait.name }}, 0) as {{ trait.name }}
+        {%- else -%}
+        , aggregated.{{ trait.name }}
+        {%- endif %}
+    {% endfor -%}
+{%- endmacro %}

@@ -7,8 +7,8 @@ import csv
 import json
 
 import pytest
-
 from conftest import FIXTURE_LANDING, make_warehouse, query
+
 from personalization.dbt_runner import DbtError, run_dbt
 
 

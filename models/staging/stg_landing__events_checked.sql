@@ -3,6 +3,13 @@
     stg_duplicate_events are views that split this table by status. -#}
 {{ config(materialized='incremental', on_schema_change='fail') }}
 
+{#- the top-level fields every line is read for, extracted with one parse per line -#}
+{%- set top_paths = [
+    '$.messageId', '$.type', '$.event', '$.userId', '$.anonymousId', '$.previousId',
+    '$.timestamp', '$.sentAt', '$.receivedAt', '$.name', '$.properties', '$.traits',
+    '$.context.consent.categoryPreferences', '$.context.device.type', '$.context.locale',
+] -%}
+{%- set trait_paths = ['$.age', '$.birthday', '$.country', '$.city', '$.gender', '$.email'] -%}
 {%- set rules = tracking_plan().trait_rules -%}
 {%- set age_rule = rules.get('age', {}) -%}
 {%- set min_age = age_rule.get('min', 13) -%}
@@ -33,14 +40,6 @@ cities as (
 known_cities as (
     select distinct city_key from cities
 ),
-
-{#- the top-level fields every line is read for, extracted with one parse per line -#}
-{%- set top_paths = [
-    '$.messageId', '$.type', '$.event', '$.userId', '$.anonymousId', '$.previousId',
-    '$.timestamp', '$.sentAt', '$.receivedAt', '$.name', '$.properties', '$.traits',
-    '$.context.consent.categoryPreferences', '$.context.device.type', '$.context.locale',
-] -%}
-{%- set trait_paths = ['$.age', '$.birthday', '$.country', '$.city', '$.gender', '$.email'] -%}
 
 parsed as (
     select
@@ -243,6 +242,7 @@ final as (
         page_name,
         properties,
         {#- trait values that break a rule are nulled, and the rule is named in trait_issues -#}
+        
         case
             when is_implausible_age then null
             when declared_age_text is not null then declared_age

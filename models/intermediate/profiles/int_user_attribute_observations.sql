@@ -31,16 +31,16 @@ stated as (
 
 unpivoted as (
     {%- for attribute in ['age', 'country', 'city', 'gender'] %}
-    select
-        canonical_user_id,
-        message_id,
-        event_at as observed_at,
-        '{{ attribute }}' as attribute_name,
-        cast(trait_{{ attribute }} as varchar) as attribute_value,
-        source
-    from stated
-    where trait_{{ attribute }} is not null
-    union all
+        select
+            canonical_user_id,
+            message_id,
+            event_at as observed_at,
+            '{{ attribute }}' as attribute_name,
+            cast(trait_{{ attribute }} as varchar) as attribute_value,
+            source
+        from stated
+        where trait_{{ attribute }} is not null
+        union all
     {%- endfor %}
     select
         events.canonical_user_id,

@@ -26,14 +26,7 @@ winners as (
 final as (
     select
         canonical_user_id,
-        {%- for attribute in ['age', 'country', 'city', 'gender'] %}
-        {%- set cast_to = 'integer' if attribute == 'age' else 'varchar' %}
-        cast(max(case when attribute_name = '{{ attribute }}' then attribute_value end) as {{ cast_to }})
-            as {{ attribute }},
-        max(case when attribute_name = '{{ attribute }}' then source end) as {{ attribute }}_source,
-        max(case when attribute_name = '{{ attribute }}' then observed_at end)
-            as {{ attribute }}_observed_at{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ pivot_attribute_columns({'age': 'integer', 'country': 'varchar', 'city': 'varchar', 'gender': 'varchar'}) }}
     from winners
     group by canonical_user_id
 )

@@ -2,7 +2,6 @@
     Grain: one row per canonical_user_id. -#}
 {%- set traits = trait_catalogue() -%}
 {%- set modes = traits | selectattr('type', 'equalto', 'most_frequent') | list -%}
-{%- set aggregates = traits | rejectattr('type', 'equalto', 'most_frequent') | list -%}
 
 with
 
@@ -26,14 +25,14 @@ users as (
 aggregated as (
     select
         canonical_user_id
-        {%- for trait in aggregates %},
-        {{ trait_aggregate(trait) }} as {{ trait.name }}
-        {%- endfor %}
+        {{ catalogue_aggregate_columns(traits) }}
     from events
     group by canonical_user_id
 ),
-{% for trait in modes %}
 
+-- one pair of CTEs per most_frequent trait (generated; the linter cannot indent a loop of CTEs)
+-- noqa: disable=LT02
+{% for trait in modes %}
 {{ trait.name }}_counts as (
     select
         canonical_user_id,
@@ -55,28 +54,21 @@ aggregated as (
         ) as value_rank
     from {{ trait.name }}_counts
 ),
-{% endfor %}
 
+{% endfor %}
+-- noqa: enable=LT02
 final as (
     select
         users.canonical_user_id
-        {%- for trait in traits %},
-        {%- if trait.type == 'most_frequent' %}
-        {{ trait.name }}_ranked.trait_value as {{ trait.name }}
-        {%- elif trait.type in ['counter', 'unique_count', 'sum'] %}
-        coalesce(aggregated.{{ trait.name }}, 0) as {{ trait.name }}
-        {%- else %}
-        aggregated.{{ trait.name }}
-        {%- endif %}
-        {%- endfor %}
+        {{ catalogue_final_columns(traits) }}
     from users
     left join aggregated
         on users.canonical_user_id = aggregated.canonical_user_id
     {%- for trait in modes %}
-    left join {{ trait.name }}_ranked
-        on
-            users.canonical_user_id = {{ trait.name }}_ranked.canonical_user_id
-            and {{ trait.name }}_ranked.value_rank = 1
+        left join {{ trait.name }}_ranked
+            on
+                users.canonical_user_id = {{ trait.name }}_ranked.canonical_user_id
+                and {{ trait.name }}_ranked.value_rank = 1
     {%- endfor %}
 )
 

@@ -86,8 +86,7 @@ open_carts as (
 ),
 
 known_ages as (
-    select
-        median(age) as global_median_age
+    select median(age) as global_median_age
     from attributes
     where age is not null
 ),

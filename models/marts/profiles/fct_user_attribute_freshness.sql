@@ -11,15 +11,15 @@ profiles as (
 
 observations as (
     {%- for attribute in ['age', 'country', 'city', 'gender'] %}
-    select
-        canonical_user_id,
-        is_identified,
-        '{{ attribute }}' as attribute_name,
-        {{ attribute }}_source as attribute_source,
-        {{ attribute }}_observed_at as observed_at,
-        {{ var('attribute_stale_days') }} as stale_after_days
-    from profiles
-    union all
+        select
+            canonical_user_id,
+            is_identified,
+            '{{ attribute }}' as attribute_name,
+            {{ attribute }}_source as attribute_source,
+            {{ attribute }}_observed_at as observed_at,
+            {{ var('attribute_stale_days') }} as stale_after_days
+        from profiles
+        union all
     {%- endfor %}
     select
         canonical_user_id,

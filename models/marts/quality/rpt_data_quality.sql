@@ -56,31 +56,32 @@ trait_reasons as (
     group by reason
 ),
 
+line_counts as (
+    select
+        cast(count(*) as double) as raw_lines,
+        cast(count(case when status = 'staged' then 1 end) as double) as staged_events,
+        cast(count(case when status = 'quarantined' then 1 end) as double) as quarantined_lines,
+        cast(count(case when status = 'duplicate' then 1 end) as double) as duplicate_lines,
+        count(case when status = 'duplicate' then 1 end) / nullif(count(*), 0) as duplicate_rate,
+        count(case when status = 'quarantined' then 1 end) / nullif(count(*), 0) as quarantine_rate
+    from checked
+),
+
 line_totals as (
     select
         'ingestion' as metric_group,
         metric_name,
         'all' as dimension,
         metric_value
-    from (
-        select
-            cast(count(*) as double) as raw_lines,
-            cast(count(case when status = 'staged' then 1 end) as double) as staged_events,
-            cast(count(case when status = 'quarantined' then 1 end) as double) as quarantined_lines,
-            cast(count(case when status = 'duplicate' then 1 end) as double) as duplicate_lines,
-            count(case when status = 'duplicate' then 1 end) / nullif(count(*), 0) as duplicate_rate,
-            count(case when status = 'quarantined' then 1 end) / nullif(count(*), 0)
-                as quarantine_rate
-        from checked
-    ) unpivot (metric_value for metric_name in (
+    from line_counts unpivot (metric_value for metric_name in (
         raw_lines, staged_events, quarantined_lines, duplicate_lines, duplicate_rate,
         quarantine_rate
     ))
 ),
 
-{#- accuracy on users whose age is known: kNN predictions are out-of-fold; the group median
-    (by favourite category) and the global median are the baselines it has to beat -#}
-known as (
+known_ages as (
+    -- accuracy on users whose age is known: kNN predictions are out-of-fold; the group median
+    -- (by favourite category) and the global median are the baselines it has to beat
     select
         imputation_features.canonical_user_id,
         imputation_features.known_age,
@@ -98,8 +99,26 @@ group_medians as (
     select
         favourite_category,
         median(known_age) as group_median_age
-    from known
+    from known_ages
     group by favourite_category
+),
+
+global_median as (
+    select median(known_age) as global_median_age
+    from known_ages
+),
+
+errors as (
+    select
+        avg(abs(known_ages.knn_age - known_ages.known_age)) as knn_mae_years,
+        avg(abs(group_medians.group_median_age - known_ages.known_age)) as group_median_mae_years,
+        avg(abs(global_median.global_median_age - known_ages.known_age))
+            as global_median_mae_years,
+        cast(count(*) as double) as users_with_known_age
+    from known_ages
+    cross join global_median
+    left join group_medians
+        on known_ages.favourite_category is not distinct from group_medians.favourite_category
 ),
 
 accuracy as (
@@ -108,17 +127,7 @@ accuracy as (
         metric_name,
         'age' as dimension,
         metric_value
-    from (
-        select
-            avg(abs(known.knn_age - known.known_age)) as knn_mae_years,
-            avg(abs(group_medians.group_median_age - known.known_age)) as group_median_mae_years,
-            avg(abs((select median(known_age) from known) - known.known_age))
-                as global_median_mae_years,
-            cast(count(*) as double) as users_with_known_age
-        from known
-        left join group_medians
-            on known.favourite_category is not distinct from group_medians.favourite_category
-    ) unpivot (metric_value for metric_name in (
+    from errors unpivot (metric_value for metric_name in (
         knn_mae_years, group_median_mae_years, global_median_mae_years, users_with_known_age
     ))
 ),
@@ -133,21 +142,23 @@ imputation_rates as (
     group by coalesce(age_imputation_method, 'observed')
 ),
 
+attribute_shares as (
+    select
+        attribute_name,
+        avg(case when is_missing then 1.0 else 0.0 end) as missing_share,
+        avg(case when is_stale then 1.0 else 0.0 end) as stale_share
+    from freshness
+    where is_identified
+    group by attribute_name
+),
+
 staleness as (
     select
         'freshness' as metric_group,
         metric_name,
         attribute_name as dimension,
         metric_value
-    from (
-        select
-            attribute_name,
-            avg(case when is_missing then 1.0 else 0.0 end) as missing_share,
-            avg(case when is_stale then 1.0 else 0.0 end) as stale_share
-        from freshness
-        where is_identified
-        group by attribute_name
-    ) unpivot (metric_value for metric_name in (missing_share, stale_share))
+    from attribute_shares unpivot (metric_value for metric_name in (missing_share, stale_share))
 ),
 
 volume_anomalies as (

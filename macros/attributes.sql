@@ -1,0 +1,11 @@
+{#- For each attribute: its winning value (cast), source and observed_at, from rows of
+    (attribute_name, attribute_value, source, observed_at) grouped by user. -#}
+{% macro pivot_attribute_columns(attributes) -%}
+    {%- for attribute, cast_to in attributes.items() -%}
+        cast(max(case when attribute_name = '{{ attribute }}' then attribute_value end)
+            as {{ cast_to }}) as {{ attribute }},
+        max(case when attribute_name = '{{ attribute }}' then source end) as {{ attribute }}_source,
+        max(case when attribute_name = '{{ attribute }}' then observed_at end)
+            as {{ attribute }}_observed_at{{ ',' if not loop.last }}
+    {% endfor -%}
+{%- endmacro %}
