@@ -101,13 +101,34 @@
 {%- endmacro %}
 
 
+{#- Every event property the catalogue reads (values and filters), sorted: the positions of
+    `trait_props`, the array int_user_catalogue_traits extracts once per event. -#}
+{% macro trait_property_paths() -%}
+    {%- set names = [] -%}
+    {%- for trait in trait_catalogue() -%}
+        {%- for name in [trait.get('property')] + (trait.get('where', []) | map(attribute='property') | list) -%}
+            {%- if name and name not in names -%}{%- do names.append(name) -%}{%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- set paths = [] -%}
+    {%- for name in names | sort -%}{%- do paths.append('$.' ~ name) -%}{%- endfor -%}
+    {{ return(paths) }}
+{%- endmacro %}
+
+
+{#- The text of an event property, read from the once-per-event `trait_props` array. -#}
+{% macro trait_property(name) -%}
+    {{ return(array_item('trait_props', trait_property_paths().index('$.' ~ name) + 1)) }}
+{%- endmacro %}
+
+
 {#- One property condition, e.g. {property: price, op: '>=', value: 100}. -#}
-{% macro property_condition(condition, properties_column='properties') -%}
+{% macro property_condition(condition) -%}
     {%- set op = condition.get('op', '=') -%}
     {%- set values = condition.value if condition.value is iterable and condition.value is not string
         else [condition.value] -%}
     {%- set numeric = values | select('number') | list | length == values | length -%}
-    {%- set text = json_text(properties_column, '$.' ~ condition.property) -%}
+    {%- set text = trait_property(condition.property) -%}
     {%- set operand = try_cast(text, 'double') if numeric else text -%}
     {%- set literals = [] -%}
     {%- for value in values -%}{%- do literals.append(sql_literal(value)) -%}{%- endfor -%}
@@ -143,12 +164,16 @@
 {#- The aggregate expression of a trait over one user's events (most_frequent is done apart). -#}
 {% macro trait_aggregate(trait) -%}
     {%- set condition = trait_event_condition(trait) -%}
-    {%- set value = json_text('properties', '$.' ~ trait.property) if trait.get('property') else none -%}
+    {%- set value = trait_property(trait.property) if trait.get('property') else none -%}
     {%- set number = try_cast(value, 'double') if value is not none else none -%}
     {%- if trait.type == 'counter' -%}
         {{ return('count(case when ' ~ condition ~ ' then 1 end)') }}
     {%- elif trait.type in ['sum', 'avg', 'min', 'max'] -%}
         {%- set aggregate = trait.type ~ '(case when ' ~ condition ~ ' then ' ~ number ~ ' end)' -%}
+        {#- floating-point sums depend on the order rows arrive in; rounding keeps reruns equal -#}
+        {%- if trait.type in ['sum', 'avg'] -%}
+            {%- set aggregate = 'round(' ~ aggregate ~ ', 6)' -%}
+        {%- endif -%}
         {{ return('coalesce(' ~ aggregate ~ ', 0)' if trait.type == 'sum' else aggregate) }}
     {%- elif trait.type == 'first' -%}
         {{ return('min_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}

@@ -12,7 +12,8 @@ events as (
         event_type,
         event_name,
         event_at,
-        properties
+        -- every property the catalogue reads, with one parse per event
+        {{ json_text_many('properties', trait_property_paths() or ['$.none']) }} as trait_props
     from {{ ref('int_events_stitched') }}
     where event_at <= {{ as_of() }}
 ),
@@ -36,12 +37,12 @@ aggregated as (
 {{ trait.name }}_counts as (
     select
         canonical_user_id,
-        {{ json_text('properties', '$.' ~ trait.property) }} as trait_value,
+        {{ trait_property(trait.property) }} as trait_value,
         count(*) as occurrences
     from events
     where
         {{ trait_event_condition(trait) }}
-        and {{ json_text('properties', '$.' ~ trait.property) }} is not null
+        and {{ trait_property(trait.property) }} is not null
     group by canonical_user_id, trait_value
 ),
 
