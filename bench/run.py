@@ -101,13 +101,43 @@ def bench_microbatch(args: argparse.Namespace) -> list[Row]:
     return [Row(*r) for r in run_benchmark(args.events or 1_000_000, run_child)]
 
 
+@register("profiles")
+def bench_profiles(args: argparse.Namespace) -> list[Row]:
+    """Full dbt build on --events events (default 10M), profile models vs a hand-written query,
+    and an incremental build after 1% new events: bench/bench_profiles.py."""
+    import json
+
+    from bench_profiles import run
+
+    result = run(args.events or 10_000_000)
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / "bench_profiles.json").write_text(json.dumps(result, indent=2))
+    events, peak = result["events"], result["peak_child_rss_mb"]
+    return [
+        Row("profiles: full build", events, result["full_build_seconds"], peak),
+        Row(
+            f"profile models ({result['profile_to_hand_ratio']}x hand query)",
+            events,
+            result["profile_models_seconds"],
+            peak,
+        ),
+        Row("hand-written query", events, result["hand_query_seconds"], peak),
+        Row(
+            f"incremental +1% ({result['incremental_to_full_ratio']:.0%} of full)",
+            result["increment_events"],
+            result["incremental_build_seconds"],
+            peak,
+        ),
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
-    header = f"{'benchmark':<20} {'events':>12} {'seconds':>9} {'events/s':>12} {'peak MB':>9}"
+    header = f"{'benchmark':<42} {'events':>12} {'seconds':>9} {'events/s':>12} {'peak MB':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r.benchmark:<20} {r.events:>12,} {r.seconds:>9.1f} {r.events_per_s:>12,.0f} "
+            f"{r.benchmark:<42} {r.events:>12,} {r.seconds:>9.1f} {r.events_per_s:>12,.0f} "
             f"{r.peak_mb:>9.0f}"
         )
 
