@@ -21,9 +21,11 @@ with
 
 raw_lines as (
     select * from {{ ref('raw_landing_events') }}
-    {% if is_incremental() %}
-    where loaded_at > (select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-    {% endif %}
+    {%- if is_incremental() %}
+        where loaded_at > (
+                select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }}
+            )
+    {%- endif %}
 ),
 
 countries as (
@@ -179,16 +181,21 @@ event_checks as (
     from property_fields
 ),
 
-{% if is_incremental() %}
 already_seen as (
-    select distinct message_id from {{ this }} where message_id is not null
+    -- message ids judged by earlier runs: a new copy of one is a duplicate
+    {%- if is_incremental() %}
+        select distinct message_id from {{ this }}
+        where message_id is not null
+    {%- else %}
+        select cast(null as varchar) as message_id
+        where false
+    {%- endif %}
 ),
-{% endif %}
 
-{#- first received = first in landing order; files land with names that sort by arrival, so a
-    full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
-    sorting whole rows is the most expensive step of this model. -#}
 first_copies as (
+    -- first received = first in landing order; files land with names that sort by arrival, so a
+    -- full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
+    -- sorting whole rows is the most expensive step of this model.
     select
         message_id,
         min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
@@ -203,17 +210,13 @@ ranked as (
         event_checks.message_id is not null and (
             event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
             != first_copies.first_position
-            {%- if is_incremental() %}
             or already_seen.message_id is not null
-            {%- endif %}
         ) as is_duplicate
     from event_checks
     left join first_copies
         on event_checks.message_id = first_copies.message_id
-    {%- if is_incremental() %}
     left join already_seen
         on event_checks.message_id = already_seen.message_id
-    {%- endif %}
 ),
 
 final as (

@@ -20,28 +20,27 @@ events as (
     from {{ ref('stg_events') }}
 ),
 
-{% if is_incremental() %}
 touched as (
+    -- the (identity, day) pairs with events loaded since the last run (all pairs on a full build)
     select distinct
         identity_key,
         activity_date
     from events
-    where loaded_at > (
-        select {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'max(loaded_at)') }}
-        from {{ this }}
-    )
+    {%- if is_incremental() %}
+        where loaded_at > (
+                select {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'max(loaded_at)') }}
+                from {{ this }}
+            )
+    {%- endif %}
 ),
 
-{% endif %}
 selected as (
     select events.*
     from events
-    {% if is_incremental() %}
-        inner join touched
-            on
-                events.identity_key = touched.identity_key
-                and events.activity_date = touched.activity_date
-    {% endif %}
+    inner join touched
+        on
+            events.identity_key = touched.identity_key
+            and events.activity_date = touched.activity_date
 ),
 
 final as (
