@@ -54,7 +54,7 @@ select
     min(e.event_at) as first_seen_at,
     max(e.event_at) as last_seen_at,
     count(*) as events,
-    count(*) filter (where e.event_type in ('page', 'screen')) as page_views,
+    count(*) filter (where e.event_type = 'page') as page_views,
     count(*) filter (where e.event_name = 'Product Viewed') as product_views,
     count(*) filter (where e.event_name = 'Product Added') as cart_adds,
     count(*) filter (where e.event_name = 'Order Completed') as orders,

@@ -12,6 +12,8 @@ from personalization.clustering.warehouse import read_previous
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    # dbt passes a config value to a Python model only if the model's own source calls
+    # dbt.config.get for it, so these calls cannot move into a shared helper.
     config = ClusteringConfig.from_settings(
         k_min=dbt.config.get("clustering_k_min"),
         k_max=dbt.config.get("clustering_k_max"),
