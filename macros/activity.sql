@@ -3,13 +3,24 @@
     count is added in one place. -#}
 {% macro activity_count_columns() -%}
     {{ return(['events', 'page_views', 'screen_views', 'product_views', 'searches', 'cart_adds',
-               'cart_removes', 'checkouts_started', 'orders', 'refunds', 'feature_uses']) }}
+               'cart_removes', 'checkouts_started', 'orders', 'refunds', 'cancellations',
+               'orders_unconverted', 'reversals_unconverted', 'feature_uses']) }}
 {%- endmacro %}
 
 
-{#- `cast(sum(c) as bigint) as c` for every activity count (revenue is summed apart). -#}
+{#- The amounts kept per user and day, in var('reporting_currency'): gross order revenue and the
+    amount refunded or cancelled. -#}
+{% macro activity_amount_columns() -%}
+    {{ return(['revenue', 'refunded_amount']) }}
+{%- endmacro %}
+
+
+{#- `cast(sum(c) as bigint) as c` for every activity count, `sum(a) as a` for every amount. -#}
 {% macro sum_activity_counts() -%}
     {%- for column in activity_count_columns() %}
         cast(sum({{ column }}) as bigint) as {{ column }},
+    {%- endfor %}
+    {%- for column in activity_amount_columns() %}
+        sum({{ column }}) as {{ column }},
     {%- endfor %}
 {%- endmacro %}

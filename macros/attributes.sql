@@ -2,10 +2,11 @@
     (attribute_name, attribute_value, source, observed_at) grouped by user. -#}
 {% macro pivot_attribute_columns(attributes) -%}
     {%- for attribute, cast_to in attributes.items() -%}
-        cast(max(case when attribute_name = '{{ attribute }}' then attribute_value end)
+        {%- set name = quoted_literal(attribute) %}
+        cast(max(case when attribute_name = {{ name }} then attribute_value end)
             as {{ cast_to }}) as {{ attribute }},
-        max(case when attribute_name = '{{ attribute }}' then source end) as {{ attribute }}_source,
-        max(case when attribute_name = '{{ attribute }}' then observed_at end)
+        max(case when attribute_name = {{ name }} then source end) as {{ attribute }}_source,
+        max(case when attribute_name = {{ name }} then observed_at end)
             as {{ attribute }}_observed_at{{ ',' if not loop.last }}
     {% endfor -%}
 {%- endmacro %}

@@ -17,13 +17,19 @@
 {%- endmacro %}
 
 
-{#- An ISO 8601 string (any offset) as a UTC timestamp without time zone; null if unparseable. -#}
+{#- An ISO 8601 string as a UTC timestamp without time zone; null if unparseable. A string with
+    an offset (Z, +02:00, -0500) is converted to UTC; one without a zone is read as UTC (never
+    in the machine's local zone, so a build gives the same answer under any TZ). -#}
 {% macro to_utc_timestamp(expr) -%}
     {{ return(adapter.dispatch('to_utc_timestamp', 'personalization')(expr)) }}
 {%- endmacro %}
 
 {% macro duckdb__to_utc_timestamp(expr) -%}
-    (try_cast({{ expr }} as timestamptz) at time zone 'UTC')
+    case
+        when regexp_matches({{ expr }}, '[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$')
+            then (try_cast({{ expr }} as timestamptz) at time zone 'UTC')
+        else try_cast({{ expr }} as timestamp)
+    end
 {%- endmacro %}
 
 {% macro spark__to_utc_timestamp(expr) -%}

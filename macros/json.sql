@@ -5,11 +5,11 @@
 {%- endmacro %}
 
 {% macro duckdb__json_text(json, path) -%}
-    json_extract_string({{ json }}, '{{ path }}')
+    json_extract_string({{ json }}, {{ quoted_literal(path) }})
 {%- endmacro %}
 
 {% macro spark__json_text(json, path) -%}
-    get_json_object({{ json }}, '{{ path }}')
+    get_json_object({{ json }}, {{ quoted_literal(path) }})
 {%- endmacro %}
 
 {% macro default__json_text(json, path) -%}
@@ -24,7 +24,7 @@
 {%- endmacro %}
 
 {% macro duckdb__json_kind(json, path) -%}
-    {{ duckdb_json_type_as_kind("json_type(" ~ json ~ ", '" ~ path ~ "')") }}
+    {{ duckdb_json_type_as_kind("json_type(" ~ json ~ ", " ~ quoted_literal(path) ~ ")") }}
 {%- endmacro %}
 
 {#- DuckDB's json_type names in the tracking plan's vocabulary. -#}
@@ -70,11 +70,11 @@
 {%- endmacro %}
 
 {% macro duckdb__json_text_many(json, paths) -%}
-    json_extract_string({{ json }}, ['{{ paths | join("', '") }}'])
+    json_extract_string({{ json }}, {{ quoted_literal_array(paths) }})
 {%- endmacro %}
 
 {% macro spark__json_text_many(json, paths) -%}
-    array({% for path in paths %}get_json_object({{ json }}, '{{ path }}'){{ ', ' if not loop.last }}{% endfor %})
+    array({% for path in paths %}get_json_object({{ json }}, {{ quoted_literal(path) }}){{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {% macro default__json_text_many(json, paths) -%}
@@ -89,7 +89,7 @@
 
 {% macro duckdb__json_kind_many(json, paths) -%}
     list_transform(
-        json_type({{ json }}, ['{{ paths | join("', '") }}']),
+        json_type({{ json }}, {{ quoted_literal_array(paths) }}),
         kind -> {{ duckdb_json_type_as_kind('kind') }}
     )
 {%- endmacro %}
@@ -110,4 +110,31 @@
 
 {% macro default__array_item(array, position) -%}
     element_at({{ array }}, {{ position }})
+{%- endmacro %}
+
+
+{#- The JSONPath of one object key, quoted so that any key (dots, quotes, spaces) is one key. -#}
+{% macro json_key_path(key, parent='$') -%}
+    {{ return(parent ~ '."' ~ (key | string | replace('\\', '\\\\') | replace('"', '\\"')) ~ '"') }}
+{%- endmacro %}
+
+
+{#- The column that holds field `name`: prefix_name, quoted when the name is not a plain
+    identifier (a tracking plan may name a property anything). -#}
+{% macro field_column(prefix, name) -%}
+    {%- set column = prefix ~ name -%}
+    {%- if modules.re.match('^[a-z_][a-z0-9_]*$', column) -%}
+        {{ return(column) }}
+    {%- endif -%}
+    {{ return('"' ~ column | replace('"', '""') ~ '"') }}
+{%- endmacro %}
+
+
+{#- Name the items of an array built by json_text_many / json_kind_many: `fields` is the list of
+    names in the order of the paths, so each field is named once and read by name after that.
+    Emits `array[1] as prefix_name1, array[2] as prefix_name2, ...` (no trailing comma). -#}
+{% macro unpack_fields(array, names, prefix='') -%}
+    {%- for name in names %}
+        {{ array_item(array, loop.index) }} as {{ field_column(prefix, name) }}{{ ',' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}

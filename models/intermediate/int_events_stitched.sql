@@ -1,5 +1,6 @@
-{#- Events with a canonical user key: the userId when present, else the user its anonymous id was
-    identified as (also for events before that identify), else the anonymous id itself.
+{#- Events up to as_of() with a canonical user key: the userId when present, else the user its
+    anonymous id was identified as (also for events before that identify), else the anonymous id
+    itself. Every model downstream sees no event after as_of (including the rest of its day).
     Grain: one row per message_id. A view: a join this cheap costs less than writing every event
     again, and it always reflects the current identity map. -#}
 {{ config(materialized='view') }}
@@ -26,6 +27,7 @@ final as (
     from events
     left join identity_map
         on events.anonymous_id = identity_map.anonymous_id
+    where events.event_at <= {{ as_of() }}
 )
 
 select * from final

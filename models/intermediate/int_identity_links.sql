@@ -1,5 +1,5 @@
 {#- Every link between an anonymous id (or an alias's previousId) and a userId, from identify and
-    any event carrying both. Grain: one row per (anonymous_id, user_id). -#}
+    any event carrying both, up to as_of() (a link made later does not exist yet). Grain: one row per (anonymous_id, user_id). -#}
 
 with
 
@@ -14,7 +14,9 @@ links as (
         user_id,
         event_at
     from events
-    where user_id is not null
+    where
+        event_at <= {{ as_of() }}
+        and user_id is not null
         and coalesce(previous_id, anonymous_id) is not null
 ),
 

@@ -1,5 +1,5 @@
 {#- Trait values that broke a trait rule. The event itself was kept (in stg_events) with the bad
-    trait nulled. Grain: one row per (message_id, reason). -#}
+    trait nulled. Grain: one row per (message_id, reason, trait_name). -#}
 {{ config(materialized='view') }}
 
 with
@@ -26,7 +26,28 @@ issues as (
     where status = 'staged'
 ),
 
-final as (
+declared_rejections as (
+    -- declared traits (tracking plan `traits:`) whose value broke their rule
+    select
+        message_id,
+        'invalid_trait' as reason,
+        rejection.trait_name,
+        rejection.rejected_value,
+        event_type,
+        event_name,
+        event_at,
+        file_path,
+        line_number
+    from (
+        select
+            *,
+            unnest(declared_trait_rejections) as rejection
+        from checked
+        where status = 'staged'
+    ) as rejected
+),
+
+standard_rejections as (
     select
         message_id,
         reason,
@@ -48,6 +69,13 @@ final as (
         file_path,
         line_number
     from issues
+    where reason != 'invalid_trait'
+),
+
+final as (
+    select * from standard_rejections
+    union all
+    select * from declared_rejections
 )
 
 select * from final

@@ -3,19 +3,61 @@
     stg_duplicate_events are views that split this table by status. -#}
 {{ config(materialized='incremental', on_schema_change='fail') }}
 
-{#- the top-level fields every line is read for, extracted with one parse per line -#}
-{%- set top_paths = [
-    '$.messageId', '$.type', '$.event', '$.userId', '$.anonymousId', '$.previousId',
-    '$.timestamp', '$.sentAt', '$.receivedAt', '$.name', '$.properties', '$.traits',
-    '$.context.consent.categoryPreferences', '$.context.device.type', '$.context.locale',
-] -%}
-{%- set trait_paths = ['$.age', '$.birthday', '$.country', '$.city', '$.gender', '$.email'] -%}
-{%- set rules = tracking_plan().trait_rules -%}
+{#- the top-level fields every line is read for, extracted with one parse per line; each is
+    named once here and read by name (raw_<name>) after that -#}
+{%- set top_fields = {
+    'message_id': '$.messageId',
+    'type': '$.type',
+    'event': '$.event',
+    'user_id': '$.userId',
+    'anonymous_id': '$.anonymousId',
+    'previous_id': '$.previousId',
+    'timestamp': '$.timestamp',
+    'sent_at': '$.sentAt',
+    'received_at': '$.receivedAt',
+    'name': '$.name',
+    'properties': '$.properties',
+    'traits': '$.traits',
+    'context_traits': '$.context.traits',
+    'consent': '$.context.consent.categoryPreferences',
+    'device_type': '$.context.device.type',
+    'locale': '$.context.locale',
+} -%}
+{#- the standard trait locations of Segment / RudderStack SDKs, read from the trait object:
+    top-level first, then the spec's address object -#}
+{%- set trait_fields = {
+    'age': '$.age',
+    'birthday': '$.birthday',
+    'country': '$.country',
+    'address_country': '$.address.country',
+    'city': '$.city',
+    'address_city': '$.address.city',
+    'state': '$.state',
+    'address_state': '$.address.state',
+    'postal_code': '$.postalCode',
+    'address_postal_code': '$.address.postal_code',
+    'gender': '$.gender',
+    'email': '$.email',
+    'name': '$.name',
+    'first_name': '$.firstName',
+    'last_name': '$.lastName',
+} -%}
+{#- the order properties the profiles read (Segment e-commerce spec v2) -#}
+{%- set order_fields = {
+    'order_id': '$.order_id',
+    'revenue': '$.revenue',
+    'total': '$.total',
+    'currency': '$.currency',
+} -%}
+{%- set plan = tracking_plan() -%}
+{%- set rules = plan.trait_rules -%}
 {%- set age_rule = rules.get('age', {}) -%}
 {%- set min_age = age_rule.get('min', 13) -%}
 {%- set max_age = age_rule.get('max', 110) -%}
 {%- set genders = rules.get('gender', {}).get('accepted', []) -%}
-{%- set event_names = tracking_plan().events.keys() | list -%}
+{%- set event_names = plan.events.keys() | list -%}
+{%- set declared_traits = plan.traits -%}
+{%- set property_names = plan_property_names() -%}
 
 with
 
@@ -29,7 +71,22 @@ raw_lines as (
 ),
 
 countries as (
-    select country_code from {{ ref('ref_countries') }}
+    -- every accepted spelling of a country (ISO alpha-2, alpha-3, English and local names,
+    -- aliases), upper-cased, with its ISO alpha-2 code
+    select
+        upper(country_code) as country_key,
+        country_code
+    from {{ ref('ref_countries') }}
+    union
+    select
+        upper(country_name) as country_key,
+        country_code
+    from {{ ref('ref_countries') }}
+    union
+    select
+        upper(alias) as country_key,
+        country_code
+    from {{ ref('ref_country_aliases') }}
 ),
 
 cities as (
@@ -54,9 +111,16 @@ parsed as (
         -- JSON functions fail on invalid text: only valid lines are parsed further
         case
             when {{ json_is_valid('raw_line') }} and not has_encoding_error
-                then {{ json_text_many('raw_line', top_paths) }}
-        end as top_fields
+                then {{ json_text_many('raw_line', top_fields.values() | list) }}
+        end as top_values
     from raw_lines
+),
+
+top_named as (
+    select
+        parsed.*,
+        {{ unpack_fields('top_values', top_fields.keys() | list, 'raw_') }}
+    from parsed
 ),
 
 fields as (
@@ -67,52 +131,78 @@ fields as (
         raw_line,
         has_encoding_error,
         is_valid_json,
-        nullif(trim({{ array_item('top_fields', 1) }}), '') as message_id,
-        lower({{ array_item('top_fields', 2) }}) as event_type,
-        {{ array_item('top_fields', 3) }} as event_name,
-        nullif(trim({{ array_item('top_fields', 4) }}), '') as user_id,
-        nullif(trim({{ array_item('top_fields', 5) }}), '') as anonymous_id,
-        nullif(trim({{ array_item('top_fields', 6) }}), '') as previous_id,
-        {{ to_utc_timestamp(array_item('top_fields', 7)) }} as event_at,
-        {{ to_utc_timestamp(array_item('top_fields', 8)) }} as sent_at,
-        {{ array_item('top_fields', 9) }} as received_at_text,
-        {{ to_utc_timestamp(array_item('top_fields', 9)) }} as received_at,
-        {{ array_item('top_fields', 10) }} as page_name,
-        {{ array_item('top_fields', 11) }} as properties,
-        -- identify carries traits; a Profile Updated event carries the corrected traits as properties
+        nullif(trim(raw_message_id), '') as message_id,
+        lower(raw_type) as event_type,
+        raw_event as event_name,
+        nullif(trim(raw_user_id), '') as user_id,
+        nullif(trim(raw_anonymous_id), '') as anonymous_id,
+        nullif(trim(raw_previous_id), '') as previous_id,
+        raw_timestamp as event_at_text,
+        {{ to_utc_timestamp('raw_timestamp') }} as event_at,
+        {{ to_utc_timestamp('raw_sent_at') }} as sent_at,
+        raw_received_at as received_at_text,
+        {{ to_utc_timestamp('raw_received_at') }} as received_at,
+        raw_name as page_name,
+        raw_properties as properties,
+        -- identify carries traits; a Profile Updated event carries the corrected traits as
+        -- properties; any other call may carry them in context.traits (Segment, RudderStack)
         case
-            when lower({{ array_item('top_fields', 2) }}) = 'identify'
-                then {{ array_item('top_fields', 12) }}
-            when {{ array_item('top_fields', 3) }} = 'Profile Updated'
-                then {{ array_item('top_fields', 11) }}
+            when lower(raw_type) = 'identify' then raw_traits
+            when raw_event = 'Profile Updated' then raw_properties
+            else raw_context_traits
         end as trait_source,
-        {{ array_item('top_fields', 13) }} as consent_json,
-        {{ array_item('top_fields', 14) }} as device_type,
-        {{ array_item('top_fields', 15) }} as user_locale
-    from parsed
+        raw_consent as consent_json,
+        raw_device_type as device_type,
+        raw_locale as user_locale
+    from top_named
 ),
 
 trait_fields as (
     select
         fields.*,
         case
-            when trait_source is not null then {{ json_text_many('trait_source', trait_paths) }}
-        end as trait_values
+            when trait_source is not null
+                then {{ json_text_many('trait_source', trait_fields.values() | list) }}
+        end as trait_values,
+        case
+            when event_name in ('Order Completed', 'Order Refunded', 'Order Cancelled') and properties is not null
+                then {{ json_text_many('properties', order_fields.values() | list) }}
+        end as order_values
     from fields
+),
+
+trait_named as (
+    select
+        trait_fields.*,
+        {{ unpack_fields('trait_values', trait_fields.keys() | list, 'trait_text_') }},
+        {{ unpack_fields('order_values', order_fields.keys() | list, 'order_text_') }}
+    from trait_fields
 ),
 
 traits as (
     select
-        trait_fields.*,
-        {{ try_cast(array_item('trait_values', 1), 'integer') }} as declared_age,
-        {{ array_item('trait_values', 1) }} as declared_age_text,
-        {{ array_item('trait_values', 2) }} as declared_birthday_text,
-        {{ try_cast(array_item('trait_values', 2), 'date') }} as declared_birthday,
-        upper(trim({{ array_item('trait_values', 3) }})) as declared_country,
-        trim({{ array_item('trait_values', 4) }}) as declared_city,
-        lower(trim({{ array_item('trait_values', 5) }})) as declared_gender,
-        {{ array_item('trait_values', 6) }} as declared_email
-    from trait_fields
+        trait_named.*,
+        {{ try_cast('trait_text_age', 'integer') }} as declared_age,
+        trait_text_age as declared_age_text,
+        trait_text_birthday as declared_birthday_text,
+        {{ try_cast('trait_text_birthday', 'date') }} as declared_birthday,
+        nullif(trim(coalesce(trait_text_country, trait_text_address_country)), '') as declared_country,
+        nullif(trim(coalesce(trait_text_city, trait_text_address_city)), '') as declared_city,
+        nullif(trim(coalesce(trait_text_state, trait_text_address_state)), '') as declared_state,
+        nullif(trim(coalesce(trait_text_postal_code, trait_text_address_postal_code)), '')
+            as declared_postal_code,
+        lower(trim(trait_text_gender)) as declared_gender,
+        trait_text_email as declared_email,
+        nullif(trim(coalesce(
+            trait_text_name,
+            concat_ws(' ', nullif(trim(trait_text_first_name), ''), nullif(trim(trait_text_last_name), ''))
+        )), '') as declared_name,
+        -- every other key of the trait object: a custom trait, declared in the plan or not
+        case
+            when trait_source is not null and json_type(trait_source) = 'OBJECT'
+                then json_merge_patch(trait_source, {{ quoted_literal(custom_trait_removal_patch()) }})
+        end as custom_trait_json
+    from trait_named
 ),
 
 trait_checks as (
@@ -128,42 +218,56 @@ trait_checks as (
                     not between {{ min_age }} and {{ max_age }}
             else false
         end as is_implausible_age,
+        countries.country_code as resolved_country,
         traits.declared_country is not null and countries.country_code is null as is_invalid_country,
         -- a city in the reference list must lie in the declared (valid) country
         known_cities.city_key is not null
         and countries.country_code is not null
         and city_in_country.city_key is null as is_city_country_mismatch,
         traits.declared_gender is not null
-        and traits.declared_gender not in ('{{ genders | join("', '") }}') as is_invalid_gender
+        and traits.declared_gender not in {{ quoted_literal_list(genders) }} as is_invalid_gender
+        -- then the traits the plan declares, typed: custom_text_<name>, custom_value_<name>
+        -- (generated; the linter cannot indent a line that renders empty)
+        -- noqa: disable=LT02
+        {{ declared_trait_columns('traits.custom_trait_json', declared_traits) }}
+    -- noqa: enable=LT02
     from traits
     left join countries
-        on traits.declared_country = countries.country_code
+        on upper(traits.declared_country) = countries.country_key
     left join known_cities
         on lower(traits.declared_city) = known_cities.city_key
     left join cities as city_in_country
         on
             lower(traits.declared_city) = city_in_country.city_key
-            and traits.declared_country = city_in_country.country_code
+            and countries.country_code = city_in_country.country_code
 ),
 
 property_fields as (
     select
         trait_checks.*,
-        {%- set property_paths = plan_property_paths() %}
         case
             when event_type = 'track' and properties is not null
-                then {{ json_kind_many('properties', property_paths) }}
+                then {{ json_kind_many('properties', plan_property_paths()) }}
         end as property_kinds,
         case
             when event_type = 'track' and properties is not null
-                then {{ json_text_many('properties', property_paths) }}
+                then {{ json_text_many('properties', plan_property_paths()) }}
         end as property_texts
     from trait_checks
 ),
 
-event_checks as (
+property_named as (
+    -- each property the plan declares as kind_<name> (its JSON type) and prop_<name> (its text)
     select
         property_fields.*,
+        {{ unpack_fields('property_kinds', property_names, 'kind_') }},
+        {{ unpack_fields('property_texts', property_names, 'prop_') }}
+    from property_fields
+),
+
+event_checks as (
+    select
+        property_named.*,
         {{ non_null_array([
             "case when has_encoding_error then 'invalid_encoding' end",
             "case when not is_valid_json and not has_encoding_error then 'invalid_json' end",
@@ -172,20 +276,22 @@ event_checks as (
             "case when is_valid_json and coalesce(event_type, '') not in ('track', 'identify', 'page', 'screen', 'alias', 'group') then 'unknown_type' end",
             "case when is_valid_json and (event_at is null or (received_at_text is not null and received_at is null)) then 'bad_timestamp' end",
             "case when event_at > coalesce(received_at, loaded_at) + interval '" ~ var('future_timestamp_tolerance_minutes') ~ " minutes' then 'future_timestamp' end",
-            "case when event_type = 'track' and (event_name is null or event_name not in ('" ~ event_names | map('replace', "'", "''") | join("', '") ~ "')) then 'unknown_event' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('missing', 'event_name', 'property_kinds', 'property_texts') ~ " then 'missing_required_property' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name', 'property_kinds', 'property_texts') ~ " then 'wrong_property_type' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name', 'property_kinds', 'property_texts') ~ " then 'negative_amount' end",
-            "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name', 'property_kinds', 'property_texts') ~ " then 'below_minimum' end",
+            "case when event_at < " ~ to_utc_timestamp(quoted_literal(var('event_timestamp_min'))) ~ " or event_at >= " ~ to_utc_timestamp(quoted_literal(var('event_timestamp_max'))) ~ " then 'implausible_timestamp' end",
+            "case when event_type = 'track' and (event_name is null or event_name not in " ~ quoted_literal_list(event_names) ~ ") then 'unknown_event' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('missing', 'event_name') ~ " then 'missing_required_property' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name') ~ " then 'wrong_property_type' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name') ~ " then 'negative_amount' end",
+            "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name') ~ " then 'below_minimum' end",
         ]) }} as reasons
-    from property_fields
+    from property_named
 ),
 
-already_seen as (
-    -- message ids judged by earlier runs: a new copy of one is a duplicate
+already_staged as (
+    -- message ids staged by earlier runs: a new copy of one is a duplicate. Only staged events
+    -- count: a quarantined event re-sent, corrected, with the same messageId is staged.
     {%- if is_incremental() %}
         select distinct message_id from {{ this }}
-        where message_id is not null
+        where status = 'staged'
     {%- else %}
         select cast(null as varchar) as message_id
         where false
@@ -195,28 +301,31 @@ already_seen as (
 first_copies as (
     -- first received = first in landing order; files land with names that sort by arrival, so a
     -- full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
-    -- sorting whole rows is the most expensive step of this model.
+    -- sorting whole rows is the most expensive step of this model. Only lines that pass every
+    -- check compete: a quarantined copy never hides a valid one.
     select
         message_id,
         min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
     from event_checks
-    where message_id is not null
+    where message_id is not null and {{ array_size('reasons') }} = 0
     group by message_id
 ),
 
 ranked as (
     select
         event_checks.*,
-        event_checks.message_id is not null and (
+        event_checks.message_id is not null
+        and {{ array_size('event_checks.reasons') }} = 0
+        and (
             event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
             != first_copies.first_position
-            or already_seen.message_id is not null
+            or already_staged.message_id is not null
         ) as is_duplicate
     from event_checks
     left join first_copies
         on event_checks.message_id = first_copies.message_id
-    left join already_seen
-        on event_checks.message_id = already_seen.message_id
+    left join already_staged
+        on event_checks.message_id = already_staged.message_id
 ),
 
 final as (
@@ -254,23 +363,33 @@ final as (
         end as trait_age,
         -- a city that lies in another country: either could be wrong, so neither is kept
         case
-            when not is_invalid_country and not is_city_country_mismatch then declared_country
+            when not is_invalid_country and not is_city_country_mismatch then resolved_country
         end as trait_country,
         case when not is_city_country_mismatch then declared_city end as trait_city,
+        declared_state as trait_state,
+        declared_postal_code as trait_postal_code,
         case when not is_invalid_gender then declared_gender end as trait_gender,
         {{ pseudonymise('declared_email') }} as email_hash,
+        {{ pseudonymise('declared_name') }} as name_hash,
+        -- custom traits: declared ones valid (pii ones as a keyed hash), undeclared ones as sent
+        {{ custom_traits_cleaned('custom_trait_json', declared_traits) }}
+            as custom_traits,
         {{ non_null_array([
             "case when is_implausible_age then 'implausible_age' end",
             "case when is_invalid_country then 'invalid_country' end",
             "case when is_city_country_mismatch then 'city_country_mismatch' end",
             "case when is_invalid_gender then 'invalid_gender' end",
-        ]) }} as trait_issues,
+        ] + declared_trait_issue_expressions(declared_traits)) }} as trait_issues,
+        {{ declared_trait_rejections(declared_traits) }} as declared_trait_rejections,
         case when is_implausible_age then coalesce(declared_age_text, declared_birthday_text) end
             as rejected_age,
         case when is_invalid_country then declared_country end as rejected_country,
         case when is_city_country_mismatch then declared_city || ', ' || declared_country end
             as rejected_city,
         case when is_invalid_gender then declared_gender end as rejected_gender,
+        order_text_order_id as order_id,
+        {{ try_cast('coalesce(order_text_revenue, order_text_total)', 'decimal(18, 2)') }} as order_amount,
+        upper(trim(order_text_currency)) as order_currency,
         {{ try_cast(json_text('consent_json', '$.personalization'), 'boolean') }}
             as consent_personalization,
         {{ try_cast(json_text('consent_json', '$.advertising'), 'boolean') }} as consent_advertising,

@@ -1,4 +1,5 @@
-{#- One row per (event_name, property_name) from models/staging/tracking_plan.yml. -#}
+{#- One row per (event_name, property_name) from models/staging/tracking_plan.yml. Every plan
+    value is a quoted literal; min was checked to be a number (validate_tracking_plan). -#}
 {%- set rows = [] -%}
 {%- for event_name, spec in tracking_plan().events.items() -%}
     {%- set properties = (spec or {}).get('properties') or {} -%}
@@ -15,9 +16,9 @@ with
 plan as (
     {%- for row in rows %}
     select
-        '{{ row[0] | replace("'", "''") }}' as event_name,
-        {{ "'" ~ row[1] ~ "'" if row[1] is not none else 'cast(null as varchar)' }} as property_name,
-        {{ "'" ~ row[2] ~ "'" if row[2] is not none else 'cast(null as varchar)' }} as property_type,
+        {{ quoted_literal(row[0]) }} as event_name,
+        {{ quoted_literal(row[1]) if row[1] is not none else 'cast(null as varchar)' }} as property_name,
+        {{ quoted_literal(row[2]) if row[2] is not none else 'cast(null as varchar)' }} as property_type,
         {{ 'true' if row[3] else 'false' }} as is_required,
         cast({{ row[4] if row[4] is not none else 'null' }} as double) as minimum_value
     {% if not loop.last %}union all{% endif %}

@@ -1,6 +1,15 @@
-{#- Behaviour counts per raw identity (userId, else anonymousId) and day. Incremental: a run
-    recomputes exactly the (identity, day) pairs that received events since the last run, from
-    all their events - so late events of any age are counted, and re-runs change nothing.
+{#- Behaviour counts per raw identity (userId, else anonymousId) and day, over events up to
+    as_of() only. Order amounts are converted to var('reporting_currency') with the rates seed.
+    Incremental: a run recomputes exactly the (identity, day) pairs that need it, from all their
+    events up to as_of:
+    - pairs with events loaded since the last run (less var('lookback_hours')): late events of
+      any age are counted, and re-runs change nothing;
+    - pairs with events after the as_of of the last run and up to this as_of: a later as_of picks
+      up events loaded earlier but stamped after the earlier as_of;
+    - pairs built with events after this as_of (as_of moved back): recomputed, possibly to a row
+      with events = 0, which fct_user_activity_daily leaves out.
+    Every row records the as_of it was built at (built_as_of) and the run that wrote it
+    (build_sequence); the last run's as_of is the lower bound of the second rule.
     Identity stitching happens downstream (fct_user_activity_daily), because it can change
     retroactively. Grain: one row per (identity_key, activity_date). -#}
 {{ config(
@@ -18,19 +27,49 @@ events as (
         cast(event_at as date) as activity_date,
         *
     from {{ ref('stg_events') }}
+    where event_at <= {{ as_of() }}
 ),
 
+rates as (
+    select * from {{ ref('ref_currency_rates') }}
+),
+
+reporting_rate as (
+    select units_per_eur as reporting_units_per_eur
+    from rates
+    where currency_code = {{ quoted_literal(var('reporting_currency')) }}
+),
+
+{%- if is_incremental() %}
+
+previous_run as (
+    select
+        max(loaded_at) as high_water_mark,
+        max(build_sequence) as build_sequence,
+        max(built_as_of) filter (
+            where build_sequence = (select max(build_sequence) from {{ this }})
+        ) as built_as_of
+    from {{ this }}
+),
+{%- endif %}
+
 touched as (
-    -- the (identity, day) pairs with events loaded since the last run (all pairs on a full build)
+    -- the (identity, day) pairs to recompute (all pairs on a full build)
     select distinct
-        identity_key,
-        activity_date
+        events.identity_key,
+        events.activity_date
     from events
     {%- if is_incremental() %}
-        where loaded_at > (
-                select {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'max(loaded_at)') }}
-                from {{ this }}
-            )
+        cross join previous_run
+        where
+            events.loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'previous_run.high_water_mark') }}
+            or events.event_at > previous_run.built_as_of
+        union
+        select
+            identity_key,
+            activity_date
+        from {{ this }}
+        where last_event_at > {{ as_of() }}
     {%- endif %}
 ),
 
@@ -43,7 +82,53 @@ selected as (
             and events.activity_date = touched.activity_date
 ),
 
-final as (
+orders as (
+    -- every order up to as_of, for refunds and cancellations that name no amount (the whole
+    -- order); the first copy of an order_id wins
+    select
+        order_id,
+        arg_min(order_amount, event_at) as order_amount,
+        arg_min(coalesce(order_currency, {{ quoted_literal(var('default_currency')) }}), event_at)
+            as order_currency
+    from events
+    where event_name = 'Order Completed' and order_id is not null
+    group by order_id
+),
+
+amounts as (
+    -- each order, refund and cancellation with its amount in the reporting currency (null when
+    -- its currency has no rate)
+    select
+        selected.*,
+        selected.event_name in ('Order Refunded', 'Order Cancelled') as is_reversal,
+        coalesce(
+            selected.order_amount,
+            case when selected.event_name != 'Order Completed' then orders.order_amount end
+        ) as amount,
+        coalesce(
+            selected.order_currency,
+            case when selected.event_name != 'Order Completed' then orders.order_currency end,
+            {{ quoted_literal(var('default_currency')) }}
+        ) as currency
+    from selected
+    left join orders
+        on selected.order_id = orders.order_id
+),
+
+converted as (
+    select
+        amounts.*,
+        cast(
+            amounts.amount / rates.units_per_eur * reporting_rate.reporting_units_per_eur
+            as decimal(18, 2)
+        ) as reporting_amount
+    from amounts
+    cross join reporting_rate
+    left join rates
+        on amounts.currency = rates.currency_code
+),
+
+aggregated as (
     select
         identity_key,
         activity_date,
@@ -57,16 +142,49 @@ final as (
         count(case when event_name = 'Checkout Started' then 1 end) as checkouts_started,
         count(case when event_name = 'Order Completed' then 1 end) as orders,
         count(case when event_name = 'Order Refunded' then 1 end) as refunds,
-        coalesce(sum(case
-            when event_name = 'Order Completed'
-                then {{ try_cast(json_text('properties', '$.revenue'), 'decimal(18, 2)') }}
-        end), 0) as revenue,
+        count(case when event_name = 'Order Cancelled' then 1 end) as cancellations,
+        count(case
+            when event_name = 'Order Completed' and amount is not null and reporting_amount is null
+                then 1
+        end) as orders_unconverted,
+        count(case
+            when is_reversal and amount is not null and reporting_amount is null then 1
+        end) as reversals_unconverted,
         count(case when event_name = 'Feature Used' then 1 end) as feature_uses,
+        coalesce(sum(case when event_name = 'Order Completed' then reporting_amount end), 0)
+            as revenue,
+        coalesce(sum(case when is_reversal then reporting_amount end), 0) as refunded_amount,
         min(event_at) as first_event_at,
         max(event_at) as last_event_at,
         max(loaded_at) as loaded_at
-    from selected
+    from converted
     group by identity_key, activity_date
+),
+
+final as (
+    select
+        touched.identity_key,
+        touched.activity_date,
+        {%- for column in activity_count_columns() %}
+            coalesce(aggregated.{{ column }}, 0) as {{ column }},
+        {%- endfor %}
+        {%- for column in activity_amount_columns() %}
+            coalesce(aggregated.{{ column }}, 0) as {{ column }},
+        {%- endfor %}
+        aggregated.first_event_at,
+        aggregated.last_event_at,
+        aggregated.loaded_at,
+        {{ as_of() }} as built_as_of,
+        {%- if is_incremental() %}
+            (select coalesce(build_sequence, 0) + 1 from previous_run) as build_sequence
+        {%- else %}
+            1 as build_sequence
+        {%- endif %}
+    from touched
+    left join aggregated
+        on
+            touched.identity_key = aggregated.identity_key
+            and touched.activity_date = aggregated.activity_date
 )
 
 select * from final

@@ -1,8 +1,10 @@
-{#- Every observation of a user attribute (age, country, city, gender) with its source:
-    user_feedback (a Profile Updated the user sent), declared (identify traits) or inferred
-    (country from the locale of the user's device). Invalid values were nulled in staging, so
-    they never appear here and can never override a valid one.
+{#- Every observation of a user attribute (age, country, city, state, postal_code, gender and
+    every custom trait the tracking plan declares) with its source: user_feedback (a Profile
+    Updated the user sent), declared (identify traits, or context.traits on any other call) or
+    inferred (country from the locale of the user's device). Invalid values were nulled in
+    staging, so they never appear here and can never override a valid one.
     Grain: one row per (message_id, attribute_name, source). -#}
+{%- set declared_traits = tracking_plan().traits -%}
 
 with
 
@@ -23,23 +25,41 @@ stated as (
         trait_age,
         trait_country,
         trait_city,
+        trait_state,
+        trait_postal_code,
         trait_gender,
+        {%- for name, rule in declared_traits.items() %}
+            {%- if rule.get('pii') %}
+                {{ json_text('custom_traits', json_key_path(name)) }} as {{ field_column('trait_', name) }},
+            {%- else %}
+                cast({{ declared_trait_value('custom_traits', name, rule) }} as varchar)
+                    as {{ field_column('trait_', name) }},
+            {%- endif %}
+        {%- endfor %}
         case when event_name = 'Profile Updated' then 'user_feedback' else 'declared' end as source
     from events
-    where event_type = 'identify' or event_name = 'Profile Updated'
+    -- only events that state a trait (most events state none)
+    where
+        trait_age is not null
+        or trait_country is not null
+        or trait_city is not null
+        or trait_state is not null
+        or trait_postal_code is not null
+        or trait_gender is not null
+        or custom_traits is not null
 ),
 
 unpivoted as (
-    {%- for attribute in ['age', 'country', 'city', 'gender'] %}
+    {%- for attribute in ['age', 'country', 'city', 'state', 'postal_code', 'gender'] + declared_traits.keys() | list %}
         select
             canonical_user_id,
             message_id,
             event_at as observed_at,
-            '{{ attribute }}' as attribute_name,
-            cast(trait_{{ attribute }} as varchar) as attribute_value,
+            {{ quoted_literal(attribute) }} as attribute_name,
+            cast({{ field_column('trait_', attribute) }} as varchar) as attribute_value,
             source
         from stated
-        where trait_{{ attribute }} is not null
+        where {{ field_column('trait_', attribute) }} is not null
         union all
     {%- endfor %}
     select

@@ -1,6 +1,12 @@
 {#- The winning observation per user and attribute: the best source (user_feedback > declared >
-    inferred), then the latest. Imputation fills gaps later, in dim_user_profiles.
+    inferred), then the latest. Imputation fills gaps later, in dim_user_profiles. Custom traits
+    declared in the tracking plan are columns too, typed as declared.
     Grain: one row per canonical_user_id. -#}
+{%- set attributes = {'age': 'integer', 'country': 'varchar', 'city': 'varchar', 'state': 'varchar',
+                      'postal_code': 'varchar', 'gender': 'varchar'} -%}
+{%- for name, rule in tracking_plan().traits.items() -%}
+    {%- do attributes.update({name: declared_trait_type(name, rule)}) -%}
+{%- endfor -%}
 
 with
 
@@ -26,7 +32,7 @@ winners as (
 final as (
     select
         canonical_user_id,
-        {{ pivot_attribute_columns({'age': 'integer', 'country': 'varchar', 'city': 'varchar', 'gender': 'varchar'}) }}
+        {{ pivot_attribute_columns(attributes) }}
     from winners
     group by canonical_user_id
 )

@@ -1,6 +1,9 @@
 {#- The user profile: behaviour, scores, lifecycle, attributes with provenance and imputation,
     consent, and every catalogue trait. Windows are relative to the var as_of.
+    Every event read here is up to as_of (int_events_stitched, int_identity_activity_daily cut
+    there). Custom traits declared in the tracking plan are columns with _source and _observed_at.
     Grain: one row per canonical_user_id. -#}
+{%- set declared_traits = tracking_plan().traits -%}
 
 with
 
@@ -46,7 +49,6 @@ activity as (
         min(first_event_at) as first_seen_at,
         max(last_event_at) as last_seen_at,
         {{- sum_activity_counts() }}
-        sum(revenue) as revenue,
         max(case when orders > 0 then activity_date end) as last_order_date
     from activity_days
     group by canonical_user_id
@@ -112,6 +114,17 @@ combined as (
         attributes.gender,
         attributes.gender_source,
         attributes.gender_observed_at,
+        attributes.state,
+        attributes.state_source,
+        attributes.state_observed_at,
+        attributes.postal_code,
+        attributes.postal_code_source,
+        attributes.postal_code_observed_at,
+        {%- for name in declared_traits.keys() %}
+            attributes.{{ name }},
+            attributes.{{ name }}_source,
+            attributes.{{ name }}_observed_at,
+        {%- endfor %}
         coalesce(consent.has_personalization_consent, false) as has_personalization_consent,
         coalesce(consent.has_advertising_consent, false) as has_advertising_consent
     from activity
@@ -136,11 +149,13 @@ scored as (
         {{ dbt.datediff('last_seen_at', as_of(), 'day') }} as days_since_last_seen,
         {{ dbt.datediff('last_order_date', 'cast(' ~ as_of() ~ ' as date)', 'day') }}
             as days_since_last_order,
+        revenue - refunded_amount as net_revenue,
         revenue / nullif(orders, 0) as average_order_value,
         -- scores 1-5 by percentile among all profiles; ties share a score
         least(5, 1 + floor(5 * percent_rank() over (order by last_seen_at))) as recency_score,
         least(5, 1 + floor(5 * percent_rank() over (order by sessions))) as frequency_score,
-        least(5, 1 + floor(5 * percent_rank() over (order by revenue))) as monetary_score,
+        least(5, 1 + floor(5 * percent_rank() over (order by revenue - refunded_amount)))
+            as monetary_score,
         case
             when first_seen_at > {{ dbt.dateadd('day', -1 * var('lifecycle_new_days'), as_of()) }}
                 then 'new'
@@ -179,6 +194,11 @@ final as (
         scored.checkouts_started,
         scored.orders,
         scored.revenue,
+        scored.refunded_amount,
+        scored.net_revenue,
+        scored.refunds,
+        scored.cancellations,
+        scored.orders_unconverted,
         scored.average_order_value,
         scored.days_since_last_order,
         scored.has_open_cart,
@@ -212,6 +232,17 @@ final as (
         scored.gender,
         scored.gender_source,
         scored.gender_observed_at,
+        scored.state,
+        scored.state_source,
+        scored.state_observed_at,
+        scored.postal_code,
+        scored.postal_code_source,
+        scored.postal_code_observed_at,
+        {%- for name in declared_traits.keys() %}
+            scored.{{ name }},
+            scored.{{ name }}_source,
+            scored.{{ name }}_observed_at,
+        {%- endfor %}
         scored.has_personalization_consent,
         scored.has_advertising_consent,
         {{ catalogue_trait_columns('catalogue_traits') }}

@@ -5,7 +5,9 @@
 with
 
 identity_days as (
+    -- a row with no events is what is left of a day whose events all lie after as_of
     select * from {{ ref('int_identity_activity_daily') }}
+    where events > 0
 ),
 
 identity_map as (
@@ -26,7 +28,6 @@ final as (
         canonical_user_id,
         activity_date,
         {{- sum_activity_counts() }}
-        sum(revenue) as revenue,
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
     from keyed

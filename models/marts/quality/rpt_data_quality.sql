@@ -36,6 +36,54 @@ volume as (
     select * from {{ ref('rpt_event_volume_daily') }}
 ),
 
+-- issue 11: custom traits nobody declared, and orders in a currency without a rate
+staged_events as (
+    select * from {{ ref('stg_events') }}
+),
+
+currency_rates as (
+    select * from {{ ref('ref_currency_rates') }}
+),
+
+undeclared_traits as (
+    select
+        'trait_quarantine' as metric_group,
+        'undeclared_trait_events' as metric_name,
+        trait_name as dimension,
+        cast(count(*) as double) as metric_value
+    from (
+        select unnest(json_keys(custom_traits)) as trait_name
+        from staged_events
+        where custom_traits is not null
+    ) as custom_trait_names
+    where trait_name not in {{ quoted_literal_list(tracking_plan().traits.keys() | list) }}
+    group by trait_name
+),
+
+order_currencies as (
+    select
+        staged_events.message_id,
+        coalesce(staged_events.order_currency, {{ quoted_literal(var('default_currency')) }})
+            as currency
+    from staged_events
+    where
+        staged_events.event_name = 'Order Completed'
+        and staged_events.event_at <= {{ as_of() }}
+),
+
+unconverted_orders as (
+    select
+        'ingestion' as metric_group,
+        'orders_without_rate' as metric_name,
+        order_currencies.currency as dimension,
+        cast(count(*) as double) as metric_value
+    from order_currencies
+    left join currency_rates
+        on order_currencies.currency = currency_rates.currency_code
+    where currency_rates.currency_code is null
+    group by order_currencies.currency
+),
+
 quarantine_reasons as (
     select
         'quarantine' as metric_group,
@@ -184,6 +232,10 @@ unioned as (
     select * from staleness
     union all
     select * from volume_anomalies
+    union all
+    select * from undeclared_traits
+    union all
+    select * from unconverted_orders
 ),
 
 final as (
