@@ -4,12 +4,19 @@ values - every fixture line keeps its verdict and every valid trait its value.""
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import yaml
 from conftest import FIXTURE_LANDING, make_warehouse, query
 from test_staging_rules import DAY_ONE, LINE_VERDICTS
 
 from personalization.dbt_runner import run_dbt
-from personalization.tracking_plan import TRACKING_PLAN_PATH
+from personalization.tracking_plan import (
+    TRACKING_PLAN_PATH,
+    TrackingPlanError,
+    load_tracking_plan,
+)
 
 HOSTILE = ["x') or ('1'='1", "a; drop table staging.stg_events; --", "-- c", "/* d */", 'q"uote']
 
@@ -65,3 +72,37 @@ def test_hostile_plan_values_change_no_verdict_and_null_no_trait(tmp_path):
         "where event_name = 'Evil''); --' order by 1",
     )
     assert plan_rows == [("/* x */", "number", 0.0), ("na'me\"; --", "string", None)]
+
+
+def write_plan(path, plan: dict) -> None:
+    document = {
+        "version": 2,
+        "models": [{"name": "stg_tracking_plan", "config": {"meta": {"tracking_plan": plan}}}],
+    }
+    path.write_text(yaml.safe_dump(document))
+
+
+def test_declared_traits_and_required_groups_load(tmp_path):
+    plan = hostile_plan()
+    path = tmp_path / "plan.yml"
+    write_plan(path, plan)
+    loaded = load_tracking_plan(path)
+    assert [(t.name, t.type, t.accepted) for t in loaded.traits] == [
+        ("tier", "string", tuple(HOSTILE))
+    ]
+    assert loaded.required_one_of == {"Order Completed": (("revenue", "total"),)}
+
+
+@pytest.mark.parametrize(
+    ("traits", "message"),
+    [
+        ({"Income Band": {"type": "string"}}, "trait 'Income Band': name must be snake_case"),
+        ({"tier": {"type": "colour"}}, "trait 'tier' has type 'colour'"),
+        ({"tier": {"type": "integer", "min": "1; drop"}}, "trait 'tier': min must be a number"),
+    ],
+)
+def test_a_bad_declared_trait_fails_with_its_name(tmp_path, traits, message):
+    path = tmp_path / "plan.yml"
+    write_plan(path, {**hostile_plan(), "traits": traits})
+    with pytest.raises(TrackingPlanError, match=re.escape(message)):
+        load_tracking_plan(path)
