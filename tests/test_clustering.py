@@ -63,8 +63,9 @@ def scaled(vectors: pd.DataFrame) -> np.ndarray:
 
 @pytest.mark.parametrize("method", ["kmeans", "hierarchical"])
 def test_clusters_recover_generator_archetypes(first_run, archetypes, method):
-    """ARI >= 0.6 against the generator's archetypes (shared-device rows have no archetype of
-    their own; users with too few events are cluster -1 and left out)."""
+    """ARI >= 0.8 against the generator's archetypes (0.865 measured with seed 7; shared-device
+    rows have no archetype of their own; users with too few events are cluster -1 and left
+    out)."""
     assignments, _ = first_run
     rows = assignments[(assignments["method"] == method) & (assignments["cluster_id"] >= 0)]
     truth = rows["canonical_user_id"].map(archetypes)
@@ -72,7 +73,7 @@ def test_clusters_recover_generator_archetypes(first_run, archetypes, method):
     keep = truth != "shared_device"
     assert keep.sum() >= 450
     ari = adjusted_rand_score(truth[keep], rows.loc[keep, "cluster_id"])
-    assert ari >= 0.6, ari
+    assert ari >= 0.8, ari
 
 
 def test_refits_with_different_seeds_agree(vectors):
@@ -91,7 +92,7 @@ def test_labels_stable_across_refit_on_slightly_changed_data(vectors, first_run)
     changed = vectors.sample(frac=0.95, random_state=3).reset_index(drop=True)
     numeric = [c for c in CONFIG.features if c in changed.columns]
     changed[numeric] = changed[numeric] * rng.uniform(0.95, 1.05, size=(len(changed), len(numeric)))
-    again = assign_clusters(changed, CONFIG, previous_clusters=clusters)
+    again = assign_clusters(changed, CONFIG, previous_assignments=assignments)
     for method in ("kmeans", "hierarchical"):
         before = assignments[assignments["method"] == method].set_index("canonical_user_id")
         after = again[again["method"] == method].set_index("canonical_user_id")
@@ -131,11 +132,13 @@ def test_personas_on_generated_data(vectors, first_run):
         assert per_user["cluster_id"].value_counts().sort_index().tolist() == (
             group.sort_values("cluster_id")["size"].tolist()
         )
-    # the big spenders' persona: named after spending, centroid revenue far above the rest
+    # the big buyers' persona: named after buying, centroid orders far above the rest (revenue
+    # itself is dropped on this data as a near-duplicate of orders, r = 0.97)
     kmeans = clusters[(clusters["method"] == "kmeans") & (clusters["cluster_id"] >= 0)]
-    top = kmeans.loc[kmeans["centroid_revenue"].idxmax()]
-    assert "spenders" in top["cluster_name"] or "buyers" in top["cluster_name"]
-    assert top["centroid_revenue"] > 10 * kmeans["centroid_revenue"].drop(top.name).max()
+    assert kmeans["centroid_revenue"].isna().all()
+    top = kmeans.loc[kmeans["centroid_orders"].idxmax()]
+    assert top["cluster_name"].startswith("Repeat buyers")
+    assert top["centroid_orders"] > 5 * kmeans["centroid_orders"].drop(top.name).max()
     assert top["top_category"] in {"electronics", "computers", "furniture", "jewelry"}
 
 
@@ -308,15 +311,17 @@ def test_stable_ids_follow_the_previous_centroids():
 
 def test_persona_names_come_from_the_distinguishing_features():
     features = ("revenue", "sessions", "recency_days", "searches_per_session")
-    assert persona_name(features, np.array([2.1, 0.9, -0.2, 0.1])) == "High spenders, frequent"
-    assert persona_name(features, np.array([-0.3, -0.6, 1.5, 0.0])) == "Lapsed, occasional"
+    assert persona_name(features, np.array([2.1, 0.9, -0.2, 0.1])) == (
+        "High spenders, frequent visitors"
+    )
+    assert persona_name(features, np.array([-0.3, -0.6, 1.5, 0.0])) == "Lapsed, occasional visitors"
     assert persona_name(features, np.array([0.2, -0.1, 0.3, 0.4])) == "Typical users"
     assert persona_name(("unknown_feature",), np.array([1.0])) == "High unknown_feature"
     zs = np.array([[2.0, 1.0, 0.6, 0.0], [2.0, 1.0, -0.6, 0.0], [0.1, 0.0, 0.0, 0.0]])
     names = unique_names(features, zs, np.array([0, 1, 2]))
     assert names == [
-        "High spenders, frequent, lapsed",
-        "High spenders, frequent, recently active",
+        "High spenders, frequent visitors, lapsed",
+        "High spenders, frequent visitors, recently active",
         "Typical users",
     ]
     same = unique_names(features, np.array([[2.0, 0, 0, 0], [2.0, 0, 0, 0]]), np.array([4, 5]))
