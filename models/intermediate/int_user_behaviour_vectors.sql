@@ -55,7 +55,7 @@ user_activity as (
         {%- for column in behaviour_counts %}
             sum({{ column }}) as {{ column }},
         {%- endfor %}
-        sum(revenue) as revenue,
+        cast(sum(revenue) as double) as revenue,
         sum(
             {%- for column in behaviour_counts %}
                 {{ column }}{{ ' +' if not loop.last }}
