@@ -102,4 +102,3 @@ def test_judging_imputed_values_would_raise_a_false_flag(planted):
     status, members, ratio, flag = cells[("premium", "age_band", "55-64")]
     assert (status, members, flag) == ("observed", 10, True)
     assert ratio == pytest.approx((10 / 70) / 0.5)
-

@@ -4,9 +4,8 @@ inverse)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -123,8 +122,10 @@ def _raw_features(vectors: pd.DataFrame, features: tuple[str, ...]) -> np.ndarra
     missing = [f for f in features if f not in vectors.columns]
     if missing:
         raise KeyError(f"behaviour vectors lack clustering feature(s): {', '.join(missing)}")
-    return vectors[list(features)].to_numpy(dtype=float, na_value=np.nan).reshape(
-        len(vectors), len(features)
+    return (
+        vectors[list(features)]
+        .to_numpy(dtype=float, na_value=np.nan)
+        .reshape(len(vectors), len(features))
     )
 
 

@@ -46,7 +46,9 @@ def stable_ids_by_members(
     k = len(sizes)
     ids = np.full(k, -1, dtype=np.int64)
     if previous_user_ids is not None and previous_cluster_ids is not None:
-        previous = pd.Series(np.asarray(previous_cluster_ids, dtype=np.int64), index=previous_user_ids)
+        previous = pd.Series(
+            np.asarray(previous_cluster_ids, dtype=np.int64), index=previous_user_ids
+        )
         previous = previous[previous >= 0]
         if len(previous):
             before = previous.reindex(user_ids).to_numpy(dtype=float)

@@ -185,9 +185,9 @@ def assign_clusters(
         fit = fit_method(method, prep.x, config)
         means, sizes = member_means(prep.x, fit.labels, fit.k)
         means = np.where(np.isnan(means), fit.centroids, means)
-        ids = stable.stable_ids_by_members(fit.labels, prep.user_ids, sizes, *previous_members(
-            previous_assignments, method
-        ))
+        ids = stable.stable_ids_by_members(
+            fit.labels, prep.user_ids, sizes, *previous_members(previous_assignments, method)
+        )
         names = personas.unique_names(
             prep.features, means, ids, prep.medians(fit.labels), prep.medians()
         )
