@@ -140,7 +140,7 @@ def impute_age(
             "canonical_user_id": frame["canonical_user_id"].to_numpy(),
             "knn_age": pd.array([pd.NA] * n, dtype="Int64"),
             "is_out_of_fold": known,
-            "imputation_method": pd.Series([None] * n, dtype=object),
+            "imputation_method": pd.Series([None] * n, dtype="string"),
             **{f"oof_{m}_age": np.full(n, np.nan) for m in METHODS},
         }
     )

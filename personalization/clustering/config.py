@@ -57,9 +57,11 @@ class ClusteringConfig:
     quality_sample_size: int = 5_000
     stability_seeds: int = 3
     # Feature choice: a candidate undefined for more than this share of the clusterable users,
-    # or correlated above this with an earlier candidate, is dropped (constant ones too).
+    # or correlated above this with an earlier candidate, is dropped (constant and near-constant
+    # ones too).
     max_undefined_share: float = 0.5
     max_feature_correlation: float = 0.95
+    max_common_share: float = 0.99  # one value for this share of the users: near-constant
     # Below this best silhouette the data has little cluster structure (reported and warned).
     weak_silhouette: float = 0.25
 

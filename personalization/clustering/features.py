@@ -41,9 +41,12 @@ def choose_features(
     candidates: tuple[str, ...],
     max_undefined_share: float = 0.5,
     max_correlation: float = 0.95,
+    max_common_share: float = 0.99,
 ) -> FeatureChoice:
     """Candidates in order, dropping (reason logged) a feature that is undefined (null) for more
-    than `max_undefined_share` of the users, constant after log1p, or correlated above
+    than `max_undefined_share` of the users, constant after log1p, near-constant (one value for
+    at least `max_common_share` of the users: a handful of outliers would form their own
+    cluster), or correlated above
     `max_correlation` (|Pearson r| of the log1p values) with a feature already kept. Raises
     KeyError for a missing column and ValueError when no feature is left."""
     missing = [f for f in candidates if f not in eligible.columns]
@@ -62,6 +65,12 @@ def choose_features(
         if len(values) < 2 or float(np.ptp(values)) < 1e-9:
             constant = float(values[0]) if len(values) else 0.0
             dropped[feature] = f"constant ({float(np.expm1(constant)):g} for every user)"
+            continue
+        common_value, common_share = _most_common(values)
+        if common_share >= max_common_share:
+            dropped[feature] = (
+                f"near-constant ({common_share:.1%} of users at {float(np.expm1(common_value)):g})"
+            )
             continue
         duplicate = None
         for name, other in zip(used, kept_values, strict=True):
@@ -132,6 +141,13 @@ def _raw_features(vectors: pd.DataFrame, features: tuple[str, ...]) -> np.ndarra
 def _log1p(values: np.ndarray) -> np.ndarray:
     # every feature is a count, amount, rate or duration: negative values are clipped to 0
     return np.log1p(np.clip(values, 0.0, None))
+
+
+def _most_common(values: np.ndarray) -> tuple[float, float]:
+    """The most frequent value and its share of the rows."""
+    unique, counts = np.unique(values, return_counts=True)
+    top = int(counts.argmax())
+    return float(unique[top]), float(counts[top]) / len(values)
 
 
 def _median(values: np.ndarray) -> float:

@@ -88,7 +88,11 @@ def prepare(vectors: pd.DataFrame, config: ClusteringConfig) -> Prepared:
     eligible = vectors.loc[mask].reset_index(drop=True)
     if len(eligible):
         choice = choose_features(
-            eligible, config.features, config.max_undefined_share, config.max_feature_correlation
+            eligible,
+            config.features,
+            config.max_undefined_share,
+            config.max_feature_correlation,
+            config.max_common_share,
         )
     else:
         choice = FeatureChoice(used=config.features, dropped={})

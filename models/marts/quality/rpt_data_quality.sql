@@ -140,7 +140,7 @@ oof_errors as (
         avg(abs(knn_ages.oof_knn_age - imputation_features.known_age)) as knn,
         avg(abs(knn_ages.oof_group_median_age - imputation_features.known_age)) as group_median,
         avg(abs(knn_ages.oof_global_median_age - imputation_features.known_age)) as global_median,
-        max(knn_ages.imputation_method) as chosen_method
+        max(cast(knn_ages.imputation_method as {{ dbt.type_string() }})) as chosen_method
     from knn_ages
     inner join imputation_features
         on knn_ages.canonical_user_id = imputation_features.canonical_user_id
