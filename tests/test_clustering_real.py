@@ -1,7 +1,7 @@
-"""Clustering beyond the generator: the real purchase-only CDNOW sample (built with dbt), and a
-small hand-written purchase-only fixture. Checked: the feature set chosen, every persona claim
-true, every user assigned (the unclustered share reported), identical output from a second
-build whatever the row order."""
+"""Clustering beyond browsing data: the real purchase-only CDNOW sample and the generator's
+purchase-only mode (both built with dbt), and a small hand-written purchase-only fixture.
+Checked: the feature set chosen, every persona claim true, every user assigned (the unclustered
+share reported), identical output from a second build whatever the row order."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from clustering_checks import assert_everyone_assigned_once, false_claims
 from conftest import make_warehouse
 
+from personalization import cli
 from personalization.clustering import (
     ClusteringConfig,
     assign_clusters,
@@ -27,6 +28,23 @@ CDNOW_SAMPLE = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 )
 CONFIG = ClusteringConfig()
+TABLES = {
+    "vectors": "intermediate.int_user_behaviour_vectors",
+    "assignments": "marts.fct_user_clusters",
+    "clusters": "marts.dim_clusters",
+    "quality": "marts.rpt_cluster_quality",
+    "profiles": "marts.dim_user_profiles",
+}
+# the clustering marts, the profiles and everything upstream, with their tests (segments and
+# the other marts are not needed here)
+SELECTION = ["+rpt_cluster_quality", "+dim_user_profiles"]
+
+
+def build_and_read(root: Path, as_of: str) -> dict[str, pd.DataFrame]:
+    warehouse = make_warehouse(root, root / "landing", as_of=as_of)
+    run_dbt(["build", "--select", *SELECTION], warehouse)
+    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+        return {key: con.sql(f"select * from {table}").df() for key, table in TABLES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +54,15 @@ def cdnow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     root = tmp_path_factory.mktemp("cdnow")
     manifest = convert_cdnow(CDNOW_SAMPLE, root / "landing")
     assert (manifest["rows"], manifest["customers"]) == (6919, 2357)
-    warehouse = make_warehouse(root, root / "landing", as_of=str(manifest["as_of"]))
-    run_dbt(["build"], warehouse)
-    tables = {
-        "vectors": "intermediate.int_user_behaviour_vectors",
-        "assignments": "marts.fct_user_clusters",
-        "clusters": "marts.dim_clusters",
-        "quality": "marts.rpt_cluster_quality",
-        "profiles": "marts.dim_user_profiles",
-    }
-    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
-        return {key: con.sql(f"select * from {table}").df() for key, table in tables.items()}
+    return build_and_read(root, str(manifest["as_of"]))
+
+
+@pytest.fixture(scope="module")
+def purchase_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("purchase_only")
+    args = ["--events=100000", "--users=600", "--days=30", "--seed=7", "--purchase-only"]
+    assert cli.main(["generate", "--quiet", f"--out={root / 'landing'}", *args]) == 0
+    return build_and_read(root, "2026-01-31T00:00:00Z")
 
 
 def test_cdnow_features_personas_and_everyone_assigned(cdnow):
@@ -154,3 +170,20 @@ def test_cdnow_converter_rejects_bad_lines(tmp_path):
     source.write_text(" 00001 19970101  2   29.33\n 00002 1997-01-02  1  10.00\n")
     with pytest.raises(CdnowFormatError, match="line 2"):
         convert_cdnow(source, tmp_path / "landing")
+
+
+def test_generated_purchase_only_data(purchase_only):
+    """The generator without browsing: recency, frequency, monetary and basket features, true
+    personas, everyone assigned."""
+    vectors, assignments = purchase_only["vectors"], purchase_only["assignments"]
+    assert (vectors["page_views"] + vectors["product_views"] + vectors["cart_adds"]).sum() == 0
+    assert_everyone_assigned_once(purchase_only["profiles"], assignments)
+    for row in purchase_only["quality"].itertuples():
+        assert row.features_used.startswith("recency_days, orders, revenue, basket_units_per_order")
+        assert "orders_per_checkout: undefined for 100% of users" in row.features_dropped
+        assert "sessions: near-duplicate of orders" in row.features_dropped
+        assert row.n_clustered >= 50
+        assert row.share_insufficient_data == pytest.approx(
+            (~vectors["is_clusterable"]).sum() / len(vectors)
+        )
+    assert false_claims(vectors, assignments) == []
