@@ -18,7 +18,10 @@
 with
 
 activity_daily as (
-    select * from {{ ref('fct_user_activity_daily') }}
+    select
+        *,
+        {{ behaviour_counts | join(' + ') }} as behaviour_events
+    from {{ ref('fct_user_activity_daily') }}
     where first_event_at <= {{ as_of() }}
 ),
 
@@ -38,11 +41,12 @@ product_events as (
         end as viewed_price,
         case
             when event_name = 'Order Completed'
-                then coalesce(
-                    {{ json_number_sum('properties', '$.products[*].quantity') }},
-                    {{ try_cast(json_text('properties', '$.quantity'), 'double') }}
-                )
-        end as basket_units
+                then {{ json_number_sum('properties', '$.products[*].quantity') }}
+        end as listed_units,
+        case
+            when event_name = 'Order Completed'
+                then {{ try_cast(json_text('properties', '$.quantity'), 'double') }}
+        end as order_quantity
     from {{ ref('int_events_stitched') }}
     where
         event_name in ('Product Viewed', 'Order Completed')
@@ -56,18 +60,8 @@ user_activity as (
             sum({{ column }}) as {{ column }},
         {%- endfor %}
         cast(sum(revenue) as double) as revenue,
-        sum(
-            {%- for column in behaviour_counts %}
-                {{ column }}{{ ' +' if not loop.last }}
-            {%- endfor %}
-        ) as events,
-        count(distinct case
-            when
-            {%- for column in behaviour_counts %}
-                {{ column }}{{ ' +' if not loop.last }}
-            {%- endfor %} > 0
-                then activity_date
-        end) as active_days
+        sum(behaviour_events) as events,
+        count(distinct case when behaviour_events > 0 then activity_date end) as active_days
     from activity_daily
     group by canonical_user_id
 ),
@@ -91,7 +85,7 @@ user_products as (
             ) as views_{{ category }},
         {%- endfor %}
         avg(viewed_price) as avg_viewed_price,
-        avg(basket_units) as basket_units_per_order
+        avg(coalesce(listed_units, order_quantity)) as basket_units_per_order
     from product_events
     group by canonical_user_id
 ),
