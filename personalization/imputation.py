@@ -126,7 +126,8 @@ def impute_age(
     """Return, for every row of frame: canonical_user_id; knn_age, the age imputed by the
     chosen method for users without one (null when no method is chosen) and that method's
     out-of-fold prediction for users with one; is_out_of_fold; imputation_method (the chosen
-    method, null when none); oof_<method>_age for the three methods (users with a known age).
+    method, null when none); oof_<method>_age for the three methods (users with a known age;
+    whole years, as imputed ages are).
 
     frame needs canonical_user_id, known_age (null when unknown), the FEATURES columns and
     optionally the age_group column (for group_median). Rows are sorted by canonical_user_id
@@ -157,7 +158,8 @@ def impute_age(
             predicted = _predict(
                 method, neighbours, features, groups, ages, known_index[train], known_index[test]
             )
-            result.loc[known_index[test], f"oof_{method}_age"] = predicted
+            # whole years, as imputed ages are: the errors are those of the ages users get
+            result.loc[known_index[test], f"oof_{method}_age"] = np.rint(predicted)
     errors = {
         m: float(np.mean(np.abs(result.loc[known_index, f"oof_{m}_age"] - ages[known_index])))
         for m in METHODS

@@ -63,7 +63,7 @@ def test_group_median_is_chosen_when_age_follows_the_group():
 
 
 def test_no_imputation_when_nothing_beats_the_global_median(caplog):
-    """Ages unrelated to behaviour and group: kNN is lowest by a hair (15.26 vs 15.40 years),
+    """Ages unrelated to behaviour and group: kNN is lowest by a hair (15.25 vs 15.41 years),
     not by the 5% margin, so nobody gets an imputed age, and the log says why."""
     source = frame(400, "nothing")
     result = impute_age(source)
