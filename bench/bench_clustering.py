@@ -92,8 +92,11 @@ def synthetic_vectors(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
                     "sessions": sessions,
                     "orders": orders,
                     "revenue": revenue,
-                    "orders_per_checkout": orders / (checkouts + 1),
-                    "page_views_per_session": pages / sessions,
+                    "basket_units_per_order": np.where(orders > 0, _mean(a.qty), np.nan),
+                    "orders_per_checkout": np.where(
+                        checkouts > 0, orders / np.maximum(checkouts, 1), np.nan
+                    ),
+                    "page_and_screen_views_per_session": pages / sessions,
                     "product_views_per_session": views / sessions,
                     "cart_adds_per_session": adds / sessions,
                     "feature_uses_per_session": features / sessions,

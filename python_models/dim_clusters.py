@@ -16,6 +16,7 @@ def model(dbt, session):
         k_max=dbt.config.get("clustering_k_max"),
         random_state=dbt.config.get("clustering_random_state"),
         memory_budget_mb=dbt.config.get("clustering_memory_budget_mb"),
+        weak_silhouette=dbt.config.get("clustering_weak_silhouette"),
     )
     vectors = dbt.ref("int_user_behaviour_vectors").df()
     assignments = dbt.ref("fct_user_clusters").df()

@@ -1,8 +1,8 @@
 """Cluster of every user, per method. Grain: one row per (canonical_user_id, method).
 
 Thin wrapper: the logic is personalization.clustering.pipeline.assign_clusters. Stable ids come
-from matching the new centroids with the previous run's, read from the existing dim_clusters
-(a deliberate non-ref read: dim_clusters is rebuilt after this model from its output).
+from matching the new clusters with this model's own previous output (dbt.this: the clusters
+they share most members with), so nothing is read outside ref() but the model itself.
 """
 
 from personalization.clustering.config import ClusteringConfig
@@ -19,7 +19,8 @@ def model(dbt, session):
         k_max=dbt.config.get("clustering_k_max"),
         random_state=dbt.config.get("clustering_random_state"),
         memory_budget_mb=dbt.config.get("clustering_memory_budget_mb"),
+        weak_silhouette=dbt.config.get("clustering_weak_silhouette"),
     )
     vectors = dbt.ref("int_user_behaviour_vectors").df()
-    previous = read_previous(session, dbt.this.database, dbt.this.schema, "dim_clusters")
+    previous = read_previous(session, dbt.this.database, dbt.this.schema, dbt.this.identifier)
     return assign_clusters(vectors, config, previous)

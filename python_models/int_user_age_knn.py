@@ -1,7 +1,10 @@
-"""kNN age imputation from behaviour (personalization.imputation).
+"""Age imputation chosen per build by out-of-fold error (personalization.imputation).
 
-Grain: one row per canonical_user_id. knn_age is the imputed age for users without one, and an
-out-of-fold prediction for users with a known age (is_out_of_fold), used to measure accuracy.
+Grain: one row per canonical_user_id. knn_age (the historical name) is the age imputed by the
+chosen method (knn or group_median, in imputation_method) for users without one - null for
+everyone when no method beats the global median by var imputation_margin - and that method's
+out-of-fold prediction for users with a known age (is_out_of_fold). oof_<method>_age hold every
+method's out-of-fold predictions, from which rpt_data_quality reports the errors and the winner.
 """
 
 from personalization.imputation import impute_age
@@ -9,5 +12,6 @@ from personalization.imputation import impute_age
 
 def model(dbt, session):
     dbt.config(materialized="table", schema="intermediate")
+    margin = float(dbt.config.get("imputation_margin") or 0.05)
     features = dbt.ref("int_user_imputation_features").df()
-    return impute_age(features.sort_values("canonical_user_id").reset_index(drop=True))
+    return impute_age(features, margin=margin)

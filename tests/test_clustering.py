@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from clustering_checks import assert_everyone_assigned_once, false_claims
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
@@ -22,7 +23,11 @@ from personalization.clustering import (
     quality_report,
     write_cluster_pictures,
 )
-from personalization.clustering.features import FeatureTransform, nearest_centroid
+from personalization.clustering.features import (
+    FeatureTransform,
+    choose_features,
+    nearest_centroid,
+)
 from personalization.clustering.hierarchical import fit_ward, ward_memory_bytes
 from personalization.clustering.kmeans import _kmeans, choose_k, fit_kmeans, pick_k
 from personalization.clustering.labels import drift_from_previous, stable_ids
@@ -63,8 +68,9 @@ def scaled(vectors: pd.DataFrame) -> np.ndarray:
 
 @pytest.mark.parametrize("method", ["kmeans", "hierarchical"])
 def test_clusters_recover_generator_archetypes(first_run, archetypes, method):
-    """ARI >= 0.6 against the generator's archetypes (shared-device rows have no archetype of
-    their own; users with too few events are cluster -1 and left out)."""
+    """ARI >= 0.8 against the generator's archetypes (0.865 measured with seed 7; shared-device
+    rows have no archetype of their own; users with too few events are cluster -1 and left
+    out)."""
     assignments, _ = first_run
     rows = assignments[(assignments["method"] == method) & (assignments["cluster_id"] >= 0)]
     truth = rows["canonical_user_id"].map(archetypes)
@@ -72,7 +78,7 @@ def test_clusters_recover_generator_archetypes(first_run, archetypes, method):
     keep = truth != "shared_device"
     assert keep.sum() >= 450
     ari = adjusted_rand_score(truth[keep], rows.loc[keep, "cluster_id"])
-    assert ari >= 0.6, ari
+    assert ari >= 0.8, ari
 
 
 def test_refits_with_different_seeds_agree(vectors):
@@ -91,7 +97,7 @@ def test_labels_stable_across_refit_on_slightly_changed_data(vectors, first_run)
     changed = vectors.sample(frac=0.95, random_state=3).reset_index(drop=True)
     numeric = [c for c in CONFIG.features if c in changed.columns]
     changed[numeric] = changed[numeric] * rng.uniform(0.95, 1.05, size=(len(changed), len(numeric)))
-    again = assign_clusters(changed, CONFIG, previous_clusters=clusters)
+    again = assign_clusters(changed, CONFIG, previous_assignments=assignments)
     for method in ("kmeans", "hierarchical"):
         before = assignments[assignments["method"] == method].set_index("canonical_user_id")
         after = again[again["method"] == method].set_index("canonical_user_id")
@@ -131,11 +137,13 @@ def test_personas_on_generated_data(vectors, first_run):
         assert per_user["cluster_id"].value_counts().sort_index().tolist() == (
             group.sort_values("cluster_id")["size"].tolist()
         )
-    # the big spenders' persona: named after spending, centroid revenue far above the rest
+    # the big buyers' persona: named after buying, centroid orders far above the rest (revenue
+    # itself is dropped on this data as a near-duplicate of orders, r = 0.97)
     kmeans = clusters[(clusters["method"] == "kmeans") & (clusters["cluster_id"] >= 0)]
-    top = kmeans.loc[kmeans["centroid_revenue"].idxmax()]
-    assert "spenders" in top["cluster_name"] or "buyers" in top["cluster_name"]
-    assert top["centroid_revenue"] > 10 * kmeans["centroid_revenue"].drop(top.name).max()
+    assert kmeans["centroid_revenue"].isna().all()
+    top = kmeans.loc[kmeans["centroid_orders"].idxmax()]
+    assert top["cluster_name"].startswith("Repeat buyers")
+    assert top["centroid_orders"] > 5 * kmeans["centroid_orders"].drop(top.name).max()
     assert top["top_category"] in {"electronics", "computers", "furniture", "jewelry"}
 
 
@@ -308,15 +316,17 @@ def test_stable_ids_follow_the_previous_centroids():
 
 def test_persona_names_come_from_the_distinguishing_features():
     features = ("revenue", "sessions", "recency_days", "searches_per_session")
-    assert persona_name(features, np.array([2.1, 0.9, -0.2, 0.1])) == "High spenders, frequent"
-    assert persona_name(features, np.array([-0.3, -0.6, 1.5, 0.0])) == "Lapsed, occasional"
+    assert persona_name(features, np.array([2.1, 0.9, -0.2, 0.1])) == (
+        "High spenders, frequent visitors"
+    )
+    assert persona_name(features, np.array([-0.3, -0.6, 1.5, 0.0])) == "Lapsed, occasional visitors"
     assert persona_name(features, np.array([0.2, -0.1, 0.3, 0.4])) == "Typical users"
     assert persona_name(("unknown_feature",), np.array([1.0])) == "High unknown_feature"
     zs = np.array([[2.0, 1.0, 0.6, 0.0], [2.0, 1.0, -0.6, 0.0], [0.1, 0.0, 0.0, 0.0]])
     names = unique_names(features, zs, np.array([0, 1, 2]))
     assert names == [
-        "High spenders, frequent, lapsed",
-        "High spenders, frequent, recently active",
+        "High spenders, frequent visitors, lapsed",
+        "High spenders, frequent visitors, recently active",
         "Typical users",
     ]
     same = unique_names(features, np.array([[2.0, 0, 0, 0], [2.0, 0, 0, 0]]), np.array([4, 5]))
@@ -339,3 +349,96 @@ def test_config_from_dbt_settings():
 def test_fitted_at_is_the_as_of_var():
     assert fitted_at("2026-01-11T00:00:00Z") == pd.Timestamp("2026-01-11 00:00:00")
     assert fitted_at("2026-01-11T02:00:00+02:00") == pd.Timestamp("2026-01-11 00:00:00")
+
+
+# --- issue 15: true personas, reproducibility, honest structure, chosen features ----------
+
+
+def test_persona_claims_hold_on_generated_data(vectors, first_run):
+    assignments, clusters = first_run
+    assert_everyone_assigned_once(vectors, assignments)
+    assert false_claims(vectors, assignments) == []
+
+
+def test_no_absolute_claim_without_its_fact():
+    """Everybody bought 5-14 times: the cluster with the fewest orders is "fewer orders", never
+    "non-buyers"; a phrase never repeats a word ("frequent visitors" and "repeat buyers")."""
+    features = ("orders", "sessions")
+    z = np.array([[-1.2, -0.9], [1.3, 1.1]])
+    members = np.array([[6.0, 6.0], [12.0, 12.0]])
+    population = np.array([8.0, 8.0])
+    names = unique_names(features, z, np.array([0, 1]), members, population)
+    assert names == ["Fewer orders, occasional visitors", "Repeat buyers, frequent visitors"]
+    # members' median on the wrong side of the population's: the phrase is left out
+    assert persona_name(features, z[0], 2, np.array([9.0, 6.0]), population) == (
+        "Occasional visitors"
+    )
+    # non-buyers only when the members' median is 0
+    assert persona_name(("orders",), np.array([-1.0]), 2, np.array([0.0]), np.array([2.0])) == (
+        "Non-buyers"
+    )
+    assert persona_name(("orders",), np.array([0.3]), 2, np.array([3.0]), np.array([2.0])) == (
+        "Typical users"
+    )
+
+
+def test_row_order_never_changes_assignments_k_or_names(vectors, first_run):
+    """Two builds of the same data whose rows arrive in different orders: identical output."""
+    assignments, clusters = first_run
+    shuffled = vectors.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    again = assign_clusters(shuffled, CONFIG)
+    key = ["method", "canonical_user_id"]
+    pd.testing.assert_frame_equal(
+        assignments.sort_values(key).reset_index(drop=True),
+        again.sort_values(key).reset_index(drop=True),
+    )
+    pd.testing.assert_frame_equal(clusters, describe_clusters(shuffled, again, CONFIG))
+
+
+def test_features_dropped_with_their_reason():
+    vectors = blob_vectors(200)
+    names = list(CONFIG.features[:3])
+    vectors["constant"] = 4.0
+    vectors["twin"] = vectors[names[0]] * 2.0 + 1.0
+    vectors["undefined"] = np.where(np.arange(200) < 120, np.nan, 1.0)
+    vectors["rare"] = np.where(np.arange(200) < 199, 0.0, 50.0)
+    candidates = (*names, "constant", "twin", "undefined", "rare")
+    choice = choose_features(vectors, candidates)
+    assert choice.used == tuple(names)
+    assert choice.dropped == {
+        "constant": "constant (4 for every user)",
+        "twin": f"near-duplicate of {names[0]} (r=1.00)",
+        "undefined": "undefined for 60% of users",
+        "rare": "near-constant (99.5% of users at 0)",
+    }
+    # at the boundary: 50% undefined is still used (undefined values take the median)
+    vectors["undefined"] = np.where(np.arange(200) < 100, np.nan, np.arange(200) % 7)
+    assert "undefined" in choose_features(vectors, (*names, "undefined")).used
+
+
+def test_weak_structure_is_reported_for_every_k():
+    """One Gaussian cloud in six features has no cluster structure (best silhouette 0.13):
+    every k's silhouette is listed and the best one is below the weak threshold."""
+    rng = np.random.default_rng(0)
+    features = CONFIG.features[:6]
+    vectors = pd.DataFrame(
+        np.expm1(np.abs(rng.normal(2.0, 0.3, size=(300, 6)))), columns=list(features)
+    )
+    vectors.insert(0, "canonical_user_id", [f"u{i:04d}" for i in range(300)])
+    vectors["is_clusterable"] = True
+    config = ClusteringConfig(features=features, k_min=3, k_max=6)
+    out = assign_clusters(vectors, config)
+    report = quality_report(vectors, out, describe_clusters(vectors, out, config), config, None)
+    for row in report.itertuples():
+        assert [part.split(":")[0] for part in row.silhouette_by_k.split("; ")] == [
+            "k=3",
+            "k=4",
+            "k=5",
+            "k=6",
+        ]
+        assert row.best_silhouette < 0.25 and row.is_weak_structure
+    blobs = blob_vectors(300)
+    config = blob_config(k_min=3, k_max=6)
+    out = assign_clusters(blobs, config)
+    report = quality_report(blobs, out, describe_clusters(blobs, out, config), config, None)
+    assert (report["best_silhouette"] > 0.5).all() and not report["is_weak_structure"].any()

@@ -87,7 +87,7 @@ def test_imputed_ages_are_flagged_and_never_replace_observed_ones(profiles):
     imputed = [p for p in profiles.values() if p["age_source"] == "imputed"]
     observed = [p for p in profiles.values() if p["age_source"] in ("declared", "user_feedback")]
     assert imputed and observed
-    assert {p["age_imputation_method"] for p in imputed} <= {"knn", "global_median"}
+    assert {p["age_imputation_method"] for p in imputed} <= {"knn", "group_median"}
     assert all(p["age_imputation_method"] is None for p in observed)
 
 

@@ -1,30 +1,39 @@
 {#- Behavioural vectors for clustering: counts, rates and category mix per user, in real units.
-    Transforms (log1p, scaling) happen in the Python clustering step. Sessions: a new session
-    starts after var clustering_session_gap_minutes of inactivity. Recency is measured against
+    Every measure that exists elsewhere is read from there, never recomputed: sessions from
+    fct_sessions (the profile's session definition), per-event counts and revenue from
+    fct_user_activity_daily. Only what no other model measures (category mix, viewed price,
+    basket size) comes from the product events. Behaviour = page, screen and behavioural track
+    calls; identify, alias and group calls (and consent, which rides on them) are not
+    behaviour. Every user with any call has a row (is_clusterable false when there is too little
+    behaviour), so no profile is left out of the clustering. Transforms (log1p, scaling) and the
+    choice of features happen in the Python clustering step. Recency is measured against
     as_of(). Grain: one row per canonical_user_id. -#}
 
 {%- set categories = var('clustering_categories') -%}
+{%- set behaviour_counts = [
+    'page_views', 'screen_views', 'product_views', 'searches', 'cart_adds', 'cart_removes',
+    'checkouts_started', 'orders', 'refunds', 'feature_uses',
+] -%}
 
 with
 
-events as (
+activity_daily as (
     select
-        canonical_user_id,
-        event_at,
-        event_type,
-        event_name,
-        properties
-    from {{ ref('int_events_stitched') }}
-    where event_at <= {{ as_of() }}
+        *,
+        {{ behaviour_counts | join(' + ') }} as behaviour_events
+    from {{ ref('fct_user_activity_daily') }}
+    where first_event_at <= {{ as_of() }}
 ),
 
-events_typed as (
+sessions as (
+    select * from {{ ref('fct_sessions') }}
+    where started_at <= {{ as_of() }}
+),
+
+product_events as (
     select
         canonical_user_id,
-        event_at,
-        event_type,
         event_name,
-        cast(event_at as date) as event_date,
         lower({{ json_text('properties', '$.category') }}) as product_category,
         case
             when event_name = 'Product Viewed'
@@ -32,52 +41,71 @@ events_typed as (
         end as viewed_price,
         case
             when event_name = 'Order Completed'
-                then {{ try_cast(json_text('properties', '$.revenue'), 'double') }}
-        end as order_revenue,
-        lag(event_at) over (partition by canonical_user_id order by event_at) as previous_event_at
-    from events
-),
-
-session_starts as (
-    select
-        *,
+                then {{ json_number_sum('properties', '$.products[*].quantity') }}
+        end as listed_units,
         case
-            when previous_event_at is null then 1
-            when
-                {{ dbt.datediff('previous_event_at', 'event_at', 'second') }}
-                > {{ var('clustering_session_gap_minutes') }} * 60
-                then 1
-            else 0
-        end as is_session_start
-    from events_typed
+            when event_name = 'Order Completed'
+                then {{ try_cast(json_text('properties', '$.quantity'), 'double') }}
+        end as order_quantity
+    from {{ ref('int_events_stitched') }}
+    where
+        event_name in ('Product Viewed', 'Order Completed')
+        and event_at <= {{ as_of() }}
 ),
 
-activity as (
+user_activity as (
     select
         canonical_user_id,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        count(*) as events,
-        count(distinct event_date) as active_days,
-        sum(is_session_start) as sessions,
-        count(case when event_type in ('page', 'screen') then 1 end) as page_views,
-        count(case when event_name = 'Product Viewed' then 1 end) as product_views,
-        count(case when event_name = 'Product List Viewed' then 1 end) as list_views,
-        count(case when event_name = 'Products Searched' then 1 end) as searches,
-        count(case when event_name = 'Product Added' then 1 end) as cart_adds,
-        count(case when event_name = 'Product Removed' then 1 end) as cart_removes,
-        count(case when event_name = 'Checkout Started' then 1 end) as checkouts_started,
-        count(case when event_name = 'Order Completed' then 1 end) as orders,
-        coalesce(sum(order_revenue), 0) as revenue,
-        count(case when event_name = 'Feature Used' then 1 end) as feature_uses,
+        {%- for column in behaviour_counts %}
+            sum({{ column }}) as {{ column }},
+        {%- endfor %}
+        cast(sum(revenue) as double) as revenue,
+        sum(behaviour_events) as events,
+        count(distinct case when behaviour_events > 0 then activity_date end) as active_days
+    from activity_daily
+    group by canonical_user_id
+),
+
+user_sessions as (
+    select
+        canonical_user_id,
+        count(*) as sessions,
+        min(started_at) as first_seen_at,
+        max(ended_at) as last_seen_at
+    from sessions
+    group by canonical_user_id
+),
+
+user_products as (
+    select
+        canonical_user_id,
         {%- for category in categories %}
             count(
                 case when event_name = 'Product Viewed' and product_category = '{{ category }}' then 1 end
             ) as views_{{ category }},
         {%- endfor %}
-        avg(viewed_price) as avg_viewed_price
-    from session_starts
+        avg(viewed_price) as avg_viewed_price,
+        avg(coalesce(listed_units, order_quantity)) as basket_units_per_order
+    from product_events
     group by canonical_user_id
+),
+
+joined as (
+    select
+        user_activity.*,
+        coalesce(user_sessions.sessions, 0) as sessions,
+        user_sessions.first_seen_at,
+        user_sessions.last_seen_at,
+        {%- for category in categories %}
+            coalesce(user_products.views_{{ category }}, 0) as views_{{ category }},
+        {%- endfor %}
+        user_products.avg_viewed_price,
+        user_products.basket_units_per_order
+    from user_activity
+    left join user_sessions
+        on user_activity.canonical_user_id = user_sessions.canonical_user_id
+    left join user_products
+        on user_activity.canonical_user_id = user_products.canonical_user_id
 ),
 
 rates as (
@@ -91,8 +119,8 @@ rates as (
         active_days,
         sessions,
         page_views,
+        screen_views,
         product_views,
-        list_views,
         searches,
         cart_adds,
         cart_removes,
@@ -100,24 +128,23 @@ rates as (
         orders,
         revenue,
         feature_uses,
-        coalesce(avg_viewed_price, 0) as avg_viewed_price,
-        events * 1.0 / sessions as session_depth,
-        events * 1.0 / active_days as events_per_active_day,
-        page_views * 1.0 / active_days as page_views_per_active_day,
-        product_views * 1.0 / active_days as product_views_per_active_day,
-        page_views * 1.0 / sessions as page_views_per_session,
-        product_views * 1.0 / sessions as product_views_per_session,
-        searches * 1.0 / sessions as searches_per_session,
-        cart_adds * 1.0 / sessions as cart_adds_per_session,
-        feature_uses * 1.0 / sessions as feature_uses_per_session,
-        orders * 1.0 / (checkouts_started + 1) as orders_per_checkout,
+        avg_viewed_price,
+        basket_units_per_order,
+        revenue / nullif(orders, 0) as avg_order_value,
+        events * 1.0 / nullif(sessions, 0) as session_depth,
+        events * 1.0 / nullif(active_days, 0) as events_per_active_day,
+        (page_views + screen_views) * 1.0 / nullif(sessions, 0) as page_and_screen_views_per_session,
+        product_views * 1.0 / nullif(sessions, 0) as product_views_per_session,
+        searches * 1.0 / nullif(sessions, 0) as searches_per_session,
+        cart_adds * 1.0 / nullif(sessions, 0) as cart_adds_per_session,
+        feature_uses * 1.0 / nullif(sessions, 0) as feature_uses_per_session,
+        -- undefined (null) without a started checkout: never a copy of orders
+        orders * 1.0 / nullif(checkouts_started, 0) as orders_per_checkout,
         {%- for category in categories %}
-            case
-                when product_views > 0 then views_{{ category }} * 1.0 / product_views else 0
-            end as share_{{ category }},
+            views_{{ category }} * 1.0 / nullif(product_views, 0) as share_{{ category }},
         {%- endfor %}
-        events >= {{ var('clustering_min_events') }} as is_clusterable
-    from activity
+        coalesce(events >= {{ var('clustering_min_events') }} and sessions > 0, false) as is_clusterable
+    from joined
 ),
 
 final as (

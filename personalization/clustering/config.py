@@ -5,16 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-# Features clustered on by default (columns of intermediate.int_user_behaviour_vectors).
-# Category shares are in the vectors table and in the personas but not clustered on by default:
-# twelve sparse share columns dilute the distances (see docs/clustering.md for the figures).
+# Candidate features (columns of intermediate.int_user_behaviour_vectors), in order of
+# preference: each build drops the constant, near-duplicate (of an earlier one) and undefined
+# ones (features.choose_features), so purchase-only data clusters on recency, frequency,
+# monetary value and basket size. Category shares are in the vectors table and in the personas
+# but not clustered on by default: twelve sparse share columns dilute the distances (see
+# docs/clustering.md for the figures).
 DEFAULT_FEATURES: tuple[str, ...] = (
     "recency_days",
-    "sessions",
     "orders",
     "revenue",
+    "basket_units_per_order",
+    "sessions",
     "orders_per_checkout",
-    "page_views_per_session",
+    "page_and_screen_views_per_session",
     "product_views_per_session",
     "cart_adds_per_session",
     "feature_uses_per_session",
@@ -52,6 +56,14 @@ class ClusteringConfig:
     # seeds (offsets from random_state) and compares with the main fit by adjusted Rand index.
     quality_sample_size: int = 5_000
     stability_seeds: int = 3
+    # Feature choice: a candidate undefined for more than this share of the clusterable users,
+    # or correlated above this with an earlier candidate, is dropped (constant and near-constant
+    # ones too).
+    max_undefined_share: float = 0.5
+    max_feature_correlation: float = 0.95
+    max_common_share: float = 0.99  # one value for this share of the users: near-constant
+    # Below this best silhouette the data has little cluster structure (reported and warned).
+    weak_silhouette: float = 0.25
 
     def __post_init__(self) -> None:
         if self.k_min < 2 or self.k_max < self.k_min:

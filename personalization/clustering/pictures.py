@@ -54,7 +54,7 @@ def write_cluster_pictures(db_path: Path, out_dir: Path) -> list[Path]:
             log.warning("%s: fewer than two clusters, no pictures", method)
             continue
         written.append(_pca_picture(prep.x, labels, names[method], method, out_dir, config))
-        written.append(_heatmap(prep.x, labels, names[method], method, out_dir, features))
+        written.append(_heatmap(prep.x, labels, names[method], method, out_dir, prep.features))
     log.info("wrote %d cluster pictures to %s", len(written), out_dir)
     return written
 

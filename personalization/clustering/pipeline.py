@@ -25,13 +25,15 @@ from personalization.clustering.config import (
 )
 from personalization.clustering.features import (
     KEY,
+    FeatureChoice,
     FeatureTransform,
+    choose_features,
     eligible_mask,
     nearest_centroid,
     sample_indices,
 )
 from personalization.clustering.hierarchical import fit_ward
-from personalization.clustering.kmeans import Fit, fit_kmeans
+from personalization.clustering.kmeans import Fit, fit_kmeans, select_k
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,26 @@ CATEGORY_PREFIX = "share_"
 
 @dataclass(frozen=True)
 class Prepared:
-    """Eligible users and their scaled feature matrix."""
+    """Eligible users, the features chosen for them and their scaled feature matrix."""
 
-    user_ids: np.ndarray  # eligible users, in vectors order
+    user_ids: np.ndarray  # eligible users, sorted by canonical_user_id
     other_ids: np.ndarray  # users not clustered
     transform: FeatureTransform
     x: np.ndarray
     eligible: pd.DataFrame  # the eligible rows of the vectors
+    choice: FeatureChoice
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.choice.used
+
+    def medians(self, labels: np.ndarray | None = None) -> np.ndarray:
+        """Median (real units, undefined values skipped) of each used feature: over every
+        clustered user, or per label 0..max(labels) (one row each) when labels are given."""
+        values = self.eligible[list(self.features)].astype(float)
+        if labels is None:
+            return values.median().to_numpy()
+        return values.groupby(labels).median().sort_index().to_numpy()
 
 
 def minimum_users(config: ClusteringConfig) -> int:
@@ -56,9 +71,12 @@ def minimum_users(config: ClusteringConfig) -> int:
 
 
 def prepare(vectors: pd.DataFrame, config: ClusteringConfig) -> Prepared:
-    """Eligible users (is_clusterable, and at least minimum_users of them) and their matrix."""
+    """Eligible users (is_clusterable, and at least minimum_users of them), the features chosen
+    for them and their matrix. Rows are sorted by canonical_user_id first: the order in which
+    the warehouse returns them must never change a sample, a fit or a name."""
     if vectors[KEY].duplicated().any():
         raise ValueError("behaviour vectors must have one row per canonical_user_id")
+    vectors = vectors.sort_values(KEY, kind="stable").reset_index(drop=True)
     mask = eligible_mask(vectors)
     if 0 < mask.sum() < minimum_users(config):
         log.warning(
@@ -68,18 +86,38 @@ def prepare(vectors: pd.DataFrame, config: ClusteringConfig) -> Prepared:
         )
         mask = np.zeros(len(vectors), dtype=bool)
     eligible = vectors.loc[mask].reset_index(drop=True)
-    transform = FeatureTransform.fit(eligible, config.features)
+    if len(eligible):
+        choice = choose_features(
+            eligible,
+            config.features,
+            config.max_undefined_share,
+            config.max_feature_correlation,
+            config.max_common_share,
+        )
+    else:
+        choice = FeatureChoice(used=config.features, dropped={})
+    transform = FeatureTransform.fit(eligible, choice.used)
     return Prepared(
         user_ids=eligible[KEY].to_numpy(),
         other_ids=vectors.loc[~mask, KEY].to_numpy(),
         transform=transform,
         x=transform.transform(eligible),
         eligible=eligible,
+        choice=choice,
     )
 
 
 def centroid_columns(config: ClusteringConfig) -> list[str]:
+    """One centroid column per candidate feature (null for a feature the build dropped), so
+    dim_clusters keeps its columns whatever the data."""
     return [f"centroid_{f}" for f in config.features]
+
+
+def centroid_values(
+    config: ClusteringConfig, used: tuple[str, ...], real: np.ndarray
+) -> dict[str, float]:
+    by_feature = dict(zip(used, real, strict=True))
+    return {f"centroid_{f}": by_feature.get(f, np.nan) for f in config.features}
 
 
 def previous_centroids(
@@ -91,7 +129,7 @@ def previous_centroids(
     """The previous run's centroids (from its dim_clusters) in the current scaled space."""
     if previous is None or previous.empty:
         return None, None
-    columns = centroid_columns(config)
+    columns = [f"centroid_{f}" for f in transform.features]
     missing = [c for c in [*columns, "method", "cluster_id"] if c not in previous.columns]
     if missing:
         log.warning("previous clusters lack %s: labels start afresh", ", ".join(missing))
@@ -102,6 +140,16 @@ def previous_centroids(
         return None, None
     real = rows[columns].to_numpy(dtype=float)
     return transform.transform_real(real), rows["cluster_id"].to_numpy(dtype=np.int64)
+
+
+def previous_members(
+    previous: pd.DataFrame | None, method: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The previous run's users and cluster ids for `method` (None, None without one)."""
+    if previous is None or previous.empty or "cluster_id" not in previous.columns:
+        return None, None
+    rows = previous[previous["method"] == method]
+    return rows[KEY].to_numpy(), rows["cluster_id"].to_numpy(dtype=np.int64)
 
 
 def fit_method(method: str, x: np.ndarray, config: ClusteringConfig) -> Fit:
@@ -124,11 +172,14 @@ def member_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray,
 def assign_clusters(
     vectors: pd.DataFrame,
     config: ClusteringConfig,
-    previous_clusters: pd.DataFrame | None = None,
+    previous_assignments: pd.DataFrame | None = None,
     methods: tuple[str, ...] = METHODS,
 ) -> pd.DataFrame:
     """Every user in `vectors` exactly once per method: canonical_user_id, method, cluster_id,
-    cluster_name, distance_to_centroid (scaled units; null for the insufficient_data cluster)."""
+    cluster_name, distance_to_centroid (scaled units; null for the insufficient_data cluster).
+    Cluster ids follow `previous_assignments` (the previous output of this function, e.g. the
+    model's own previous table): a cluster keeps the id of the previous cluster it shares most
+    members with."""
     prep = prepare(vectors, config)
     frames = []
     for method in methods:
@@ -138,9 +189,12 @@ def assign_clusters(
         fit = fit_method(method, prep.x, config)
         means, sizes = member_means(prep.x, fit.labels, fit.k)
         means = np.where(np.isnan(means), fit.centroids, means)
-        prev_c, prev_ids = previous_centroids(previous_clusters, method, config, prep.transform)
-        ids = stable.stable_ids(means, sizes, prev_c, prev_ids)
-        names = personas.unique_names(config.features, means, ids)
+        ids = stable.stable_ids_by_members(
+            fit.labels, prep.user_ids, sizes, *previous_members(previous_assignments, method)
+        )
+        names = personas.unique_names(
+            prep.features, means, ids, prep.medians(fit.labels), prep.medians()
+        )
         log.info(
             "%s: k=%d, clusters %s", method, fit.k, dict(zip(ids.tolist(), names, strict=True))
         )
@@ -222,9 +276,9 @@ def describe_clusters(
                     "cluster_name": names[cluster_id],
                     "size": int(sizes[i]),
                     "share": sizes[i] / total,
-                    **dict(zip(centroid_columns(config), real[i], strict=True)),
+                    **centroid_values(config, prep.features, real[i]),
                     "distinguishing_features": personas.distinguishing_text(
-                        config.features, means[i]
+                        prep.features, means[i]
                     ),
                     "top_category": top_category,
                     "drift_from_previous": shifts[i],
@@ -275,7 +329,10 @@ def quality_report(
     fitted_at: object,
 ) -> pd.DataFrame:
     """One row per method: k, silhouette (sample), Davies-Bouldin, stability across seeds (mean
-    ARI of refits), centroid drift vs the previous run (mean and max), user counts, fitted_at."""
+    ARI of refits), centroid drift vs the previous run (mean and max), user counts and the share
+    left unclustered (insufficient_data), fitted_at; the silhouette of every k tried, the best
+    one and whether it is weak (< config.weak_silhouette: little cluster structure); the
+    features used and the ones dropped with the reason."""
     prep = prepare(vectors, config)
     rows = []
     seeds = [config.random_state + s for s in range(1, config.stability_seeds + 1)]
@@ -300,6 +357,8 @@ def quality_report(
         ].to_numpy(dtype=float)
         drift_mean, drift_max = quality.drift(shifts)
         clustered = k >= 2
+        tried = silhouettes_tried(method, prep.x, config) if clustered else {}
+        best = max(tried.values()) if tried else None
         rows.append(
             {
                 "method": method,
@@ -315,6 +374,15 @@ def quality_report(
                 "drift_max": drift_max,
                 "n_users": len(vectors),
                 "n_clustered": len(prep.user_ids),
+                "n_insufficient_data": len(prep.other_ids),
+                "share_insufficient_data": (
+                    len(prep.other_ids) / len(vectors) if len(vectors) else None
+                ),
+                "silhouette_by_k": "; ".join(f"k={c}: {v:.3f}" for c, v in tried.items()),
+                "best_silhouette": best,
+                "is_weak_structure": None if best is None else best < config.weak_silhouette,
+                "features_used": ", ".join(prep.features) if clustered else "",
+                "features_dropped": prep.choice.dropped_text() if clustered else "",
                 "fitted_at": naive_utc(fitted_at),
             }
         )
@@ -328,9 +396,33 @@ def quality_report(
         "drift_max",
         "n_users",
         "n_clustered",
+        "n_insufficient_data",
+        "share_insufficient_data",
+        "silhouette_by_k",
+        "best_silhouette",
+        "is_weak_structure",
+        "features_used",
+        "features_dropped",
         "fitted_at",
     ]
     report = pd.DataFrame(rows, columns=columns)
-    for column in ("silhouette", "davies_bouldin", "stability_ari", "drift_mean", "drift_max"):
+    for column in (
+        "silhouette",
+        "davies_bouldin",
+        "stability_ari",
+        "drift_mean",
+        "drift_max",
+        "share_insufficient_data",
+        "best_silhouette",
+    ):
         report[column] = report[column].astype(float)
+    report["is_weak_structure"] = report["is_weak_structure"].astype("boolean")
     return report
+
+
+def silhouettes_tried(method: str, x: np.ndarray, config: ClusteringConfig) -> dict[int, float]:
+    """The silhouette of every k the method's k selection tried (the same seeded samples as the
+    fit, so the same figures)."""
+    if method == "kmeans":
+        return select_k(x, config)[0]
+    return fit_ward(x, config, assign=False).silhouettes

@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--late-rate", type=float, default=DEFAULT_LATE_RATE, help="share of clean events"
     )
+    parser.add_argument(
+        "--purchase-only",
+        action="store_true",
+        help="write only orders, refunds and identify/trait calls (no browsing); --events is "
+        "the budget before browsing is left out",
+    )
 
 
 def _rate(name: str, value: float) -> float:
@@ -118,6 +124,7 @@ def build_config(args: argparse.Namespace) -> GeneratorConfig:
         defect_rates=rates,
         duplicate_rate=duplicate_rate,
         late_rate=late_rate,
+        purchase_only=bool(getattr(args, "purchase_only", False)),
     )
 
 

@@ -32,6 +32,9 @@ class GeneratorConfig:
     defect_rates: dict[str, float] = field(default_factory=dict)  # reason -> share of lines
     duplicate_rate: float = DEFAULT_DUPLICATE_RATE
     late_rate: float = DEFAULT_LATE_RATE
+    # Purchase-only data (as a shop without web tracking sends): only orders, refunds and the
+    # identify/alias/group and trait calls are written; --events is the budget before that.
+    purchase_only: bool = False
 
     @property
     def end(self) -> datetime:

@@ -29,6 +29,11 @@ REQUIRED_PROPERTY_CODES = frozenset(
 )
 AMOUNT_CODES = frozenset({C_VIEW, C_ADD, C_CHECKOUT, C_ORDER, C_REMOVE})
 TRACK_CODES = REQUIRED_PROPERTY_CODES | {C_TRACK_OTHER}
+# Browsing, left out of purchase-only data: pages, screens, product/list views, searches, cart
+# and checkout steps, feature use (codes, and the heads of screen and Cart Viewed calls).
+BROWSING_CODES = frozenset(
+    {C_PAGE, C_VIEW, C_ADD, C_REMOVE, C_LIST, C_CHECKOUT, C_FEATURE, C_SEARCH}
+)
 
 
 def _track(event: str) -> str:
@@ -271,6 +276,15 @@ def one_session(user: User, si: int, r: random.Random, bh: Behaviour, orders: li
 
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def purchase_only(sessions: list[list]) -> list[list]:
+    """The sessions without their browsing tokens; sessions left empty are dropped."""
+    kept = (
+        [t for t in toks if t[0] not in BROWSING_CODES and t[1] not in (H_SCREEN, H_CART)]
+        for toks in sessions
+    )
+    return [toks for toks in kept if toks]
 
 
 def build_sessions(user: User, r: random.Random, bh: Behaviour) -> tuple[list[list], int]:

@@ -33,6 +33,7 @@ from personalization.generator.sessions import (
     build_sessions,
     day_strings,
     iso_ms,
+    purchase_only,
 )
 from personalization.generator.users import SHARED_DEVICE_SHARE, User, make_user
 from personalization.tracking_plan import load_tracking_plan
@@ -153,6 +154,10 @@ def run_shard(shard: int) -> ShardResult:
     shared_tallies: dict[str, Tally] = {}
     for user in users:
         sessions, _ = build_sessions(user, r, bh)
+        if cfg.purchase_only:
+            sessions = purchase_only(sessions)
+            if not sessions:  # a visitor who never bought nor identified: no event at all
+                continue
         arch = user.archetype
         # timing: sessions packed into the user's active window, >= SESSION_SEPARATION_MS apart
         offsets = []

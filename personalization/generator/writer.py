@@ -112,6 +112,7 @@ def generate(cfg: GeneratorConfig) -> dict:
         "days": cfg.days,
         "users_requested": cfg.users,
         "events_requested": cfg.events,
+        "purchase_only": cfg.purchase_only,
         "lines_total": sum(f["lines"] for f in files),
         "clean_events": clean,
         "files": files,

@@ -1,10 +1,13 @@
-{#- Every user of int_user_behaviour_vectors is in fct_user_clusters exactly once per method
+{#- Every profile (dim_user_profiles) and every user of int_user_behaviour_vectors is in
+    fct_user_clusters exactly once per method - clustered, or explicitly 'insufficient_data'
     (unique_combination covers "at most once"; this covers "at least once"). -#}
 
 with
 
 vectors as (
     select canonical_user_id from {{ ref('int_user_behaviour_vectors') }}
+    union
+    select canonical_user_id from {{ ref('dim_user_profiles') }}
 ),
 
 methods as (

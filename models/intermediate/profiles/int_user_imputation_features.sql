@@ -1,6 +1,7 @@
 {#- Behaviour features that carry information about a user's age, for imputation: the mix of
-    what they do, how much they spend, the price level they look at and the device they use.
-    Grain: one row per canonical_user_id. -#}
+    what they do, how much they spend, the price level they look at and the device they use;
+    age_group (the favourite category) for the group-median method. known_age is the observed
+    age only (never an imputed one). Grain: one row per canonical_user_id. -#}
 
 with
 
@@ -11,6 +12,10 @@ events as (
 
 attributes as (
     select * from {{ ref('int_user_attributes') }}
+),
+
+catalogue_traits as (
+    select * from {{ ref('int_user_catalogue_traits') }}
 ),
 
 behaviour as (
@@ -39,10 +44,13 @@ behaviour as (
 final as (
     select
         behaviour.*,
-        attributes.age as known_age
+        attributes.age as known_age,
+        coalesce(catalogue_traits.favourite_category, 'none') as age_group
     from behaviour
     left join attributes
         on behaviour.canonical_user_id = attributes.canonical_user_id
+    left join catalogue_traits
+        on behaviour.canonical_user_id = catalogue_traits.canonical_user_id
 )
 
 select * from final

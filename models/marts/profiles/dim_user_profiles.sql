@@ -87,12 +87,6 @@ open_carts as (
     group by canonical_user_id
 ),
 
-known_ages as (
-    select median(age) as global_median_age
-    from attributes
-    where age is not null
-),
-
 combined as (
     select
         activity.*,
@@ -104,7 +98,7 @@ combined as (
         attributes.age_source,
         attributes.age_observed_at,
         knn_ages.knn_age,
-        known_ages.global_median_age,
+        knn_ages.imputation_method,
         attributes.country,
         attributes.country_source,
         attributes.country_observed_at,
@@ -140,7 +134,6 @@ combined as (
         on activity.canonical_user_id = knn_ages.canonical_user_id
     left join consent
         on activity.canonical_user_id = consent.canonical_user_id
-    cross join known_ages
 ),
 
 scored as (
@@ -165,11 +158,10 @@ scored as (
                 then 'at_risk'
             else 'lapsed'
         end as lifecycle_stage,
-        coalesce(observed_age, knn_age, cast(round(global_median_age) as integer)) as age,
+        -- imputed only by the method that won this build's out-of-fold comparison, if any did
+        coalesce(observed_age, knn_age) as age,
         case
-            when observed_age is not null then null
-            when knn_age is not null then 'knn'
-            when global_median_age is not null then 'global_median'
+            when observed_age is null and knn_age is not null then imputation_method
         end as age_imputation_method
     from combined
 ),

@@ -133,7 +133,7 @@ known_ages as (
     select
         imputation_features.canonical_user_id,
         imputation_features.known_age,
-        knn_ages.knn_age,
+        knn_ages.oof_knn_age as knn_age,
         profiles.favourite_category
     from imputation_features
     inner join knn_ages
@@ -178,6 +178,41 @@ accuracy as (
     from errors unpivot (metric_value for metric_name in (
         knn_mae_years, group_median_mae_years, global_median_mae_years, users_with_known_age
     ))
+),
+
+oof_errors as (
+    -- the out-of-fold error of every candidate method (int_user_age_knn, same folds for all)
+    -- and the method chosen there: null when none beats the global median by var
+    -- imputation_margin, and then no age is imputed
+    select
+        avg(abs(knn_ages.oof_knn_age - imputation_features.known_age)) as knn,
+        avg(abs(knn_ages.oof_group_median_age - imputation_features.known_age)) as group_median,
+        avg(abs(knn_ages.oof_global_median_age - imputation_features.known_age)) as global_median,
+        max(cast(knn_ages.imputation_method as {{ dbt.type_string() }})) as chosen_method
+    from knn_ages
+    inner join imputation_features
+        on knn_ages.canonical_user_id = imputation_features.canonical_user_id
+    where imputation_features.known_age is not null
+),
+
+imputation_choice as (
+    select
+        'imputation' as metric_group,
+        'age_oof_mae_years' as metric_name,
+        method as dimension,
+        metric_value
+    from oof_errors unpivot (metric_value for method in (knn, group_median, global_median))
+    union all
+    select
+        'imputation' as metric_group,
+        'age_winner_oof_mae_years' as metric_name,
+        coalesce(chosen_method, 'none') as dimension,
+        case chosen_method
+            when 'knn' then knn
+            when 'group_median' then group_median
+            else global_median
+        end as metric_value
+    from oof_errors
 ),
 
 imputation_rates as (
@@ -226,6 +261,8 @@ unioned as (
     select * from line_totals
     union all
     select * from accuracy
+    union all
+    select * from imputation_choice
     union all
     select * from imputation_rates
     union all

@@ -1,19 +1,28 @@
 {#- Bias audit: composition of every segment (current members) and every cluster (fct_user_clusters,
-    method:cluster_name, without the insufficient_data cluster -1; var segment_clusters_enabled) by age_band, gender and country
-    against the eligible population (all profiles). Unknown values form their own cell and are
-    never flagged. Cells under var segment_audit_min_cell are suppressed (counts and ratios
-    nulled). Grain: one row per (group_type, group_name, attribute_name, attribute_value). -#}
+    method:cluster_name, without the insufficient_data cluster -1; var segment_clusters_enabled)
+    by every attribute listed in var bias_audit_attributes (columns of dim_user_profiles: a
+    name, or {column: ..., source_column: ...} when a provenance column says how each value was
+    obtained). Only observed values are judged: a value whose source is in var
+    bias_audit_unobserved_sources (imputed) is counted in an 'imputed' cell, a missing one in an
+    'unknown' cell; both are reported (shares of the whole group and population) but never
+    flagged, and the shares, ratios and flags of observed values use observed values only.
+    Cells under var segment_audit_min_cell are suppressed (counts and ratios nulled).
+    Grain: one row per (group_type, group_name, attribute_name, attribute_value). -#}
 {%- set min_cell = var('segment_audit_min_cell', 10) -%}
+{%- set unobserved = var('bias_audit_unobserved_sources', ['imputed']) -%}
+{%- set audited = [] -%}
+{%- for entry in var('bias_audit_attributes') -%}
+    {%- if entry is string -%}
+        {%- do audited.append({'column': entry, 'source_column': none}) -%}
+    {%- else -%}
+        {%- do audited.append({'column': entry['column'], 'source_column': entry.get('source_column')}) -%}
+    {%- endif -%}
+{%- endfor %}
 
 with
 
 profiles as (
-    select
-        canonical_user_id,
-        cast(age_band as {{ dbt.type_string() }}) as age_band,
-        cast(gender as {{ dbt.type_string() }}) as gender,
-        cast(country as {{ dbt.type_string() }}) as country
-    from {{ ref('dim_user_profiles') }}
+    select * from {{ ref('dim_user_profiles') }}
 ),
 
 segments as (
@@ -69,23 +78,33 @@ group_members as (
 ),
 
 attributes as (
+    {%- for attribute in audited %}
+        select
+            canonical_user_id,
+            '{{ attribute.column }}' as attribute_name,
+            case
+                when {{ attribute.column }} is null then 'unknown'
+                {%- if attribute.source_column %}
+                    when {{ attribute.source_column }} in ('{{ unobserved | join("', '") }}') then 'imputed'
+                {%- endif %}
+                else 'observed'
+            end as value_status,
+            cast({{ attribute.column }} as {{ dbt.type_string() }}) as observed_value
+        from profiles
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
+    {%- endfor %}
+),
+
+attribute_cells as (
     select
         canonical_user_id,
-        'age_band' as attribute_name,
-        coalesce(age_band, 'unknown') as attribute_value
-    from profiles
-    union all
-    select
-        canonical_user_id,
-        'gender' as attribute_name,
-        coalesce(gender, 'unknown') as attribute_value
-    from profiles
-    union all
-    select
-        canonical_user_id,
-        'country' as attribute_name,
-        coalesce(country, 'unknown') as attribute_value
-    from profiles
+        attribute_name,
+        value_status,
+        case when value_status = 'observed' then observed_value else value_status end
+            as attribute_value
+    from attributes
 ),
 
 population_size as (
@@ -93,13 +112,22 @@ population_size as (
     from profiles
 ),
 
+population_observed as (
+    select
+        attribute_name,
+        count(case when value_status = 'observed' then 1 end) as population_observed
+    from attribute_cells
+    group by attribute_name
+),
+
 population_cells as (
     select
         attribute_name,
         attribute_value,
+        value_status,
         count(*) as population_in_cell
-    from attributes
-    group by attribute_name, attribute_value
+    from attribute_cells
+    group by attribute_name, attribute_value, value_status
 ),
 
 group_sizes as (
@@ -115,17 +143,33 @@ group_cells as (
     select
         group_members.group_type,
         group_members.group_name,
-        attributes.attribute_name,
-        attributes.attribute_value,
+        attribute_cells.attribute_name,
+        attribute_cells.attribute_value,
         count(*) as members_in_cell
     from group_members
-    inner join attributes
-        on group_members.canonical_user_id = attributes.canonical_user_id
+    inner join attribute_cells
+        on group_members.canonical_user_id = attribute_cells.canonical_user_id
     group by
         group_members.group_type,
         group_members.group_name,
-        attributes.attribute_name,
-        attributes.attribute_value
+        attribute_cells.attribute_name,
+        attribute_cells.attribute_value
+),
+
+group_observed as (
+    select
+        group_members.group_type,
+        group_members.group_name,
+        attribute_cells.attribute_name,
+        count(*) as group_observed
+    from group_members
+    inner join attribute_cells
+        on group_members.canonical_user_id = attribute_cells.canonical_user_id
+    where attribute_cells.value_status = 'observed'
+    group by
+        group_members.group_type,
+        group_members.group_name,
+        attribute_cells.attribute_name
 ),
 
 cells as (
@@ -134,16 +178,25 @@ cells as (
         group_names.group_name,
         population_cells.attribute_name,
         population_cells.attribute_value,
+        population_cells.value_status,
         population_cells.population_in_cell,
         population_size.population_size,
+        population_observed.population_observed,
         coalesce(group_sizes.group_size, 0) as group_size,
+        coalesce(group_observed.group_observed, 0) as group_observed,
         coalesce(group_cells.members_in_cell, 0) as members_in_cell
     from group_names
     cross join population_cells
     cross join population_size
+    inner join population_observed
+        on population_cells.attribute_name = population_observed.attribute_name
     left join group_sizes
         on group_names.group_type = group_sizes.group_type
             and group_names.group_name = group_sizes.group_name
+    left join group_observed
+        on group_names.group_type = group_observed.group_type
+            and group_names.group_name = group_observed.group_name
+            and population_cells.attribute_name = group_observed.attribute_name
     left join group_cells
         on group_names.group_type = group_cells.group_type
             and group_names.group_name = group_cells.group_name
@@ -152,14 +205,23 @@ cells as (
 ),
 
 measured as (
+    -- observed cells: shares of the observed values; unknown and imputed cells: shares of the
+    -- whole group and population (how much of it is not observed)
     select
         *,
+        value_status = 'observed' as is_observed,
         population_in_cell < {{ min_cell }}
         or (members_in_cell > 0 and members_in_cell < {{ min_cell }}) as is_suppressed,
         case
-            when group_size > 0 then cast(members_in_cell as double) / group_size
+            when value_status = 'observed'
+                then cast(members_in_cell as double) / nullif(group_observed, 0)
+            else cast(members_in_cell as double) / nullif(group_size, 0)
         end as share_in_group,
-        cast(population_in_cell as double) / population_size as share_in_population,
+        case
+            when value_status = 'observed'
+                then cast(population_in_cell as double) / nullif(population_observed, 0)
+            else cast(population_in_cell as double) / nullif(population_size, 0)
+        end as share_in_population,
         cast(members_in_cell as double) / population_in_cell as selection_rate
     from cells
 ),
@@ -167,8 +229,8 @@ measured as (
 rated as (
     select
         *,
-        share_in_group / share_in_population as representation_ratio,
-        max(case when not is_suppressed and attribute_value != 'unknown' then selection_rate end) over (
+        case when is_observed then share_in_group / share_in_population end as representation_ratio,
+        max(case when not is_suppressed and is_observed then selection_rate end) over (
             partition by group_type, group_name, attribute_name
         ) as highest_selection_rate
     from measured
@@ -180,23 +242,27 @@ final as (
         group_name,
         attribute_name,
         attribute_value,
+        value_status,
         case when not is_suppressed then members_in_cell end as members_in_cell,
         group_size,
+        group_observed,
         case when not is_suppressed then population_in_cell end as population_in_cell,
         population_size,
+        population_observed,
         case when not is_suppressed then share_in_group end as share_in_group,
         case when not is_suppressed then share_in_population end as share_in_population,
         case when not is_suppressed then representation_ratio end as representation_ratio,
         case
-            when not is_suppressed and attribute_value != 'unknown' and highest_selection_rate > 0
+            when not is_suppressed and is_observed and highest_selection_rate > 0
                 then selection_rate / highest_selection_rate
         end as impact_ratio,
-        -- judged only where the cell's expected members (group size x population share) reach
-        -- the minimum: an empty cell of a tiny segment is no evidence
+        -- judged only on observed values, where the cell's expected members (observed members
+        -- of the group x population share) reach the minimum: an empty cell of a tiny segment
+        -- is no evidence, and an imputed value is no evidence at all
         coalesce(
             not is_suppressed
-            and attribute_value != 'unknown'
-            and group_size * share_in_population >= {{ min_cell }}
+            and is_observed
+            and group_observed * share_in_population >= {{ min_cell }}
             and representation_ratio < 0.8,
             false
         ) as is_four_fifths_flag,
