@@ -1,0 +1,132 @@
+"""Loopback helpers for the collector and profile-API tests and benchmarks (needs the dev extras:
+httpx and the SDKs): servers in their own process group, the real SDK clients, landing ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+WRITE_KEY = "sdk-test-write-key"
+READ_KEY = "sdk-test-read-key"
+# the events' own time: fixed, so the dbt build with its fixed as_of never depends on the clock
+EVENT_TIME = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    command: list[str], port: int, log_path: Path, env: dict[str, str], timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start `python -m <module> <args>` in its own process group; return once /health answers.
+
+    `command` is the module and its arguments (the module entry points skip the CLI's imports of
+    every other sub-command, so a restart after a kill is quick)."""
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *command, "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a SIGKILL reaches it alone
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}: {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop(process, signal.SIGKILL)
+    raise RuntimeError(f"{command[0]} did not answer within {timeout} s: {log_path}")
+
+
+def start_collector(
+    landing: Path, port: int, log_path: Path, rotate_seconds: float = 0.5
+) -> subprocess.Popen[bytes]:
+    command = [
+        "personalization.collector",
+        "--landing-dir",
+        str(landing),
+        "--rotate-seconds",
+        str(rotate_seconds),
+    ]
+    return start_server(command, port, log_path, {"PERSONALIZATION_WRITE_KEYS": WRITE_KEY})
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Signal the process group and wait (SIGTERM: uvicorn's graceful shutdown, after which it
+    re-raises the signal: the exit code is then -SIGTERM)."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    return process.wait(timeout=timeout)
+
+
+def sdk_client(sdk: str, port: int, errors: list[Any], **options: Any) -> Any:
+    """A Segment or RudderStack Python SDK client pointed at the collector on loopback."""
+    if sdk == "segment":
+        from segment.analytics import Client
+    else:
+        from rudderstack.analytics import Client
+    return Client(
+        WRITE_KEY,
+        host=f"http://127.0.0.1:{port}",
+        on_error=lambda error, batch: errors.append((error, len(batch))),
+        **options,
+    )
+
+
+def send_messages(client: Any, prefix: str, count: int, pause: Callable[[int], None]) -> list[str]:
+    """Send `count` messages of every Segment type the tracking plan accepts; their messageIds."""
+    sent = []
+    for i in range(count):
+        user = f"{prefix}-user-{i % 10}"
+        message_id = f"{prefix}-{i:05d}"
+        common = {"timestamp": EVENT_TIME, "message_id": message_id}
+        kind = i % 6
+        if kind == 0:
+            client.identify(user, {"country": "DE", "age": 30}, **common)
+        elif kind == 1:
+            properties = {"product_id": "P00001", "category": "books", "price": 10.0}
+            client.track(user, "Product Viewed", properties, **common)
+        elif kind == 2:
+            client.page(user, name="Home", properties={"path": "/"}, **common)
+        elif kind == 3:
+            client.screen(user, name="Cart", properties={}, **common)
+        elif kind == 4:
+            client.group(user, f"{prefix}-team", {"name": "team"}, **common)
+        else:
+            client.alias(f"{prefix}-previous-{i}", user, **common)
+        sent.append(message_id)
+        pause(i)
+    return sent
+
+
+def landing_message_ids(folder: Path, pattern: str = "*.jsonl") -> list[str]:
+    """The messageId of every complete line of the landing files matching `pattern` (a killed
+    writer's trailing partial line is not a message)."""
+    ids = []
+    for path in sorted(folder.glob(pattern)):
+        complete = path.read_text().split("\n")[:-1]
+        ids += [json.loads(line)["messageId"] for line in complete]
+    return ids
