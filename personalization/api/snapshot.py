@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from personalization.publish import CURRENT, PUBLISHED_DB_NAME, VERSIONS
+from personalization.publish import CURRENT, PUBLISHED_DB_NAME, VERSIONS, quote_literal
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Snapshot:
         path = out_root / VERSIONS / version_id / PUBLISHED_DB_NAME
         con = duckdb.connect()
         try:
-            con.execute("attach ? as pub (read_only)", [str(path)])
+            con.execute(f"attach {quote_literal(str(path))} as pub (read_only)")
             present = {
                 f"{schema}.{name}"
                 for schema, name in con.execute(
