@@ -359,3 +359,13 @@ def test_pending_bytes_are_bounded(landing: Path, monkeypatch: pytest.MonkeyPatc
     assert asyncio.run(scenario()) == 20
     assert max(seen) <= 80  # two 40-byte requests fit under 100 bytes, a third waits
     assert sum(seen) == 800
+
+
+def test_large_integers_are_kept_exact(client: TestClient, landing: Path) -> None:
+    body = (
+        b'{"event": "E", "messageId": "big", "properties": {"id": 123456789012345678901234567890}}'
+    )
+    assert client.post("/v1/track", content=body, auth=AUTH).status_code == 200
+    client.app.state.writer._rotate()
+    (line,) = landed_lines(landing)
+    assert line["properties"]["id"] == 123456789012345678901234567890

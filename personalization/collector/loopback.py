@@ -3,6 +3,7 @@ httpx and the SDKs): servers in their own process group, the real SDK clients, l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -11,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,83 @@ def landing_message_ids(folder: Path, pattern: str = "*.jsonl") -> list[str]:
         complete = path.read_text().split("\n")[:-1]
         ids += [json.loads(line)["messageId"] for line in complete]
     return ids
+
+
+# -- bounded load on loopback (the benchmarks) --------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """Per-request latencies (seconds) and statuses of one bounded load run."""
+
+    latencies: list[float]
+    statuses: list[int]
+    seconds: float
+    late_starts: int = 0  # open loop: requests sent more than 5 ms after their slot
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "requests": len(self.latencies),
+            "seconds": round(self.seconds, 2),
+            "requests_per_s": round(len(self.latencies) / self.seconds, 1) if self.seconds else 0,
+            "p50_ms": round(self.percentile(50) * 1000, 2),
+            "p99_ms": round(self.percentile(99) * 1000, 2),
+            "max_ms": round(max(self.latencies, default=0) * 1000, 2),
+            "non_2xx": sum(1 for s in self.statuses if not 200 <= s < 300),
+            "late_starts": self.late_starts,
+        }
+
+
+Send = Callable[[int], Awaitable[int]]  # request number -> HTTP status
+
+
+async def _timed(send: Send, number: int, result: LoadResult) -> None:
+    started = time.perf_counter()
+    status = await send(number)
+    result.latencies.append(time.perf_counter() - started)
+    result.statuses.append(status)
+
+
+async def closed_loop(send: Send, count: int, concurrency: int, max_seconds: float) -> LoadResult:
+    """`concurrency` workers send requests back to back until `count` or `max_seconds`."""
+    result = LoadResult([], [], 0.0)
+    numbers = iter(range(count))
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    async def worker() -> None:
+        for number in numbers:
+            if time.perf_counter() > deadline:
+                return
+            await _timed(send, number, result)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def open_loop(send: Send, count: int, rate: float, max_seconds: float) -> LoadResult:
+    """Requests started at a fixed `rate` (whatever the answers' speed) until `count` or
+    `max_seconds`; every request started is awaited."""
+    result = LoadResult([], [], 0.0)
+    started = time.perf_counter()
+    tasks = []
+    for number in range(count):
+        slot = started + number / rate
+        if slot - started > max_seconds:
+            break
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.005:
+            result.late_starts += 1
+        tasks.append(asyncio.create_task(_timed(send, number, result)))
+    await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - started
+    return result
