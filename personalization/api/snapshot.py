@@ -1,10 +1,11 @@
 """The published snapshot the profile API serves, and the switch to a newer one.
 
-A Snapshot is one published version (see personalization/publish.py), opened read-only and copied
-into an in-memory DuckDB database with an index on the user key, so a lookup never touches the
-Parquet files and a version pruned by a later publish cannot break a request. The SnapshotStore
-polls `OUT/current` and, when it points at a new version, loads it in a worker thread and swaps
-one reference: a request uses the snapshot it started with, so it sees one version, never a mix.
+A Snapshot is one published version (see personalization/publish.py), opened read-only once and
+turned into ready response bodies in memory, so a lookup is a dictionary access that never
+touches the Parquet files, and a version pruned by a later publish cannot break a request. The
+SnapshotStore polls `OUT/current` and, when it points at a new version, loads it in a worker
+thread and swaps one reference: a request uses the snapshot it started with, so it sees one
+version, never a mix.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 
 from personalization.publish import CURRENT, PUBLISHED_DB_NAME, VERSIONS, quote_literal
 
@@ -45,20 +48,33 @@ def _current_version(out_root: Path) -> str | None:
         return None
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(document: Any) -> bytes:
+    """JSON bytes (timestamps in ISO 8601, decimals as numbers)."""
+    return orjson.dumps(document, default=_json_default)
+
+
 @dataclass
 class Snapshot:
+    """One published version, answered from memory: every profile response is built once, at
+    load, so a request is a dictionary lookup (memory: about the JSON size of the profiles)."""
+
     version_id: str
     published_at: str
-    con: duckdb.DuckDBPyConnection
-    profile_columns: list[str]
-    has_clusters: bool
+    documents: dict[str, bytes]  # mart key -> the GET /v1/profiles response body
+    segments: bytes  # the GET /v1/segments response body
+    members: dict[str, list[str]]  # segment -> sorted mart keys of its activatable members
 
     @classmethod
     def load(cls, out_root: Path, version_id: str) -> Snapshot:
-        """Copy the API's tables of one published version into memory (read-only attach)."""
+        """Read one published version (read-only attach) and build the responses."""
         path = out_root / VERSIONS / version_id / PUBLISHED_DB_NAME
-        con = duckdb.connect()
-        try:
+        with duckdb.connect() as con:
             con.execute(f"attach {quote_literal(str(path))} as pub (read_only)")
             present = {
                 f"{schema}.{name}"
@@ -68,40 +84,91 @@ class Snapshot:
                     " where database_name = 'pub'"
                 ).fetchall()
             }
-            for table, (relation, required) in TABLES.items():
-                if relation not in present:
-                    if required:
-                        raise SnapshotUnavailableError(
-                            f"published version {version_id} has no {relation}"
-                        )
-                    continue
-                con.execute(f"create table {table} as select * from pub.{relation}")
-            con.execute("create index profiles_key on profiles (canonical_user_id)")
-            con.execute(
-                "create table members as select segment_name, canonical_user_id, is_activatable"
-                " from memberships where status = 'member'"
+            missing = [r for r, required in TABLES.values() if required and r not in present]
+            if missing:
+                raise SnapshotUnavailableError(
+                    f"published version {version_id} has no {', '.join(missing)}"
+                )
+            published_at = str(
+                con.execute("select published_at from pub.publish_meta.version_info").fetchone()[0]
             )
-            con.execute("create index members_key on members (canonical_user_id)")
-            published_at = con.execute(
-                "select published_at from pub.publish_meta.version_info"
-            ).fetchone()[0]
-            con.execute("detach pub")
-            columns = [row[0] for row in con.execute("describe profiles").fetchall()]
-            has_clusters = "clusters" in {
-                row[0] for row in con.execute("select table_name from duckdb_tables()").fetchall()
-            }
-        except BaseException:
-            con.close()
-            raise
-        return cls(version_id, str(published_at), con, columns, has_clusters)
+            memberships = con.execute(
+                f"select segment_name, {USER_KEY} from pub.marts.fct_segment_membership"
+                f" where status = 'member' and is_activatable order by segment_name, {USER_KEY}"
+            ).fetchall()
+            members: dict[str, list[str]] = {}
+            segments_of: dict[str, list[str]] = {}
+            for segment, key in memberships:
+                members.setdefault(segment, []).append(key)
+                segments_of.setdefault(key, []).append(segment)
+            clusters_of: dict[str, list[dict[str, Any]]] = {}
+            if TABLES["clusters"][0] in present:
+                for key, method, cluster_id, name in con.execute(
+                    f"select {USER_KEY}, method, cluster_id, cluster_name"
+                    f" from pub.marts.fct_user_clusters order by {USER_KEY}, method"
+                ).fetchall():
+                    clusters_of.setdefault(key, []).append(
+                        {"method": method, "cluster_id": cluster_id, "cluster_name": name}
+                    )
+            catalogue = _rows(
+                con,
+                "select segment_name, description, owner, size, activatable_size,"
+                " requires_consent, computed_at from pub.marts.dim_segments order by segment_name",
+            )
+            for segment in catalogue:
+                members.setdefault(segment["segment_name"], [])
+            cursor = con.execute("select * from pub.marts.dim_user_profiles")
+            columns = [d[0] for d in cursor.description]
+            documents: dict[str, bytes] = {}
+            while rows := cursor.fetchmany(10_000):
+                for row in rows:
+                    profile = dict(zip(columns, row, strict=True))
+                    key = profile[USER_KEY]
+                    documents[key] = dumps(
+                        profile_document(
+                            profile,
+                            segments_of.get(key, []),
+                            clusters_of.get(key, []),
+                            {"version_id": version_id, "published_at": published_at},
+                        )
+                    )
+        segments = dumps({"segments": catalogue, "version_id": version_id})
+        return cls(version_id, published_at, documents, segments, members)
 
-    def query(self, sql: str, parameters: list[Any] | None = None) -> list[dict[str, Any]]:
-        cursor = self.con.execute(sql, parameters or [])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def close(self) -> None:
-        self.con.close()
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def profile_document(
+    profile: dict[str, Any],
+    segments: list[str],
+    clusters: list[dict[str, Any]],
+    version: dict[str, str],
+) -> dict[str, Any]:
+    """The GET /v1/profiles response of one profile row.
+
+    Segments and clusters are personalisation: a user without that consent gets none. The
+    segments are those the user is an activatable member of (the consent each one requires).
+    """
+    consented = bool(profile["has_personalization_consent"])
+    return {
+        "user_key": profile[USER_KEY],
+        "traits": {
+            name: value
+            for name, value in profile.items()
+            if name != USER_KEY and name not in CONSENT_COLUMNS
+        },
+        "segments": segments if consented else [],
+        "clusters": clusters if consented else [],
+        "consent": {
+            "personalization": consented,
+            "advertising": bool(profile["has_advertising_consent"]),
+        },
+        "freshness": {**version, "last_seen_at": profile.get("last_seen_at")},
+    }
 
 
 class SnapshotStore:
@@ -134,10 +201,10 @@ class SnapshotStore:
 
     def _swap(self, fresh: Snapshot) -> None:
         """One reference assignment: a request holds the snapshot it started with."""
-        previous, self.snapshot = self.snapshot, fresh
-        log.info("serving published version %s", fresh.version_id)
-        if previous is not None:
-            previous.close()
+        self.snapshot = fresh
+        log.info(
+            "serving published version %s (%d profiles)", fresh.version_id, len(fresh.documents)
+        )
 
     async def start(self) -> None:
         try:
@@ -151,9 +218,7 @@ class SnapshotStore:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.snapshot is not None:
-            self.snapshot.close()
-            self.snapshot = None
+        self.snapshot = None
 
     async def _poll(self) -> None:
         failed: str | None = None
