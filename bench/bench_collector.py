@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -26,15 +27,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from personalization.collector.loopback import (  # noqa: E402
     WRITE_KEY,
+    LoopbackHttp,
+    closed_loop,
     free_port,
     landing_message_ids,
+    open_loop,
     start_collector,
     stop,
 )
@@ -60,32 +62,32 @@ def batch_body(prefix: str, number: int, size: int) -> bytes:
     return json.dumps({"batch": messages, "sentAt": "2026-01-02T12:00:00.000Z"}).encode()
 
 
-def sender(client: httpx.AsyncClient, bodies: list[bytes]) -> Callable:
+def sender(client: LoopbackHttp, bodies: list[bytes]) -> Callable:
     async def send(number: int) -> int:
-        response = await client.post("/v1/batch", content=bodies[number])
-        return response.status_code
+        status, _ = await client.request("POST", "/v1/batch", bodies[number])
+        return status
 
     return send
 
 
 async def drive(port: int, args: argparse.Namespace) -> dict[str, object]:
-    from personalization.collector.loopback import closed_loop, open_loop
-
     open_count = int(args.rate * args.seconds / args.batch)
     closed_count = args.events // args.batch
     # bodies built before the clock starts: the client's JSON work is not the collector's
     open_bodies = [batch_body("open", n, args.batch) for n in range(open_count)]
     closed_bodies = [batch_body("closed", n, args.batch) for n in range(closed_count)]
-    limits = httpx.Limits(max_connections=max(args.concurrency, 64))
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", auth=(WRITE_KEY, ""), limits=limits, timeout=30
-    ) as client:
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    headers = {"Authorization": f"Basic {auth}", "Content-Type": "application/json"}
+    client = LoopbackHttp(port, headers, connections=max(args.concurrency, 64))
+    try:
         at_rate = await open_loop(
             sender(client, open_bodies), open_count, args.rate / args.batch, args.seconds
         )
         flat_out = await closed_loop(
             sender(client, closed_bodies), closed_count, args.concurrency, args.seconds
         )
+    finally:
+        await client.close()
     acked = sum(args.batch for s in at_rate.statuses + flat_out.statuses if s == 200)
     return {
         "at_rate": at_rate.summary() | {"target_events_per_s": args.rate},
