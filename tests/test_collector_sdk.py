@@ -3,6 +3,9 @@ when the collector is killed with SIGKILL mid-stream and restarted."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import signal
 import threading
 import time
@@ -15,8 +18,13 @@ import segment.analytics.consumer as segment_consumer
 from conftest import make_warehouse, query
 
 from personalization.collector.loopback import (
+    WRITE_KEY,
+    LoadResult,
+    LoopbackHttp,
+    closed_loop,
     free_port,
     landing_message_ids,
+    open_loop,
     sdk_client,
     send_messages,
     start_collector,
@@ -158,3 +166,41 @@ def test_sigkill_loses_no_acknowledged_message(sdk_runs: dict[str, Any]) -> None
     # re-sent messages are removed as duplicates by messageId
     expected = {"staged": KILL_MESSAGES} | ({"duplicate": duplicates} if duplicates else {})
     assert statuses(sdk_runs["warehouse"], "kill") == expected
+
+
+def test_bounded_load_is_conserved(tmp_path: Path) -> None:
+    """The benchmark's loops, small: every acknowledged event lands, and the loops stop alone."""
+    landing = tmp_path / "landing"
+    port = free_port()
+    process = start_collector(landing, port, tmp_path / "collector.log")
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+
+    def body(number: int) -> bytes:
+        batch = [{"type": "track", "event": "E", "userId": "u", "messageId": f"{number}-{i}"}
+                 for i in range(50)]  # fmt: skip
+        return json.dumps({"batch": batch}).encode()
+
+    async def drive() -> tuple[LoadResult, LoadResult]:
+        client = LoopbackHttp(port, {"Authorization": f"Basic {auth}"})
+
+        async def send(number: int) -> int:
+            return (await client.request("POST", "/v1/batch", body(number)))[0]
+
+        try:
+            at_rate = await open_loop(send, 1000, rate=40, max_seconds=0.5)  # time-bounded
+            flat_out = await closed_loop(
+                lambda n: send(1000 + n), 30, concurrency=4, max_seconds=60
+            )  # count-bounded
+            return at_rate, flat_out
+        finally:
+            await client.close()
+
+    try:
+        at_rate, flat_out = asyncio.run(drive())
+    finally:
+        stop(process)
+    assert len(at_rate.latencies) == 21  # slots 0, 1/40 s, ..., 0.5 s
+    assert len(flat_out.latencies) == 30
+    assert set(at_rate.statuses + flat_out.statuses) == {200}
+    assert len(landing_message_ids(landing)) == (21 + 30) * 50
+    assert len(set(landing_message_ids(landing))) == (21 + 30) * 50

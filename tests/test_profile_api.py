@@ -3,6 +3,8 @@ and the switch to a newer published version."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,14 @@ from starlette.testclient import TestClient
 from personalization.api import app as api_app
 from personalization.api.app import ApiSettings, create_app, decode_cursor, encode_cursor
 from personalization.api.keys import mart_key
+from personalization.collector.loopback import (
+    LoadResult,
+    LoopbackHttp,
+    free_port,
+    open_loop,
+    start_server,
+    stop,
+)
 from personalization.privacy import pseudonymise
 from personalization.publish import current_version, publish
 
@@ -252,3 +262,39 @@ def test_nothing_published_yet_is_503(tmp_path: Path) -> None:
         response = client.get("/v1/profiles/alice", headers=BEARER)
     assert response.status_code == 503
     assert response.json()["message"] == f"nothing published yet under {tmp_path / 'empty'}"
+
+
+def test_bounded_load_on_loopback(tmp_path: Path) -> None:
+    """The benchmark's open loop, small, against the API served by uvicorn (in its own process,
+    so with the shipped mart_key): it stops by itself and answers every request right."""
+    published = publish_marts(tmp_path, mart_key)
+    port = free_port()
+    process = start_server(
+        ["personalization.api", "--published", str(published)],
+        port,
+        tmp_path / "api.log",
+        {"PERSONALIZATION_API_KEYS": READ_KEY},
+    )
+    ids = ["alice", "bob", "nobody", "member-3"]
+
+    async def drive() -> LoadResult:
+        client = LoopbackHttp(port, BEARER)
+
+        async def send(number: int) -> int:
+            status, body = await client.request("GET", f"/v1/profiles/{ids[number % 4]}")
+            if status == 200:
+                assert json.loads(body)["user_key"] == mart_key(ids[number % 4])
+            return status
+
+        try:
+            return await open_loop(send, 10_000, rate=100, max_seconds=1.0)
+        finally:
+            await client.close()
+
+    try:
+        result = asyncio.run(drive())
+    finally:
+        stop(process)
+    assert len(result.statuses) == 101
+    assert result.statuses[:4] == [200, 200, 404, 200]
+    assert result.statuses.count(404) == 25
