@@ -205,6 +205,9 @@ class LandingWriter:
                 except OSError as failure:
                     log.error("landing write failed (%s): answering 503", failure)
                     error = WriterUnavailableError(f"cannot write landing file: {failure}")
+                except Exception as failure:  # a bug must not leave requests waiting forever
+                    log.exception("landing write failed unexpectedly: answering 503")
+                    error = WriterUnavailableError(f"cannot write landing file: {failure!r}")
                 for _, future in group:
                     if not future.done():
                         if error is None:
