@@ -55,8 +55,9 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(document: Any) -> bytes:
-    """JSON bytes (timestamps in ISO 8601, decimals as numbers)."""
-    return orjson.dumps(document, default=_json_default)
+    """JSON bytes (timestamps in ISO 8601, decimals as numbers), exactly sized: orjson's own
+    result keeps a ~16 KB buffer behind each small document (16x the memory of 100k profiles)."""
+    return bytes(memoryview(orjson.dumps(document, default=_json_default)))
 
 
 @dataclass
