@@ -46,6 +46,7 @@ from personalization.collector.loopback import (  # noqa: E402
     LoopbackHttp,
     free_port,
     open_loop,
+    peak_rss_mb,
     start_collector,
     start_server,
     stop,
@@ -126,6 +127,7 @@ def run_latency(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     try:
         result = asyncio.run(drive())
+        server_peak = peak_rss_mb(process.pid)
     finally:
         stop(process)
     summary = result.summary()
@@ -138,6 +140,7 @@ def run_latency(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         **summary,
         "not_found_expected": unknown,
         "not_found": sum(1 for s in result.statuses if s == 404),
+        "api_peak_rss_mb": server_peak,
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

@@ -37,6 +37,7 @@ from personalization.collector.loopback import (  # noqa: E402
     free_port,
     landing_message_ids,
     open_loop,
+    peak_rss_mb,
     start_collector,
     stop,
 )
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     process = start_collector(landing, port, work / "collector.log", rotate_seconds=5)
     try:
         figures = asyncio.run(drive(port, args))
+        figures["collector_peak_rss_mb"] = peak_rss_mb(process.pid)
     finally:
         stop(process)
     landed = len(landing_message_ids(landing))

@@ -258,3 +258,14 @@ class LoopbackHttp:
     async def close(self) -> None:
         for writer in self._open:
             writer.close()
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory (VmHWM) of a running process, in MB (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
