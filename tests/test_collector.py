@@ -369,3 +369,20 @@ def test_large_integers_are_kept_exact(client: TestClient, landing: Path) -> Non
     client.app.state.writer._rotate()
     (line,) = landed_lines(landing)
     assert line["properties"]["id"] == 123456789012345678901234567890
+
+
+def test_default_folder_is_watched_by_the_landing_sensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector writes under PERSONALIZATION_LANDING, which the micro-batch sensor lists
+    recursively: its published files are new landing files, its open file is not."""
+    from personalization.collector import default_landing_dir
+
+    monkeypatch.setenv("PERSONALIZATION_LANDING", str(tmp_path / "landing"))
+    folder = default_landing_dir()
+    assert folder == tmp_path / "landing" / "collector"
+    with make_client(folder, rotate_seconds=3600) as client:
+        client.post("/v1/track", json={"event": "E", "userId": "u"}, auth=AUTH)
+        assert list_landing_files(tmp_path / "landing") == []
+    (landed,) = list_landing_files(tmp_path / "landing")
+    assert landed.path.startswith("collector/collector-") and landed.path.endswith(".jsonl")
