@@ -8,7 +8,7 @@ DEMO_EVENTS ?= 300000
 DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
-.PHONY: install demo test lint format ui bench clean
+.PHONY: install demo test lint format ui serve bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ ui: $(INSTALLED)
 	$(BIN)/dbt parse --quiet
 	mkdir -p data/dagster && cp orchestration/dagster.yaml data/dagster/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
+
+# The collector (Segment's tracking API, writing landing files) and the profile API, on loopback.
+# Development keys unless PERSONALIZATION_WRITE_KEYS / PERSONALIZATION_API_KEYS are set.
+COLLECTOR_PORT ?= 8088
+API_PORT ?= 8089
+serve: $(INSTALLED)
+	@# Ctrl-C reaches both (graceful: the collector publishes its open file); TERM is passed on
+	PERSONALIZATION_WRITE_KEYS=$${PERSONALIZATION_WRITE_KEYS:-dev-write-key} \
+	PERSONALIZATION_API_KEYS=$${PERSONALIZATION_API_KEYS:-dev-read-key} \
+	bash -c 'trap "kill -TERM \$$collector \$$api" TERM; \
+		$(BIN)/personalization collect --port $(COLLECTOR_PORT) & collector=$$!; \
+		$(BIN)/personalization serve --port $(API_PORT) & api=$$!; \
+		wait'
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py

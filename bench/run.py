@@ -131,6 +131,26 @@ def bench_profiles(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+@register("collector")
+def bench_collector(args: argparse.Namespace) -> list[Row]:
+    """Collector on loopback: 5,000 events/s open loop, then the sustained maximum (closed loop,
+    --events at most, default 300k): bench/bench_collector.py."""
+    from bench_collector import run_benchmark
+
+    return [Row(*r) for r in run_benchmark(args.events or 300_000, run_child)]
+
+
+@register("api")
+def bench_api(args: argparse.Namespace) -> list[Row]:
+    """Profile API latency at 200 requests/s on --events published users (default 100k), and
+    the SDK -> collector -> micro-batch -> publish -> API latency: bench/bench_api.py."""
+    from bench_api import run_benchmark
+
+    rows = run_benchmark("latency", args.events or 100_000, run_child)
+    rows += run_benchmark("e2e", 20_000, run_child)
+    return [Row(*r) for r in rows]
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'benchmark':<42} {'events':>12} {'seconds':>9} {'events/s':>12} {'peak MB':>9}"
     print(header)

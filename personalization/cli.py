@@ -13,6 +13,8 @@ COMMANDS = {
     "demo": "personalization.demo",
     "publish": "personalization.publish",
     "segments": "personalization.segments",
+    "collect": "personalization.collector",
+    "serve": "personalization.api",
 }
 
 
