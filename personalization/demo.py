@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         db_path=data_dir / "warehouse.duckdb", landing_path=landing, as_of=manifest["as_of"]
     )
     log.info("building with dbt (seed, run, test) into %s", warehouse.db_path)
-    run_dbt(["build"], warehouse)
+    run_dbt(["build"], warehouse, stream=True)
     built = time.perf_counter()
     version = publish(warehouse.db_path, data_dir / "published")
     log.info("published marts for BI readers: %s", version)
