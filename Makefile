@@ -8,12 +8,15 @@ DEMO_EVENTS ?= 300000
 DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
-.PHONY: install demo test lint format ui serve bench clean
+.PHONY: install demo test lint format ui serve dashboard docs bench clean
 
 $(INSTALLED): pyproject.toml
+	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# pip's own lines (Collecting ..., Installing ...) are the progress of the long step
+	bash -o pipefail -c "$(BIN)/pip install --disable-pip-version-check --progress-bar off \
+		-e '.[dev]' | grep -E --line-buffered '^(Collecting|Installing|Successfully|ERROR)'"
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -39,8 +42,8 @@ test: lint
 	$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
+# dagster dev parses the dbt project itself (DbtProject.prepare_if_dev in orchestration/dbt_assets.py)
 ui: $(INSTALLED)
-	$(BIN)/dbt parse --quiet
 	mkdir -p data/dagster && cp orchestration/dagster.yaml data/dagster/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
 
@@ -57,8 +60,20 @@ serve: $(INSTALLED)
 		$(BIN)/personalization serve --port $(API_PORT) & api=$$!; \
 		wait'
 
+# the dashboard over the published marts (after `make demo`): http://127.0.0.1:8501
+DASHBOARD_PORT ?= 8501
+dashboard: $(INSTALLED)
+	$(BIN)/streamlit run personalization/dashboard/app.py --server.address 127.0.0.1 \
+		--server.port $(DASHBOARD_PORT) --server.headless true --browser.gatherUsageStats false
+
+# dbt's documentation site of every model, test and exposure: http://127.0.0.1:8080
+docs: $(INSTALLED)
+	$(BIN)/dbt docs generate --quiet
+	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
+
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf target logs data reports/*.png .pytest_cache .ruff_cache
+	@# generated files only: data/ (warehouse, published marts, demo pictures), dbt's target/
+	rm -rf target logs data .pytest_cache .ruff_cache

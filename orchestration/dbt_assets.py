@@ -9,10 +9,13 @@ them) and every Dagster step after the dbt step.
 
 import json
 import logging
+import os
 import re
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -123,6 +126,21 @@ class ProjectTranslator(DagsterDbtTranslator):
 
 
 TRANSLATOR = ProjectTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def prepare_dbt_project() -> None:
+    """Under `dagster dev`, parse the dbt project first (DbtProject.prepare_if_dev), so the UI
+    always shows the models as they are now; elsewhere (tests, deployments) the manifest already
+    built is used. dagster-dbt runs `dbt` from PATH: put this environment's first, as activating
+    the virtual environment would (`make ui` and `.venv/bin/dagster dev` need no activation)."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
+    DBT_PROJECT.prepare_if_dev()
+
+
+prepare_dbt_project()
 DBT_MANIFEST: dict[str, Any] = json.loads(DBT_PROJECT.manifest_path.read_text())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,8 +49,11 @@ def run_dbt(
     target: str = "dev",
     env: dict[str, str] | None = None,
     check: bool = True,
+    stream: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `dbt <command>` in the project directory; raise DbtError on failure when check."""
+    """Run `dbt <command>` in the project directory; raise DbtError on failure when check.
+
+    With stream, dbt's per-node lines are logged as they come (see stream_dbt_output)."""
     warehouse.db_path.parent.mkdir(parents=True, exist_ok=True)
     args = [
         dbt_executable(),
@@ -76,10 +80,43 @@ def run_dbt(
     if warehouse.target_path is not None:
         process_env["DBT_LOG_PATH"] = str(warehouse.target_path / "logs")
     log.debug("running %s", " ".join(args))
-    result = subprocess.run(
-        args, cwd=PROJECT_ROOT, env=process_env, capture_output=True, text=True, check=False
-    )
+    if stream:
+        result = stream_dbt_output(args, process_env)
+    else:
+        result = subprocess.run(
+            args, cwd=PROJECT_ROOT, env=process_env, capture_output=True, text=True, check=False
+        )
     if check and result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
         raise DbtError(f"dbt {' '.join(command)} failed (exit {result.returncode}):\n{tail}")
     return result
+
+
+# dbt's line for a finished node: "12 of 230 OK created sql table model staging.x ... [OK in 0.51s]"
+# and its summary: "Finished running 120 table models ...", "Done. PASS=300 WARN=0 ERROR=0 ..."
+_PROGRESS = re.compile(r"\b\d+ of \d+ (?!START\b)[A-Z]+|Finished running|Done\. PASS=|Completed ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+progress_log = logging.getLogger("personalization.dbt")
+
+
+def stream_dbt_output(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run dbt, logging each finished node ("12 of 230 OK created ...") and the final summary
+    as dbt prints them, so a long build shows progress; returns the whole output as run() would.
+    """
+    lines: list[str] = []
+    with subprocess.Popen(
+        args,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            text = _ANSI.sub("", line.rstrip())
+            if _PROGRESS.search(text):
+                progress_log.info("%s", text)
+    return subprocess.CompletedProcess(args, process.returncode, "".join(lines), "")

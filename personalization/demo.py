@@ -23,7 +23,12 @@ from personalization.tracking_plan import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 DATA_DIR = PROJECT_ROOT / "data"
-REPORTS_DIR = PROJECT_ROOT / "reports"
+
+
+def pictures_dir(data_dir: Path) -> Path:
+    """Where the demo writes cluster pictures: data/reports, ignored by git like all of data/
+    (the pictures the README shows are kept in docs/images/)."""
+    return data_dir / "reports"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,11 +182,11 @@ def run(args: argparse.Namespace) -> int:
         db_path=data_dir / "warehouse.duckdb", landing_path=landing, as_of=manifest["as_of"]
     )
     log.info("building with dbt (seed, run, test) into %s", warehouse.db_path)
-    run_dbt(["build"], warehouse)
+    run_dbt(["build"], warehouse, stream=True)
     built = time.perf_counter()
     version = publish(warehouse.db_path, data_dir / "published")
     log.info("published marts for BI readers: %s", version)
-    pictures = write_cluster_pictures(warehouse.db_path, REPORTS_DIR)
+    pictures = write_cluster_pictures(warehouse.db_path, pictures_dir(data_dir))
     log.info("cluster pictures: %s", ", ".join(str(p) for p in pictures))
     sys.stdout.write(
         summarise(warehouse.db_path, manifest, data_dir / "published" / "current") + "\n"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Screenshot of the Dagster asset graph served by `make ui` (headless Chromium).
-#   scripts/screenshot_ui.sh [out.png]      (default reports/dagster_asset_graph.png)
+#   scripts/screenshot_ui.sh [out.png]      (default docs/images/dagster_asset_graph.png)
 # Starts `make ui` in its own process group, waits for the webserver and the code location,
 # takes the screenshot, then kills the whole group (dagster dev may ignore SIGTERM alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-reports/dagster_asset_graph.png}"
+OUT="${1:-docs/images/dagster_asset_graph.png}"
 PORT=3000
 # the upstream lineage of the published marts: every asset from the landing files to publish
 URL="${URL:-http://127.0.0.1:${PORT}/assets/published_marts?view=lineage&lineageScope=upstream&lineageDepth=30}"

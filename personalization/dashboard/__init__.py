@@ -1,0 +1,1 @@
+"""A Streamlit dashboard over the published marts (read-only): see docs/dashboard.md."""
