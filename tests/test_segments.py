@@ -179,8 +179,41 @@ def expected_memberships(landing: Path, as_of: datetime) -> set[tuple[str, str, 
             ],
             timedelta(minutes=30),
         )
+        member |= aggregate_memberships(own, as_of)
         rows |= {(name, user, "member") for name, is_member in member.items() if is_member}
     return rows
+
+
+def aggregate_memberships(own: list[Event], as_of: datetime) -> dict[str, bool]:
+    """The shipped aggregate segments, from docs/segments.md: `within D` is (as_of - D, as_of],
+    `between {from: A, to: B}` is (as_of - A, as_of - B]; sum of nothing is 0, avg/min/max of
+    nothing make the condition false."""
+    day = timedelta(days=1)
+
+    def values(name: str, prop: str, start: timedelta | None, end: timedelta) -> list[Any]:
+        return [
+            event.properties[prop]
+            for event in own
+            if event.name == name
+            and (start is None or as_of - start < event.at)
+            and event.at <= as_of - end
+        ]
+
+    spent_7d = values("Order Completed", "revenue", 7 * day, timedelta(0))
+    spent_9_to_3 = values("Order Completed", "revenue", 9 * day, 3 * day)
+    orders_3d = values("Order Completed", "revenue", 3 * day, timedelta(0))
+    orders = values("Order Completed", "revenue", None, timedelta(0))
+    viewed_prices = values("Product Viewed", "price", 7 * day, timedelta(0))
+    added_prices = values("Product Added", "price", 7 * day, timedelta(0))
+    return {
+        "big_spenders_7d": sum(spent_7d) >= 300,
+        "cooling_big_spenders": sum(spent_9_to_3) >= 300 and not orders_3d,
+        "broad_browsers_7d": len(set(values("Product Viewed", "product_id", 7 * day, 0 * day)))
+        >= 8,
+        "premium_basket_buyers": bool(orders) and sum(orders) / len(orders) >= 150,
+        "budget_browsers_7d": bool(viewed_prices) and max(viewed_prices) <= 50,
+        "premium_cart_adders_7d": bool(added_prices) and min(added_prices) >= 100,
+    }
 
 
 def funnel_completed(steps: list[list[datetime]], max_gap: timedelta) -> bool:
@@ -340,7 +373,7 @@ def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: 
     )
     results = run_results(tmp_path)
     unit = {key: status for key, (status, _) in results.items() if key.startswith("unit_test.")}
-    assert len(unit) == 8 and set(unit.values()) == {"pass"}, unit
+    assert len(unit) == 11 and set(unit.values()) == {"pass"}, unit
     (bias,) = [value for key, value in results.items() if "segment_bias_flags" in key]
     assert bias[0] == "warn" and bias[1] > 0  # the generated data has skewed cells
     failed = run_dbt(

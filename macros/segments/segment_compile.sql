@@ -68,6 +68,9 @@
         {%- set upper = '(case when ' ~ personalization.segment_window_open(spec) ~ ' then null else coalesce(leaf_'
             ~ leaf_id ~ '_follow.unfollowed, 0) end)' -%}
         {{ return(personalization.segment_count_sql(spec, lower, upper)) }}
+    {%- elif key == 'event' and spec.get('aggregate') is not none -%}
+        {%- set leaf_id = personalization.segment_leaf_id(registry, 'counts', spec) -%}
+        {{ return(personalization.segment_aggregate_condition_sql(spec, 'event_counts.leaf_' ~ leaf_id)) }}
     {%- elif key == 'event' -%}
         {%- set leaf_id = personalization.segment_leaf_id(registry, 'counts', spec) -%}
         {%- set lower = 'coalesce(event_counts.leaf_' ~ leaf_id ~ ', 0)' -%}
@@ -91,6 +94,40 @@
     {%- endif -%}
     {{ return('(case when ' ~ is_true | join(' and ') ~ ' then true when ' ~ is_false | join(' or ')
         ~ ' then false end)') }}
+{%- endmacro %}
+
+
+{#- The per-user aggregate column of an event condition, over `alias` (one pass over the events):
+    count(...) of the matching events in the window, or function(property) of them. -#}
+{% macro segment_event_column_sql(spec, alias) -%}
+    {%- set matches = personalization.segment_event_match_sql(spec, alias) -%}
+    {%- set window = personalization.segment_window_sql(spec, alias ~ '.event_at') -%}
+    {%- set condition = matches if window == 'true' else matches ~ '\n                and ' ~ window -%}
+    {%- set aggregate = spec.get('aggregate') -%}
+    {%- if aggregate is none -%}
+        {{ return('count(case\n            when ' ~ condition ~ '\n                then 1\n        end)') }}
+    {%- endif -%}
+    {%- set text = personalization.json_text(alias ~ '.properties', '$.' ~ aggregate.property) -%}
+    {%- if aggregate.function == 'count_distinct' -%}
+        {{ return('count(distinct case\n            when ' ~ condition ~ '\n                then ' ~ text ~ '\n        end)') }}
+    {%- endif -%}
+    {{ return(aggregate.function ~ '(case\n            when ' ~ condition ~ '\n                then '
+        ~ personalization.try_cast(text, 'double') ~ '\n        end)') }}
+{%- endmacro %}
+
+
+{#- An aggregate condition: `function(property) op value` over the matching events. No matching
+    event: sum and count_distinct are 0, avg/min/max have no value (the condition is false).
+    Pending while a `between` window is still open at as_of. -#}
+{% macro segment_aggregate_condition_sql(spec, column) -%}
+    {%- set aggregate = spec.aggregate -%}
+    {%- set value = 'coalesce(' ~ column ~ ', 0)' if aggregate.function == 'sum' else column -%}
+    {%- set comparison = personalization.segment_comparison_sql(value, aggregate.op, aggregate.value) -%}
+    {%- set window_open = personalization.segment_window_open(spec) -%}
+    {%- if window_open == 'false' -%}
+        {{ return(comparison) }}
+    {%- endif -%}
+    {{ return('(case when ' ~ window_open ~ ' then null else ' ~ comparison ~ ' end)') }}
 {%- endmacro %}
 
 
@@ -146,10 +183,14 @@
 
 {#- The window of an event condition or funnel on `column`:
     within D     -> as_of - D < column <= as_of
+    between from A to B (durations ago) -> as_of - A < column <= as_of - B
     between S, E -> S <= column < E (and column <= as_of, as for every event)
     none         -> column <= as_of (all history) -#}
 {% macro segment_window_sql(spec, column) -%}
-    {%- if spec.get('within') is not none -%}
+    {%- if spec.get('between') is mapping and 'from' in spec.between -%}
+        {{ return('(' ~ column ~ ' > ' ~ personalization.segment_window_start(spec.between['from']) ~ ' and '
+            ~ column ~ ' <= ' ~ personalization.segment_window_start(spec.between.to) ~ ')') }}
+    {%- elif spec.get('within') is not none -%}
         {{ return('(' ~ column ~ ' > ' ~ personalization.segment_window_start(spec.within) ~ ')') }}
     {%- elif spec.get('between') is not none -%}
         {{ return('(' ~ column ~ ' >= ' ~ personalization.to_utc_timestamp(personalization.segment_literal(spec.between.start | string))
@@ -162,7 +203,7 @@
 
 {#- True while the window has not closed at as_of (a `between` ending after as_of). -#}
 {% macro segment_window_open(spec) -%}
-    {%- if spec.get('between') is not none -%}
+    {%- if spec.get('between') is not none and 'start' in spec.between -%}
         {{ return('(' ~ personalization.to_utc_timestamp(personalization.segment_literal(spec.between.end | string))
             ~ ' > ' ~ personalization.as_of() ~ ')') }}
     {%- else -%}

@@ -47,7 +47,11 @@
         'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within', 'not_within'],
         'non_track_types': ['page', 'screen', 'identify'],
         'page_properties': ['name', 'path', 'url', 'title', 'referrer'],
-        'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by'],
+        'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by',
+            'aggregate'],
+        'aggregate_keys': ['function', 'property', 'op', 'value'],
+        'aggregate_functions': ['sum', 'avg', 'min', 'max', 'count_distinct'],
+        'comparison_ops': ['=', '!=', '<', '<=', '>', '>='],
         'funnel_keys': ['steps', 'max_gap', 'within', 'between'],
         'step_keys': ['name', 'type', 'where'],
         'follow_keys': ['name', 'type', 'where', 'within'],
@@ -95,7 +99,16 @@
     {%- if spec.get('within') is not none -%}
         {%- do personalization.segment_window_minutes(segment_name, spec.within, 'within') -%}
     {%- endif -%}
-    {%- if spec.get('between') is not none -%}
+    {%- if spec.get('between') is mapping and ('from' in spec.between or 'to' in spec.between) -%}
+        {#- relative: (as_of - from, as_of - to] -#}
+        {%- do personalization.segment_check_keys(segment_name, spec.between, ['from', 'to'], 'a relative between') -%}
+        {%- set start = personalization.segment_window_minutes(segment_name, spec.between.get('from'), 'between.from') -%}
+        {%- set end = personalization.segment_window_minutes(segment_name, spec.between.get('to'), 'between.to') -%}
+        {%- if start <= end -%}
+            {{ personalization.segment_error(segment_name, "malformed window: between.from '" ~ spec.between['from']
+                ~ "' must reach further back than between.to '" ~ spec.between.to ~ "'") }}
+        {%- endif -%}
+    {%- elif spec.get('between') is not none -%}
         {%- set between = spec.between -%}
         {%- if between is not mapping or between.get('start') is none or between.get('end') is none -%}
             {{ personalization.segment_error(segment_name, "malformed window: between needs {start: ISO, end: ISO}") }}
@@ -200,6 +213,53 @@
 {%- endmacro %}
 
 
+{#- An aggregate of a property over the matching events, compared with a number. -#}
+{% macro segment_check_aggregate(segment_name, spec) -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- set aggregate = spec.aggregate -%}
+    {%- do personalization.segment_check_keys(segment_name, aggregate, grammar.aggregate_keys, 'an aggregate') -%}
+    {%- for key in ['min_count', 'max_count', 'not_followed_by'] -%}
+        {%- if key in spec -%}
+            {{ personalization.segment_error(segment_name, "an aggregate condition takes no " ~ key) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if aggregate.get('function') not in grammar.aggregate_functions -%}
+        {{ personalization.segment_error(segment_name, "unknown aggregate function '" ~ aggregate.get('function')
+            ~ "' (expected one of " ~ grammar.aggregate_functions | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- set plan = personalization.tracking_plan().events -%}
+    {%- set properties = {} -%}
+    {%- if spec.get('type', 'track') == 'track' -%}
+        {%- set properties = (plan[spec.name] or {}).get('properties') or {} -%}
+    {%- else -%}
+        {%- for name in grammar.page_properties -%}
+            {%- do properties.update({name: {'type': 'string'}}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if aggregate.get('property') not in properties -%}
+        {{ personalization.segment_error(segment_name, "unknown property '" ~ aggregate.get('property')
+            ~ "' for event '" ~ (spec.get('name') or spec.get('type')) ~ "' (not in the tracking plan)") }}
+    {%- endif -%}
+    {%- set property_type = properties[aggregate.property].get('type', 'string') -%}
+    {%- if aggregate.function != 'count_distinct' and property_type not in ['number', 'integer'] -%}
+        {{ personalization.segment_error(segment_name, aggregate.function ~ " needs a number property; '"
+            ~ aggregate.property ~ "' is a " ~ property_type) }}
+    {%- endif -%}
+    {%- if property_type in ['array', 'object'] -%}
+        {{ personalization.segment_error(segment_name, aggregate.function ~ " does not apply to the "
+            ~ property_type ~ " property '" ~ aggregate.property ~ "'") }}
+    {%- endif -%}
+    {%- if aggregate.get('op') not in grammar.comparison_ops -%}
+        {{ personalization.segment_error(segment_name, "unknown operator '" ~ aggregate.get('op')
+            ~ "' on an aggregate (expected one of " ~ grammar.comparison_ops | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- if aggregate.get('value') is not number or aggregate.get('value') is boolean -%}
+        {{ personalization.segment_error(segment_name, "an aggregate compares with a number, got '"
+            ~ aggregate.get('value') ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
 {% macro segment_check_count(segment_name, spec) -%}
     {%- for key in ['min_count', 'max_count'] -%}
         {%- set value = spec.get(key) -%}
@@ -237,6 +297,9 @@
         {%- do personalization.segment_check_event_ref(segment_name, spec) -%}
         {%- do personalization.segment_check_count(segment_name, spec) -%}
         {%- do personalization.segment_check_window(segment_name, spec) -%}
+        {%- if spec.get('aggregate') is not none -%}
+            {%- do personalization.segment_check_aggregate(segment_name, spec) -%}
+        {%- endif -%}
         {%- if spec.get('not_followed_by') is not none -%}
             {%- set follow = spec.not_followed_by -%}
             {%- do personalization.segment_check_keys(segment_name, follow, grammar.follow_keys, 'not_followed_by') -%}

@@ -38,11 +38,7 @@ event_counts as (
     select
         canonical_user_id,
         {%- for leaf in compiled.counts %}
-        count(case
-            when {{ segment_event_match_sql(leaf.spec, 'events') }}
-                and {{ segment_window_sql(leaf.spec, 'events.event_at') }}
-                then 1
-        end) as leaf_{{ leaf.id }},
+        {{ segment_event_column_sql(leaf.spec, 'events') }} as leaf_{{ leaf.id }},
         {%- endfor %}
         count(*) as events
     from events
