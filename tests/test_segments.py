@@ -365,7 +365,7 @@ def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: 
         [
             "test",
             "--select",
-            "test_type:unit,int_segment_membership",
+            "test_type:unit,fct_segment_membership",
             "test_type:unit,rpt_segment_composition_audit",
             "test_name:segment_bias_flags",
         ],

@@ -120,6 +120,44 @@ CASES: dict[str, tuple[str, int, str]] = {
         1,
         "segment 'a': cycle between segments: a -> b -> a",
     ),
+    "cluster_without_var": (
+        HEADER + "    cluster: {method: kmeans, cluster_id: 1}\n",
+        5,
+        "segment 's': cluster conditions need the var segment_cluster_conditions: true "
+        "(dbt_project.yml; it makes the segments wait on fct_user_clusters)",
+    ),
+    "trait_between_order": (
+        HEADER + "    trait:\n      name: last_order_at\n      op: between\n"
+        "      value: {from: 3d, to: 9d}\n",
+        8,
+        "segment 's': malformed window: between.from '3d' must reach further back than "
+        "between.to '9d'",
+    ),
+    "array_item_field": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'products[].categroy', op: '=', value: toys}\n",
+        8,
+        "segment 's': unknown item field 'categroy' in 'products[].categroy' (expected one of "
+        "product_id, sku, category, name, brand, variant, price, quantity, coupon, position) "
+        "(did you mean 'category'?)",
+    ),
+    "array_on_scalar": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'coupon[].category', op: '=', value: toys}\n",
+        8,
+        "segment 's': 'coupon' is not an array property of event 'Order Completed' "
+        "(arrays: products)",
+    ),
+    "array_item_value_type": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'products[].quantity', op: '>=', value: three}\n",
+        8,
+        "segment 's': property 'products[].quantity' of event 'Order Completed' is a integer: "
+        "value 'three' does not match (give a number)",
+    ),
     "missing_owner": (
         "- name: s\n  description: d\n  rule: {event: {name: Product Added}}\n",
         1,
@@ -177,7 +215,8 @@ def test_catalogue_and_tracking_plan_problems(tmp_path: Path) -> None:
     problems = [str(problem) for problem in validate.validate_catalogue_file(catalogue)]
     assert problems == [
         f"{catalogue}:7: trait 'views_7d': unknown type 'countr'; expected one of counter, sum, "
-        "avg, min, max, first, last, most_frequent, unique_list, unique_count "
+        "avg, min, max, first, last, most_frequent, unique_list, unique_count, first_at, last_at, "
+        "derived "
         "(did you mean 'counter'?)",
         f"{catalogue}:8: trait 'spend': unknown event 'Order Complete' (not in the tracking plan)"
         " (did you mean 'Order Completed'?)",
@@ -197,3 +236,39 @@ def test_catalogue_and_tracking_plan_problems(tmp_path: Path) -> None:
         f"{plan}:10: event 'Order Completed' property 'revenue': type 'numbr'; expected one of "
         "string, number, integer, boolean, array, object (did you mean 'number'?)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("spent - refunded", None),
+        ("(spent - refunded) / -orders", "at '-'"),
+        ("spent / (orders - 1) * 2", None),
+        ("spent -", "incomplete or unbalanced parentheses"),
+        ("(spent - refunded", "incomplete or unbalanced parentheses"),
+        ("spent refunded", "at 'refunded'"),
+        ("spent % 2", "at '%'"),
+        ("spnt - refunded", "unknown trait 'spnt' in expression (did you mean 'spent'?)"),
+        ("spent - later", "unknown trait 'later'"),
+        ("spent - favourite", "unknown trait 'favourite'"),
+    ],
+)
+def test_derived_trait_expressions(tmp_path: Path, expression: str, problem: str | None) -> None:
+    """Names must be numeric traits defined above; a negative divisor needs parentheses."""
+    catalogue = tmp_path / "catalogue.yml"
+    catalogue.write_text(
+        "version: 2\nmodels:\n  - name: int_user_catalogue_traits\n    config:\n      meta:\n"
+        "        traits:\n"
+        "          - {name: spent, type: sum, event: Order Completed, property: revenue}\n"
+        "          - {name: refunded, type: sum, event: Order Refunded, property: revenue}\n"
+        "          - {name: orders, type: counter, event: Order Completed}\n"
+        "          - {name: favourite, type: last, event: Product Viewed, property: name}\n"
+        f"          - {{name: net, type: derived, expression: '{expression}'}}\n"
+        "          - {name: later, type: counter, event: Order Completed}\n"
+    )
+    problems = [str(found) for found in validate.validate_catalogue_file(catalogue)]
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and f"{catalogue}:11: trait 'net': " in problems[0], problems
+        assert problem in problems[0], problems

@@ -1,5 +1,5 @@
 {#- Segments as code: loading and validating the definitions in models/marts/segments/segments.yml
-    (config.meta.segments of the model dim_segments). See docs/segments.md for the rule language.
+    (config.meta.segments of the model fct_segment_membership, which compiles them). See docs/segments.md for the rule language.
 
     The dbt var `segment_definitions` (a list in the same shape) replaces the file: tests feed
     definitions through --vars or a unit test's overrides without editing the file.
@@ -13,11 +13,11 @@
     {%- elif not execute -%}
         {{ return([]) }}
     {%- else -%}
-        {%- set node = graph.nodes.get('model.personalization.dim_segments') -%}
+        {%- set node = graph.nodes.get('model.personalization.fct_segment_membership') -%}
         {%- if node is none or 'segments' not in node.config.meta -%}
             {{ exceptions.raise_compiler_error(
                 "segment definitions not found: models/marts/segments/segments.yml must define "
-                ~ "config.meta.segments on the model dim_segments") }}
+                ~ "config.meta.segments on the model fct_segment_membership") }}
         {%- endif -%}
         {%- set definitions = node.config.meta.segments or [] -%}
     {%- endif -%}
@@ -344,13 +344,13 @@
         {%- if spec.get('cluster_id') is none and spec.get('cluster_name') is none -%}
             {{ personalization.segment_error(segment_name, "a cluster condition needs cluster_id or cluster_name") }}
         {%- endif -%}
-        {%- if not personalization.segment_clusters_available() -%}
-            {{ personalization.segment_error(segment_name, "cluster conditions need the model fct_user_clusters "
-                ~ "and the var segment_clusters_enabled (true by default)") }}
-        {%- endif -%}
         {%- if spec.get('method', 'kmeans') not in ['kmeans', 'hierarchical'] -%}
             {{ personalization.segment_error(segment_name, "unknown cluster method '" ~ spec.method
                 ~ "' (expected kmeans or hierarchical)") }}
+        {%- endif -%}
+        {%- if not personalization.segment_clusters_available() -%}
+            {{ personalization.segment_error(segment_name, "cluster conditions need the var "
+                ~ "segment_cluster_conditions: true (dbt_project.yml; it makes the segments wait on fct_user_clusters)") }}
         {%- endif -%}
     {%- else -%}
         {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "' (expected one of "
@@ -380,7 +380,7 @@
 
 
 {% macro segment_clusters_available() -%}
-    {{ return(var('segment_clusters_enabled', true) and personalization.segment_graph_available()
+    {{ return(var('segment_cluster_conditions', false) and personalization.segment_graph_available()
         and graph.nodes.get('model.personalization.fct_user_clusters') is not none) }}
 {%- endmacro %}
 

@@ -21,15 +21,29 @@ import yaml
 from personalization.tracking_plan import PROJECT_ROOT, PROPERTY_TYPES, TRACKING_PLAN_PATH
 
 SEGMENTS_PATH = PROJECT_ROOT / "models" / "marts" / "segments" / "segments.yml"
-SEGMENTS_MODEL = "dim_segments"
+SEGMENTS_MODEL = "fct_segment_membership"
 PROJECT_PATH = PROJECT_ROOT / "dbt_project.yml"
 CATALOGUE_PATH = PROJECT_ROOT / "models" / "intermediate" / "profiles" / "trait_catalogue.yml"
 PROFILES_PATH = PROJECT_ROOT / "models" / "marts" / "profiles" / "_profiles__models.yml"
 
 RULE_KEYS = ("all", "any", "not", "event", "funnel", "trait", "segment", "cluster")
 PROPERTY_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "is_set", "is_not_set")
-TRAIT_OPS = (*PROPERTY_OPS, "within", "not_within")
+TRAIT_OPS = (*PROPERTY_OPS, "within", "not_within", "between")
 COMPARISON_OPS = ("=", "!=", "<", "<=", ">", ">=")
+# Segment's e-commerce product fields: `products[].category` matches when some item does
+ARRAY_ITEM_FIELDS = {
+    "product_id": "string",
+    "sku": "string",
+    "category": "string",
+    "name": "string",
+    "brand": "string",
+    "variant": "string",
+    "price": "number",
+    "quantity": "integer",
+    "coupon": "string",
+    "position": "integer",
+}
+ARRAY_ITEM_OPS = (*COMPARISON_OPS, "in", "not_in", "contains")
 AGGREGATE_FUNCTIONS = ("sum", "avg", "min", "max", "count_distinct")
 NON_TRACK_TYPES = ("page", "screen", "identify")
 PAGE_PROPERTIES = ("name", "path", "url", "title", "referrer")
@@ -69,8 +83,23 @@ TRAIT_TYPES = (
     "most_frequent",
     "unique_list",
     "unique_count",
+    "first_at",
+    "last_at",
+    "derived",
 )
-TRAIT_CATALOGUE_KEYS = ("name", "type", "event", "property", "where", "window", "description")
+NUMERIC_TRAIT_TYPES = ("counter", "sum", "avg", "min", "max", "unique_count", "derived")
+TRAIT_CATALOGUE_KEYS = (
+    "name",
+    "type",
+    "event",
+    "property",
+    "where",
+    "window",
+    "expression",
+    "description",
+)
+DERIVED_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?|[-+*/()]|[^ ]")
+DERIVED_OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?")
 TRAIT_FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in")
 PLAN_PROPERTY_KEYS = ("type", "required", "min", "description")
 PLAN_EVENT_KEYS = ("properties", "description")
@@ -334,6 +363,10 @@ class _SegmentChecker:
     ) -> None:
         error = self.report.error
         prop, op = item.get("property"), item.get("op")
+        if isinstance(prop, str) and "[]." in prop:
+            properties = self.array_item_properties(owner, item, label, properties)
+            if not properties:
+                return
         if prop not in properties:
             error(
                 line_of(item, "property"),
@@ -369,6 +402,38 @@ class _SegmentChecker:
                         f"({'quote it' if prop_type == 'string' else 'give a number'})",
                     )
 
+    def array_item_properties(
+        self, owner: str, item: dict[str, Any], label: str, properties: dict[str, str]
+    ) -> dict[str, str]:
+        """For `products[].field`: {that path: the field's type} when the array and the item
+        field exist and the operator applies to items; else report and return {}."""
+        prop, op = item["property"], item.get("op")
+        array, field = prop.split("[].", 1)
+        line = line_of(item, "property")
+        if properties.get(array) != "array":
+            arrays = [name for name, kind in properties.items() if kind == "array"]
+            self.report.error(
+                line,
+                f"{owner}: '{array}' is not an array property of event '{label}' (arrays: "
+                f"{', '.join(arrays) or 'none'}){did_you_mean(array, arrays)}",
+            )
+            return {}
+        if field not in ARRAY_ITEM_FIELDS:
+            self.report.error(
+                line,
+                f"{owner}: unknown item field '{field}' in '{prop}' (expected one of "
+                f"{', '.join(ARRAY_ITEM_FIELDS)}){did_you_mean(field, ARRAY_ITEM_FIELDS)}",
+            )
+            return {}
+        if op not in ARRAY_ITEM_OPS:
+            self.report.error(
+                line_of(item, "op", line),
+                f"{owner}: operator '{op}' does not apply to array items '{prop}' (expected one of"
+                f" {', '.join(ARRAY_ITEM_OPS)}){did_you_mean(op, ARRAY_ITEM_OPS)}",
+            )
+            return {}
+        return {prop: ARRAY_ITEM_FIELDS[field]}
+
     def value(self, owner: str, node: dict[str, Any], op: str, what: str) -> bool:
         value, line = node.get("value"), line_of(node, "value", line_of(node))
         if op in ("is_set", "is_not_set"):
@@ -378,6 +443,8 @@ class _SegmentChecker:
             message = None if ok else f"operator '{op}' on {what} needs a non-empty list value"
         elif op in ("within", "not_within"):
             message = None if duration_minutes(value) else self._duration_message(value, op)
+        elif op == "between":
+            message = self._relative_between_message(value, what)
         elif value is None or isinstance(value, dict | list):
             message = f"operator '{op}' on {what} needs a single value"
         else:
@@ -385,6 +452,21 @@ class _SegmentChecker:
         if message:
             self.report.error(line, f"{owner}: {message}")
         return message is None
+
+    @classmethod
+    def _relative_between_message(cls, value: Any, what: str) -> str | None:
+        if not isinstance(value, dict) or set(value) != {"from", "to"}:
+            return f"operator 'between' on {what} needs {{from: D, to: D}} (durations ago)"
+        start, end = duration_minutes(value["from"]), duration_minutes(value["to"])
+        if start is None or end is None:
+            bad = value["from"] if start is None else value["to"]
+            return cls._duration_message(bad, f"between on {what}")
+        if start <= end:
+            return (
+                f"malformed window: between.from '{value['from']}' must reach further back than "
+                f"between.to '{value['to']}'"
+            )
+        return None
 
     @staticmethod
     def _duration_message(value: Any, what: str) -> str:
@@ -629,7 +711,7 @@ class _SegmentChecker:
         if not self.clusters_enabled:
             self.report.error(
                 line,
-                f"{owner}: cluster conditions need the var segment_clusters_enabled: true "
+                f"{owner}: cluster conditions need the var segment_cluster_conditions: true "
                 "(dbt_project.yml; it makes the segments wait on fct_user_clusters)",
             )
         if spec.get("cluster_id") is None and spec.get("cluster_name") is None:
@@ -646,13 +728,13 @@ class _SegmentChecker:
 
 
 def clusters_enabled(project_path: Path = PROJECT_PATH) -> tuple[bool, int]:
-    """The var segment_clusters_enabled of dbt_project.yml and its line (False when unset)."""
+    """The var segment_cluster_conditions of dbt_project.yml and its line (False when unset)."""
     document = load_marked(project_path.read_text())
     variables = document.get("vars") if isinstance(document, dict) else None
     if not isinstance(variables, dict):
         return False, 0
-    return bool(variables.get("segment_clusters_enabled", False)), line_of(
-        variables, "segment_clusters_enabled"
+    return bool(variables.get("segment_cluster_conditions", False)), line_of(
+        variables, "segment_cluster_conditions"
     )
 
 
@@ -778,6 +860,40 @@ def _window_ok(value: Any) -> bool:
     return isinstance(value, str) and re.fullmatch(r"[1-9][0-9]*[hd]", value) is not None
 
 
+def derived_problem(expression: Any, known: list[str]) -> str | None:
+    """The first problem of a derived trait's expression over the numeric traits `known`
+    (defined above it), or None. Grammar: operand (op operand)*, operand = name | number |
+    -operand | ( expression ); a negative divisor needs parentheses (as in macros/traits.sql)."""
+    if not isinstance(expression, str) or not expression.strip():
+        return "type derived needs an expression, e.g. 'revenue_30d - refunds_30d'"
+    expect_operand, depth, previous = True, 0, None
+    for token in DERIVED_TOKEN.findall(expression):
+        if DERIVED_OPERAND.fullmatch(token) and expect_operand:
+            if not token[0].isdigit() and token not in known:
+                return (
+                    f"unknown trait '{token}' in expression{did_you_mean(token, known)} "
+                    f"(a numeric trait defined above: {', '.join(known)})"
+                )
+            expect_operand = False
+        elif token == "(" and expect_operand:
+            depth += 1
+        elif token == "-" and expect_operand and previous != "/":
+            pass  # unary minus
+        elif token == ")" and not expect_operand and depth > 0:
+            depth -= 1
+        elif token in "+-*/" and not expect_operand:
+            expect_operand = True
+        else:
+            return (
+                f"malformed expression '{expression}' at '{token}' (names of numeric traits, "
+                "numbers, + - * / and parentheses; a negative divisor needs parentheses)"
+            )
+        previous = token
+    if expect_operand or depth:
+        return f"malformed expression '{expression}' (incomplete or unbalanced parentheses)"
+    return None
+
+
 def validate_catalogue_file(
     path: Path = CATALOGUE_PATH, events: dict[str, dict[str, str]] | None = None
 ) -> list[Problem]:
@@ -805,6 +921,16 @@ def validate_catalogue_file(
         else:
             seen[name] = line_of(trait, "name", line)
         trait_type = trait.get("type")
+        if trait_type == "derived":
+            known = [
+                earlier.get("name")
+                for earlier in traits[:index]
+                if isinstance(earlier, dict) and earlier.get("type") in NUMERIC_TRAIT_TYPES
+            ]
+            problem = derived_problem(trait.get("expression"), known)
+            if problem:
+                report.error(line_of(trait, "expression", line), f"{owner}: {problem}")
+            continue
         if trait_type not in TRAIT_TYPES:
             report.error(
                 line_of(trait, "type", line),
@@ -820,7 +946,12 @@ def validate_catalogue_file(
             )
             continue
         known = PAGE_PROPERTIES[1:] if event == "page" else tuple(events[event])
-        if trait_type in TRAIT_TYPES and trait_type != "counter" and not trait.get("property"):
+        needs_property = trait_type in TRAIT_TYPES and trait_type not in (
+            "counter",
+            "first_at",
+            "last_at",
+        )
+        if needs_property and not trait.get("property"):
             report.error(line, f"{owner}: type {trait_type} needs a property")
         for node, key in [(trait, "property")] + [
             (condition, "property") for condition in trait.get("where") or []
