@@ -123,6 +123,8 @@
         {%- do parts.extend(['trait', spec.name, words.get(spec.op, spec.op)]) -%}
         {%- if spec.get('value') is string or spec.get('value') is number -%}
             {%- do parts.append(spec.value | string) -%}
+        {%- elif spec.op == 'between' -%}
+            {%- do parts.extend([spec.value['from'], 'to', spec.value.to, 'ago']) -%}
         {%- endif -%}
     {%- elif key == 'cluster' -%}
         {%- do parts.extend(['cluster', spec.get('method', 'kmeans'), spec.get('cluster_id', spec.get('cluster_name')) | string]) -%}
@@ -360,8 +362,12 @@
         {{ return('coalesce(position(' ~ personalization.segment_literal(value | string) ~ ' in cast(' ~ expression
             ~ ' as ' ~ dbt.type_string() ~ ')) > 0, false)') }}
     {%- elif op == 'within' -%}
-        {{ return('coalesce(' ~ expression ~ ' > ' ~ personalization.segment_bound(registry, value) ~ ' and '
-            ~ expression ~ ' <= params.as_of, false)') }}
+        {{ return('coalesce(' ~ expression ~ ' > ' ~ personalization.segment_bound(registry, value)
+            ~ '\n            and ' ~ expression ~ ' <= params.as_of, false)') }}
+    {%- elif op == 'between' -%}
+        {#- relative: as_of - from < expression <= as_of - to -#}
+        {{ return('coalesce(' ~ expression ~ ' > ' ~ personalization.segment_bound(registry, value['from'])
+            ~ '\n            and ' ~ expression ~ ' <= ' ~ personalization.segment_bound(registry, value.to) ~ ', false)') }}
     {%- elif op == 'not_within' -%}
         {{ return('coalesce(' ~ expression ~ ' <= ' ~ personalization.segment_bound(registry, value) ~ ', false)') }}
     {%- else -%}
@@ -386,7 +392,13 @@
         {%- set value = filter.get('value') -%}
         {%- set first = (value | first) if value is iterable and value is not string and value | length > 0 else value -%}
         {%- set path = '$.' ~ filter.property -%}
-        {%- if event_type != 'track' and filter.property == 'name' -%}
+        {%- if '[].' in filter.property -%}
+            {#- some item of the array satisfies the comparison -#}
+            {%- set array, field = filter.property.split('[].', 1) -%}
+            {%- set item = personalization.try_cast('item', 'double') | trim if first is number and first is not boolean else 'item' -%}
+            {%- do conditions.append(personalization.segment_array_any(alias ~ '.properties', '$.' ~ array ~ '[*].' ~ field,
+                personalization.segment_comparison_sql(item, filter.op, value), indent)) -%}
+        {%- elif event_type != 'track' and filter.property == 'name' -%}
             {%- set expression = alias ~ '.page_name' -%}
         {%- elif filter.op in ['is_set', 'is_not_set'] -%}
             {%- set expression = "nullif(" ~ personalization.json_kind(alias ~ '.properties', path) | trim ~ ", 'null')" -%}
@@ -398,7 +410,26 @@
         {%- if value is boolean -%}
             {%- set value = 'true' if value else 'false' -%}
         {%- endif -%}
-        {%- do conditions.append(personalization.segment_comparison_sql(expression, filter.op, value)) -%}
+        {%- if '[].' not in filter.property -%}
+            {%- do conditions.append(personalization.segment_comparison_sql(expression, filter.op, value)) -%}
+        {%- endif -%}
     {%- endfor -%}
     {{ return(conditions | join(indent ~ 'and ')) }}
+{%- endmacro %}
+
+
+{#- True when some item of the JSON array at `path` (a wildcard path such as
+    '$.products[*].category', one value per item) satisfies `predicate` on `item`. -#}
+{% macro segment_array_any(json, path, predicate, indent=' ') -%}
+    {{ return(adapter.dispatch('segment_array_any', 'personalization')(json, path, predicate, indent)) }}
+{%- endmacro %}
+
+{% macro duckdb__segment_array_any(json, path, predicate, indent) -%}
+    {{ return('coalesce(len(list_filter(' ~ indent ~ '    ' ~ personalization.json_text(json, path) | trim ~ ','
+        ~ indent ~ '    lambda item: ' ~ predicate ~ indent ~ ')) > 0, false)') }}
+{%- endmacro %}
+
+{% macro spark__segment_array_any(json, path, predicate, indent) -%}
+    {{ return('coalesce(exists(' ~ indent ~ '    from_json(' ~ personalization.json_text(json, path) | trim
+        ~ ", 'array<string>')," ~ indent ~ '    item -> ' ~ predicate ~ indent ~ '), false)') }}
 {%- endmacro %}

@@ -44,7 +44,8 @@
     {{ return({
         'rule_keys': ['all', 'any', 'not', 'event', 'funnel', 'trait', 'segment', 'cluster'],
         'property_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set'],
-        'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within', 'not_within'],
+        'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within',
+            'not_within', 'between'],
         'non_track_types': ['page', 'screen', 'identify'],
         'page_properties': ['name', 'path', 'url', 'title', 'referrer'],
         'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by',
@@ -52,6 +53,10 @@
         'aggregate_keys': ['function', 'property', 'op', 'value'],
         'aggregate_functions': ['sum', 'avg', 'min', 'max', 'count_distinct'],
         'comparison_ops': ['=', '!=', '<', '<=', '>', '>='],
+        'array_item_fields': {'product_id': 'string', 'sku': 'string', 'category': 'string', 'name': 'string',
+            'brand': 'string', 'variant': 'string', 'price': 'number', 'quantity': 'integer', 'coupon': 'string',
+            'position': 'integer'},
+        'array_item_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains'],
         'funnel_keys': ['steps', 'max_gap', 'within', 'between'],
         'step_keys': ['name', 'type', 'where'],
         'follow_keys': ['name', 'type', 'where', 'within'],
@@ -166,6 +171,7 @@
     {%- for filter in filters -%}
         {%- do personalization.segment_check_keys(segment_name, filter, ['property', 'op', 'value'], 'a where filter') -%}
         {%- set label = spec.get('name') or event_type -%}
+        {%- set properties = personalization.segment_check_array_item(segment_name, filter, label, properties) -%}
         {%- if filter.get('property') not in properties -%}
             {{ personalization.segment_error(segment_name, "unknown property '" ~ filter.get('property')
                 ~ "' for event '" ~ label ~ "' (not in the tracking plan)") }}
@@ -196,6 +202,35 @@
 {%- endmacro %}
 
 
+{#- A filter on array items (`products[].category`): the array must be an array property of the
+    event, the field a Segment product field, the operator one that applies to items. Returns the
+    properties with the item path added (typed as its field), so the common checks follow. -#}
+{% macro segment_check_array_item(segment_name, filter, label, properties) -%}
+    {%- set prop = filter.get('property') -%}
+    {%- if prop is not string or '[].' not in prop -%}
+        {{ return(properties) }}
+    {%- endif -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- set array, field = prop.split('[].', 1) -%}
+    {%- if (properties.get(array) or {}).get('type') != 'array' -%}
+        {{ personalization.segment_error(segment_name, "'" ~ array ~ "' is not an array property of event '"
+            ~ label ~ "'") }}
+    {%- endif -%}
+    {%- if field not in grammar.array_item_fields -%}
+        {{ personalization.segment_error(segment_name, "unknown item field '" ~ field ~ "' in '" ~ prop
+            ~ "' (expected one of " ~ grammar.array_item_fields.keys() | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- if filter.get('op') not in grammar.array_item_ops -%}
+        {{ personalization.segment_error(segment_name, "operator '" ~ filter.get('op') ~ "' does not apply to array items '"
+            ~ prop ~ "' (expected one of " ~ grammar.array_item_ops | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- set with_item = {} -%}
+    {%- do with_item.update(properties) -%}
+    {%- do with_item.update({prop: {'type': grammar.array_item_fields[field]}}) -%}
+    {{ return(with_item) }}
+{%- endmacro %}
+
+
 {% macro segment_check_value(segment_name, op, value, what) -%}
     {%- if op in ['is_set', 'is_not_set'] -%}
         {%- if value is not none -%}
@@ -207,6 +242,12 @@
         {%- endif -%}
     {%- elif op in ['within', 'not_within'] -%}
         {%- do personalization.segment_window_minutes(segment_name, value, op ~ " on " ~ what) -%}
+    {%- elif op == 'between' -%}
+        {%- if value is not mapping or value.keys() | list | sort != ['from', 'to'] -%}
+            {{ personalization.segment_error(segment_name, "operator 'between' on " ~ what
+                ~ " needs {from: D, to: D} (durations ago)") }}
+        {%- endif -%}
+        {%- do personalization.segment_check_window(segment_name, {'between': value}) -%}
     {%- elif value is none or value is mapping or (value is iterable and value is not string) -%}
         {{ personalization.segment_error(segment_name, "operator '" ~ op ~ "' on " ~ what ~ " needs a single value") }}
     {%- endif -%}
@@ -375,6 +416,10 @@
             {%- endfor -%}
         {%- endif -%}
     {%- endif -%}
+    {#- catalogue traits are columns of dim_user_profiles too (also before it is built) -#}
+    {%- for trait in personalization.trait_catalogue() -%}
+        {%- do columns.append(trait.name | lower) -%}
+    {%- endfor -%}
     {{ return(columns | unique | list) }}
 {%- endmacro %}
 
