@@ -2,9 +2,9 @@
 generated events.
 
 A full `dbt build` of everything up to the profiles prepares the warehouse (not timed); then
-`dbt run --select int_segment_membership+` (membership, catalogue, history, events, overlap,
+`dbt run --select fct_segment_membership+` (membership, catalogue, history, events, overlap,
 bias audit, activation) is timed, in a child process, together with dbt's own execution time of
-int_segment_membership (the rule evaluation itself).
+fct_segment_membership (the rule evaluation itself).
 
     python bench/bench_segments.py --events 10000000
     python bench/run.py segments --events 10000000
@@ -64,7 +64,7 @@ def run_benchmark(events: int, timer: Timer) -> list[tuple[str, int, float, floa
     with tempfile.TemporaryDirectory(prefix="bench-segments-") as tmp:
         warehouse = prepare(Path(tmp), events)
         seconds, peak = timer(evaluate_command(warehouse))
-        rule_seconds = model_seconds(Path(tmp) / "target", "int_segment_membership")
+        rule_seconds = model_seconds(Path(tmp) / "target", "fct_segment_membership")
         manifest = json.loads((warehouse.landing_path / "manifest.json").read_text())
         lines = int(manifest["lines_total"])
     return [
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.evaluate:
         warehouse = Warehouse(args.db, args.landing, args.target, args.as_of)
-        run_dbt(["run", "--select", "int_segment_membership+"], warehouse, DBT_VARS)
+        run_dbt(["run", "--select", "fct_segment_membership+"], warehouse, DBT_VARS)
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from run import run_child

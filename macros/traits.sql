@@ -20,7 +20,87 @@
 
 {% macro trait_types() -%}
     {{ return(['counter', 'sum', 'avg', 'min', 'max', 'first', 'last', 'most_frequent',
-               'unique_list', 'unique_count']) }}
+               'unique_list', 'unique_count', 'first_at', 'last_at', 'derived']) }}
+{%- endmacro %}
+
+{#- Types whose value is a number (usable in a derived trait's expression). -#}
+{% macro trait_numeric_types() -%}
+    {{ return(['counter', 'sum', 'avg', 'min', 'max', 'unique_count', 'derived']) }}
+{%- endmacro %}
+
+
+{#- The tokens of a derived trait's expression: names, numbers, + - * / ( ) (anything else is
+    returned as its own token, for the error). -#}
+{% macro derived_tokens(expression) -%}
+    {{ return(modules.re.findall('[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?|[-+*/()]|[^ ]', expression | string)) }}
+{%- endmacro %}
+
+
+{#- The first problem of a derived expression over the numeric traits in `known`, or none.
+    Grammar: operand (op operand)*, operand = name | number | -operand | ( expression ). -#}
+{% macro derived_problem(expression, known) -%}
+    {%- set ns = namespace(expect_operand=true, depth=0, previous=none, problem=none) -%}
+    {%- for token in personalization.derived_tokens(expression) if ns.problem is none -%}
+        {%- set is_operand = modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?', token) is not none -%}
+        {%- if is_operand and ns.expect_operand -%}
+            {%- if not token[0].isdigit() and token not in known -%}
+                {%- set ns.problem = "unknown trait '" ~ token ~ "' in expression (a numeric trait defined above: "
+                    ~ known | join(', ') ~ ")" -%}
+            {%- endif -%}
+            {%- set ns.expect_operand = false -%}
+        {%- elif token == '(' and ns.expect_operand -%}
+            {%- set ns.depth = ns.depth + 1 -%}
+        {%- elif token == '-' and ns.expect_operand and ns.previous != '/' -%}
+            {#- unary minus -#}
+        {%- elif token == ')' and not ns.expect_operand and ns.depth > 0 -%}
+            {%- set ns.depth = ns.depth - 1 -%}
+        {%- elif token in ['+', '-', '*', '/'] and not ns.expect_operand -%}
+            {%- set ns.expect_operand = true -%}
+        {%- else -%}
+            {%- set ns.problem = "malformed expression '" ~ expression ~ "' at '" ~ token ~ "' (names of numeric traits, "
+                ~ "numbers, + - * / and parentheses; a negative divisor needs parentheses)" -%}
+        {%- endif -%}
+        {%- set ns.previous = token -%}
+    {%- endfor -%}
+    {%- if ns.problem is none and (ns.expect_operand or ns.depth != 0) -%}
+        {%- set ns.problem = "malformed expression '" ~ expression ~ "' (incomplete or unbalanced parentheses)" -%}
+    {%- endif -%}
+    {{ return(ns.problem) }}
+{%- endmacro %}
+
+
+{#- SQL of a validated derived expression; `columns` maps a trait name to its SQL. Every divisor
+    is wrapped in nullif(..., 0): division by zero gives no value (DuckDB would give infinity). -#}
+{% macro derived_sql(expression, columns) -%}
+    {%- set ns = namespace(divisor=false, depth=0) -%}
+    {%- set out = [] -%}
+    {%- set closes = [] -%}
+    {%- for token in personalization.derived_tokens(expression) -%}
+        {%- if token == '(' -%}
+            {%- if ns.divisor -%}
+                {%- do out.append('nullif(') -%}
+                {%- do closes.append(ns.depth) -%}
+                {%- set ns.divisor = false -%}
+            {%- endif -%}
+            {%- do out.append('(') -%}
+            {%- set ns.depth = ns.depth + 1 -%}
+        {%- elif token == ')' -%}
+            {%- set ns.depth = ns.depth - 1 -%}
+            {%- do out.append(')') -%}
+            {%- if closes and closes[-1] == ns.depth -%}
+                {%- do out.append(', 0)') -%}
+                {%- do closes.pop() -%}
+            {%- endif -%}
+        {%- elif token in ['+', '-', '*', '/'] -%}
+            {%- do out.append(' ' ~ token ~ ' ') -%}
+            {%- set ns.divisor = token == '/' -%}
+        {%- else -%}
+            {%- set operand = columns[token] if token in columns else token -%}
+            {%- do out.append('nullif(' ~ operand ~ ', 0)' if ns.divisor else operand) -%}
+            {%- set ns.divisor = false -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return('(' ~ out | join('') ~ ')') }}
 {%- endmacro %}
 
 {% macro trait_filter_ops() -%}
@@ -60,6 +140,19 @@
             {{ exceptions.raise_compiler_error(owner ~ ": unknown type '" ~ trait.get('type')
                 ~ "'; expected one of " ~ trait_types() | join(', ')) }}
         {%- endif -%}
+        {%- if trait.type == 'derived' -%}
+            {%- set known = [] -%}
+            {%- for earlier in traits[:loop.index0] if earlier.get('type') in trait_numeric_types() -%}
+                {%- do known.append(earlier.name) -%}
+            {%- endfor -%}
+            {%- if trait.get('expression') is not string -%}
+                {{ exceptions.raise_compiler_error(owner ~ ": type derived needs an expression, e.g. 'revenue_30d - refunds_30d'") }}
+            {%- endif -%}
+            {%- set problem = derived_problem(trait.expression, known) -%}
+            {%- if problem is not none -%}
+                {{ exceptions.raise_compiler_error(owner ~ ": " ~ problem) }}
+            {%- endif -%}
+        {%- else -%}
         {%- set event = trait.get('event') -%}
         {%- set checkable = not tracking_plan().get('unavailable') -%}
         {%- if checkable and event not in plan and event != 'page' -%}
@@ -68,7 +161,7 @@
         {%- endif -%}
         {%- set known = ['path', 'url', 'title', 'referrer'] if event == 'page'
             else ((plan.get(event) or {}).get('properties') or {}).keys() | list -%}
-        {%- set needs_property = trait.type not in ['counter'] -%}
+        {%- set needs_property = trait.type not in ['counter', 'first_at', 'last_at'] -%}
         {%- if needs_property and not trait.get('property') -%}
             {{ exceptions.raise_compiler_error(owner ~ ": type " ~ trait.type ~ " needs a property") }}
         {%- endif -%}
@@ -87,6 +180,7 @@
             {%- endif -%}
         {%- endfor -%}
         {%- do window_hours(trait.get('window'), owner) -%}
+        {%- endif -%}
     {%- endfor -%}
 {%- endmacro %}
 
@@ -175,6 +269,10 @@
             {%- set aggregate = 'round(' ~ aggregate ~ ', 6)' -%}
         {%- endif -%}
         {{ return('coalesce(' ~ aggregate ~ ', 0)' if trait.type == 'sum' else aggregate) }}
+    {%- elif trait.type == 'first_at' -%}
+        {{ return('min(case when ' ~ condition ~ ' then event_at end)') }}
+    {%- elif trait.type == 'last_at' -%}
+        {{ return('max(case when ' ~ condition ~ ' then event_at end)') }}
     {%- elif trait.type == 'first' -%}
         {{ return('min_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}
     {%- elif trait.type == 'last' -%}
@@ -211,23 +309,31 @@
 {%- endmacro %}
 
 
-{#- `, <aggregate> as <name>` for every trait that is a plain aggregate (not most_frequent). -#}
+{#- `, <aggregate> as <name>` for every trait that is a plain aggregate (not most_frequent, not
+    derived). -#}
 {% macro catalogue_aggregate_columns(traits) -%}
-    {%- for trait in traits if trait.type != 'most_frequent' -%}
+    {%- for trait in traits if trait.type not in ['most_frequent', 'derived'] -%}
         , {{ trait_aggregate(trait) }} as {{ trait.name }}
     {% endfor -%}
 {%- endmacro %}
 
 
 {#- The final trait columns: most_frequent from its ranked CTE, counts defaulting to 0. -#}
+{#- Derived traits are arithmetic over the final columns of the traits they name (inlined, so a
+    derived trait may use another). -#}
 {% macro catalogue_final_columns(traits) -%}
+    {%- set columns = {} -%}
     {%- for trait in traits -%}
         {%- if trait.type == 'most_frequent' -%}
-        , {{ trait.name }}_ranked.trait_value as {{ trait.name }}
+            {%- set column = trait.name ~ '_ranked.trait_value' -%}
         {%- elif trait.type in ['counter', 'unique_count', 'sum'] -%}
-        , coalesce(aggregated.{{ trait.name }}, 0) as {{ trait.name }}
+            {%- set column = 'coalesce(aggregated.' ~ trait.name ~ ', 0)' -%}
+        {%- elif trait.type == 'derived' -%}
+            {%- set column = derived_sql(trait.expression, columns) -%}
         {%- else -%}
-        , aggregated.{{ trait.name }}
-        {%- endif %}
-    {% endfor -%}
+            {%- set column = 'aggregated.' ~ trait.name -%}
+        {%- endif -%}
+        {%- do columns.update({trait.name: column}) %}
+        , {{ column }} as {{ trait.name }}
+    {%- endfor -%}
 {%- endmacro %}

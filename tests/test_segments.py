@@ -179,8 +179,67 @@ def expected_memberships(landing: Path, as_of: datetime) -> set[tuple[str, str, 
             ],
             timedelta(minutes=30),
         )
+        member |= aggregate_memberships(own, as_of)
         rows |= {(name, user, "member") for name, is_member in member.items() if is_member}
     return rows
+
+
+def aggregate_memberships(own: list[Event], as_of: datetime) -> dict[str, bool]:
+    """The shipped aggregate segments, from docs/segments.md: `within D` is (as_of - D, as_of],
+    `between {from: A, to: B}` is (as_of - A, as_of - B]; sum of nothing is 0, avg/min/max of
+    nothing make the condition false."""
+    day = timedelta(days=1)
+
+    def values(name: str, prop: str, start: timedelta | None, end: timedelta) -> list[Any]:
+        return [
+            event.properties[prop]
+            for event in own
+            if event.name == name
+            and (start is None or as_of - start < event.at)
+            and event.at <= as_of - end
+        ]
+
+    spent_7d = values("Order Completed", "revenue", 7 * day, timedelta(0))
+    spent_9_to_3 = values("Order Completed", "revenue", 9 * day, 3 * day)
+    orders_3d = values("Order Completed", "revenue", 3 * day, timedelta(0))
+    orders = values("Order Completed", "revenue", None, timedelta(0))
+    viewed_prices = values("Product Viewed", "price", 7 * day, timedelta(0))
+    added_prices = values("Product Added", "price", 7 * day, timedelta(0))
+    refunds = [
+        event.properties.get("revenue") or 0
+        for event in own
+        if event.name == "Order Refunded" and event.at <= as_of
+    ]
+    last_order = max((e.at for e in own if e.name == "Order Completed"), default=None)
+
+    def bought(test: Any, within: timedelta | None = None) -> bool:
+        """Some item of some order's products array passes `test` (array item conditions)."""
+        return any(
+            test(item)
+            for event in own
+            if event.name == "Order Completed" and (within is None or as_of - within < event.at)
+            for item in event.properties.get("products") or []
+        )
+
+    return {
+        "bought_top_product": bought(lambda item: item.get("product_id") == "P00133"),
+        "bought_electronics_7d": bought(
+            lambda item: item.get("category") == "electronics", 7 * day
+        ),
+        "bulk_buyers": bought(lambda item: (item.get("quantity") or 0) >= 3),
+        # derived trait net_revenue_total = order revenue - refunded revenue (catalogue sums)
+        "net_value_customers": sum(orders) - sum(refunds) >= 500,
+        # timestamp trait last_order_at between 9 and 3 days ago
+        "last_ordered_3_to_9_days_ago": last_order is not None
+        and as_of - 9 * day < last_order <= as_of - 3 * day,
+        "big_spenders_7d": sum(spent_7d) >= 300,
+        "cooling_big_spenders": sum(spent_9_to_3) >= 300 and not orders_3d,
+        "broad_browsers_7d": len(set(values("Product Viewed", "product_id", 7 * day, 0 * day)))
+        >= 8,
+        "premium_basket_buyers": bool(orders) and sum(orders) / len(orders) >= 150,
+        "budget_browsers_7d": bool(viewed_prices) and max(viewed_prices) <= 50,
+        "premium_cart_adders_7d": bool(added_prices) and min(added_prices) >= 100,
+    }
 
 
 def funnel_completed(steps: list[list[datetime]], max_gap: timedelta) -> bool:
@@ -212,6 +271,63 @@ def test_shipped_segments_match_independent_python(generated_warehouse: Warehous
     # every shipped segment is exercised: none is empty on this data
     sizes = dict(query(generated_warehouse, "select segment_name, size from marts.dim_segments"))
     assert all(size > 0 for size in sizes.values()), sizes
+
+
+def test_generated_sql_is_readable(generated_warehouse: Warehouse) -> None:
+    """The compiled rules: one column per segment named after it, a comment naming the YAML node
+    of every condition, as_of computed once, no dead branches, lines under 120 characters."""
+    assert generated_warehouse.target_path is not None
+    path = next(generated_warehouse.target_path.glob("compiled/**/fct_segment_membership.sql"))
+    sql = path.read_text()
+    lines = sql.splitlines()
+    assert max(len(line) for line in lines) < 120
+    assert "when false then" not in sql and "and true" not in sql and "then null else" not in sql
+    assert "leaf_" not in sql and "segment_1" not in sql
+    assert sql.count("2026-01-11T00:00:00Z") == 1  # as_of once, in the as_of CTE
+    names = [
+        row[0] for row in query(generated_warehouse, "select segment_name from marts.dim_segments")
+    ]
+    evaluated = sql[sql.index("evaluated as (") : sql.index("memberships as (")]
+    for name in names:
+        assert f" as {name},\n" in evaluated, name
+    assert "        (product_added_7d and (not order_completed_7d)) as cart_abandoners," in lines
+    assert "        -- cart_abandoners: rule.all[1].not.event" in lines
+    assert "        -- high_value_customers: rule.trait" in lines
+
+
+def test_preview_reads_the_warehouse_without_a_build(
+    generated_warehouse: Warehouse, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new segment in a file, previewed read-only: same members as the built segment whose rule
+    it copies (jaccard 1), the sample drawn from them; the warehouse file is not modified."""
+    built = {
+        user
+        for (user,) in query(
+            generated_warehouse,
+            "select canonical_user_id from marts.fct_segment_membership "
+            "where segment_name = 'cart_abandoners' and status = 'member'",
+        )
+    }
+    file = tmp_path / "new.yml"
+    file.write_text(
+        "- name: abandoners_copy\n  description: d\n  owner: o\n  rule:\n    all:\n"
+        "      - event: {name: Product Added, within: 7d}\n"
+        "      - not: {event: {name: Order Completed, within: 7d}}\n"
+    )
+    before = generated_warehouse.db_path.stat().st_mtime_ns
+    args = ["segments", "preview", "abandoners_copy", f"--file={file}"]
+    args += [f"--db={generated_warehouse.db_path}", f"--as-of={generated_warehouse.as_of}"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"segment abandoners_copy: {len(built)} members, 0 pending" in printed
+    assert f"  cart_abandoners: {len(built)} (1.00)" in printed
+    sample = printed.split("sample of members: ")[1].strip().split(", ")
+    assert len(sample) == 10 and set(sample) <= built
+    assert generated_warehouse.db_path.stat().st_mtime_ns == before
+    assert (
+        cli.main(["segments", "preview", "cart_abandonrs", f"--db={generated_warehouse.db_path}"])
+        == 2
+    )
 
 
 def test_activation_holds_consenting_members_only(generated_warehouse: Warehouse) -> None:
@@ -332,7 +448,7 @@ def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: 
         [
             "test",
             "--select",
-            "test_type:unit,int_segment_membership",
+            "test_type:unit,fct_segment_membership",
             "test_type:unit,rpt_segment_composition_audit",
             "test_name:segment_bias_flags",
         ],
@@ -340,7 +456,7 @@ def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: 
     )
     results = run_results(tmp_path)
     unit = {key: status for key, (status, _) in results.items() if key.startswith("unit_test.")}
-    assert len(unit) == 8 and set(unit.values()) == {"pass"}, unit
+    assert len(unit) == 12 and set(unit.values()) == {"pass"}, unit
     (bias,) = [value for key, value in results.items() if "segment_bias_flags" in key]
     assert bias[0] == "warn" and bias[1] > 0  # the generated data has skewed cells
     failed = run_dbt(

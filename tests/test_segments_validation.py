@@ -91,8 +91,8 @@ CASES: dict[str, tuple[list[dict[str, Any]] | None, str | None]] = {
         "segment 'p1': unknown operator '~=' on property 'product_id'",
     ),
     "unknown_trait_operator": (
-        [segment("rich", {"trait": {"name": "revenue", "op": "between", "value": 5}})],
-        "segment 'rich': unknown operator 'between' on trait 'revenue'",
+        [segment("rich", {"trait": {"name": "revenue", "op": "like", "value": 5}})],
+        "segment 'rich': unknown operator 'like' on trait 'revenue'",
     ),
     "operator_on_array_property": (
         [
@@ -265,6 +265,84 @@ CASES: dict[str, tuple[list[dict[str, Any]] | None, str | None]] = {
     "unknown_consent": (
         [segment("s", VIEWED, requires_consent="none")],
         "segment 's': requires_consent must be one of personalization, advertising",
+    ),
+    "unknown_aggregate_function": (
+        [
+            segment(
+                "a",
+                {
+                    "event": {
+                        "name": "Order Completed",
+                        "aggregate": {
+                            "function": "median",
+                            "property": "revenue",
+                            "op": ">=",
+                            "value": 1,
+                        },
+                    }
+                },
+            )
+        ],
+        "segment 'a': unknown aggregate function 'median'",
+    ),
+    "aggregate_on_text": (
+        [
+            segment(
+                "a",
+                {
+                    "event": {
+                        "name": "Order Completed",
+                        "aggregate": {
+                            "function": "sum",
+                            "property": "currency",
+                            "op": ">=",
+                            "value": 1,
+                        },
+                    }
+                },
+            )
+        ],
+        "segment 'a': sum needs a number property; 'currency' is a string",
+    ),
+    "array_item_field": (
+        [
+            segment(
+                "b",
+                {
+                    "event": {
+                        "name": "Order Completed",
+                        "where": [{"property": "products[].colour", "op": "=", "value": "red"}],
+                    }
+                },
+            )
+        ],
+        "segment 'b': unknown item field 'colour' in 'products[].colour'",
+    ),
+    "array_on_scalar": (
+        [
+            segment(
+                "b",
+                {
+                    "event": {
+                        "name": "Order Completed",
+                        "where": [{"property": "coupon[].category", "op": "=", "value": "x"}],
+                    }
+                },
+            )
+        ],
+        "segment 'b': 'coupon' is not an array property of event 'Order Completed'",
+    ),
+    "relative_between_order": (
+        [segment("w", {"event": {"name": "Product Added", "between": {"from": "3d", "to": "9d"}}})],
+        "segment 'w': malformed window: between.from '3d' must reach further back than",
+    ),
+    "trait_between_shape": (
+        [segment("t", {"trait": {"name": "first_seen_at", "op": "between", "value": "7d"}})],
+        "segment 't': operator 'between' on trait 'first_seen_at' needs {from: D, to: D}",
+    ),
+    "cluster_without_var": (
+        [segment("k", {"cluster": {"method": "kmeans", "cluster_id": 1}})],
+        "segment 'k': cluster conditions need the var segment_cluster_conditions: true",
     ),
     "unknown_cluster_method": (
         [segment("k", {"cluster": {"method": "dbscan", "cluster_id": 1}})],

@@ -1,5 +1,5 @@
 {#- Segments as code: loading and validating the definitions in models/marts/segments/segments.yml
-    (config.meta.segments of the model dim_segments). See docs/segments.md for the rule language.
+    (config.meta.segments of the model fct_segment_membership, which compiles them). See docs/segments.md for the rule language.
 
     The dbt var `segment_definitions` (a list in the same shape) replaces the file: tests feed
     definitions through --vars or a unit test's overrides without editing the file.
@@ -13,11 +13,11 @@
     {%- elif not execute -%}
         {{ return([]) }}
     {%- else -%}
-        {%- set node = graph.nodes.get('model.personalization.dim_segments') -%}
+        {%- set node = graph.nodes.get('model.personalization.fct_segment_membership') -%}
         {%- if node is none or 'segments' not in node.config.meta -%}
             {{ exceptions.raise_compiler_error(
                 "segment definitions not found: models/marts/segments/segments.yml must define "
-                ~ "config.meta.segments on the model dim_segments") }}
+                ~ "config.meta.segments on the model fct_segment_membership") }}
         {%- endif -%}
         {%- set definitions = node.config.meta.segments or [] -%}
     {%- endif -%}
@@ -44,10 +44,19 @@
     {{ return({
         'rule_keys': ['all', 'any', 'not', 'event', 'funnel', 'trait', 'segment', 'cluster'],
         'property_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set'],
-        'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within', 'not_within'],
+        'trait_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains', 'is_set', 'is_not_set', 'within',
+            'not_within', 'between'],
         'non_track_types': ['page', 'screen', 'identify'],
         'page_properties': ['name', 'path', 'url', 'title', 'referrer'],
-        'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by'],
+        'event_keys': ['name', 'type', 'where', 'min_count', 'max_count', 'within', 'between', 'not_followed_by',
+            'aggregate'],
+        'aggregate_keys': ['function', 'property', 'op', 'value'],
+        'aggregate_functions': ['sum', 'avg', 'min', 'max', 'count_distinct'],
+        'comparison_ops': ['=', '!=', '<', '<=', '>', '>='],
+        'array_item_fields': {'product_id': 'string', 'sku': 'string', 'category': 'string', 'name': 'string',
+            'brand': 'string', 'variant': 'string', 'price': 'number', 'quantity': 'integer', 'coupon': 'string',
+            'position': 'integer'},
+        'array_item_ops': ['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in', 'contains'],
         'funnel_keys': ['steps', 'max_gap', 'within', 'between'],
         'step_keys': ['name', 'type', 'where'],
         'follow_keys': ['name', 'type', 'where', 'within'],
@@ -95,7 +104,16 @@
     {%- if spec.get('within') is not none -%}
         {%- do personalization.segment_window_minutes(segment_name, spec.within, 'within') -%}
     {%- endif -%}
-    {%- if spec.get('between') is not none -%}
+    {%- if spec.get('between') is mapping and ('from' in spec.between or 'to' in spec.between) -%}
+        {#- relative: (as_of - from, as_of - to] -#}
+        {%- do personalization.segment_check_keys(segment_name, spec.between, ['from', 'to'], 'a relative between') -%}
+        {%- set start = personalization.segment_window_minutes(segment_name, spec.between.get('from'), 'between.from') -%}
+        {%- set end = personalization.segment_window_minutes(segment_name, spec.between.get('to'), 'between.to') -%}
+        {%- if start <= end -%}
+            {{ personalization.segment_error(segment_name, "malformed window: between.from '" ~ spec.between['from']
+                ~ "' must reach further back than between.to '" ~ spec.between.to ~ "'") }}
+        {%- endif -%}
+    {%- elif spec.get('between') is not none -%}
         {%- set between = spec.between -%}
         {%- if between is not mapping or between.get('start') is none or between.get('end') is none -%}
             {{ personalization.segment_error(segment_name, "malformed window: between needs {start: ISO, end: ISO}") }}
@@ -153,6 +171,7 @@
     {%- for filter in filters -%}
         {%- do personalization.segment_check_keys(segment_name, filter, ['property', 'op', 'value'], 'a where filter') -%}
         {%- set label = spec.get('name') or event_type -%}
+        {%- set properties = personalization.segment_check_array_item(segment_name, filter, label, properties) -%}
         {%- if filter.get('property') not in properties -%}
             {{ personalization.segment_error(segment_name, "unknown property '" ~ filter.get('property')
                 ~ "' for event '" ~ label ~ "' (not in the tracking plan)") }}
@@ -183,6 +202,35 @@
 {%- endmacro %}
 
 
+{#- A filter on array items (`products[].category`): the array must be an array property of the
+    event, the field a Segment product field, the operator one that applies to items. Returns the
+    properties with the item path added (typed as its field), so the common checks follow. -#}
+{% macro segment_check_array_item(segment_name, filter, label, properties) -%}
+    {%- set prop = filter.get('property') -%}
+    {%- if prop is not string or '[].' not in prop -%}
+        {{ return(properties) }}
+    {%- endif -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- set array, field = prop.split('[].', 1) -%}
+    {%- if (properties.get(array) or {}).get('type') != 'array' -%}
+        {{ personalization.segment_error(segment_name, "'" ~ array ~ "' is not an array property of event '"
+            ~ label ~ "'") }}
+    {%- endif -%}
+    {%- if field not in grammar.array_item_fields -%}
+        {{ personalization.segment_error(segment_name, "unknown item field '" ~ field ~ "' in '" ~ prop
+            ~ "' (expected one of " ~ grammar.array_item_fields.keys() | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- if filter.get('op') not in grammar.array_item_ops -%}
+        {{ personalization.segment_error(segment_name, "operator '" ~ filter.get('op') ~ "' does not apply to array items '"
+            ~ prop ~ "' (expected one of " ~ grammar.array_item_ops | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- set with_item = {} -%}
+    {%- do with_item.update(properties) -%}
+    {%- do with_item.update({prop: {'type': grammar.array_item_fields[field]}}) -%}
+    {{ return(with_item) }}
+{%- endmacro %}
+
+
 {% macro segment_check_value(segment_name, op, value, what) -%}
     {%- if op in ['is_set', 'is_not_set'] -%}
         {%- if value is not none -%}
@@ -194,8 +242,61 @@
         {%- endif -%}
     {%- elif op in ['within', 'not_within'] -%}
         {%- do personalization.segment_window_minutes(segment_name, value, op ~ " on " ~ what) -%}
+    {%- elif op == 'between' -%}
+        {%- if value is not mapping or value.keys() | list | sort != ['from', 'to'] -%}
+            {{ personalization.segment_error(segment_name, "operator 'between' on " ~ what
+                ~ " needs {from: D, to: D} (durations ago)") }}
+        {%- endif -%}
+        {%- do personalization.segment_check_window(segment_name, {'between': value}) -%}
     {%- elif value is none or value is mapping or (value is iterable and value is not string) -%}
         {{ personalization.segment_error(segment_name, "operator '" ~ op ~ "' on " ~ what ~ " needs a single value") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- An aggregate of a property over the matching events, compared with a number. -#}
+{% macro segment_check_aggregate(segment_name, spec) -%}
+    {%- set grammar = personalization.segment_grammar() -%}
+    {%- set aggregate = spec.aggregate -%}
+    {%- do personalization.segment_check_keys(segment_name, aggregate, grammar.aggregate_keys, 'an aggregate') -%}
+    {%- for key in ['min_count', 'max_count', 'not_followed_by'] -%}
+        {%- if key in spec -%}
+            {{ personalization.segment_error(segment_name, "an aggregate condition takes no " ~ key) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if aggregate.get('function') not in grammar.aggregate_functions -%}
+        {{ personalization.segment_error(segment_name, "unknown aggregate function '" ~ aggregate.get('function')
+            ~ "' (expected one of " ~ grammar.aggregate_functions | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- set plan = personalization.tracking_plan().events -%}
+    {%- set properties = {} -%}
+    {%- if spec.get('type', 'track') == 'track' -%}
+        {%- set properties = (plan[spec.name] or {}).get('properties') or {} -%}
+    {%- else -%}
+        {%- for name in grammar.page_properties -%}
+            {%- do properties.update({name: {'type': 'string'}}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if aggregate.get('property') not in properties -%}
+        {{ personalization.segment_error(segment_name, "unknown property '" ~ aggregate.get('property')
+            ~ "' for event '" ~ (spec.get('name') or spec.get('type')) ~ "' (not in the tracking plan)") }}
+    {%- endif -%}
+    {%- set property_type = properties[aggregate.property].get('type', 'string') -%}
+    {%- if aggregate.function != 'count_distinct' and property_type not in ['number', 'integer'] -%}
+        {{ personalization.segment_error(segment_name, aggregate.function ~ " needs a number property; '"
+            ~ aggregate.property ~ "' is a " ~ property_type) }}
+    {%- endif -%}
+    {%- if property_type in ['array', 'object'] -%}
+        {{ personalization.segment_error(segment_name, aggregate.function ~ " does not apply to the "
+            ~ property_type ~ " property '" ~ aggregate.property ~ "'") }}
+    {%- endif -%}
+    {%- if aggregate.get('op') not in grammar.comparison_ops -%}
+        {{ personalization.segment_error(segment_name, "unknown operator '" ~ aggregate.get('op')
+            ~ "' on an aggregate (expected one of " ~ grammar.comparison_ops | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- if aggregate.get('value') is not number or aggregate.get('value') is boolean -%}
+        {{ personalization.segment_error(segment_name, "an aggregate compares with a number, got '"
+            ~ aggregate.get('value') ~ "'") }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -237,6 +338,9 @@
         {%- do personalization.segment_check_event_ref(segment_name, spec) -%}
         {%- do personalization.segment_check_count(segment_name, spec) -%}
         {%- do personalization.segment_check_window(segment_name, spec) -%}
+        {%- if spec.get('aggregate') is not none -%}
+            {%- do personalization.segment_check_aggregate(segment_name, spec) -%}
+        {%- endif -%}
         {%- if spec.get('not_followed_by') is not none -%}
             {%- set follow = spec.not_followed_by -%}
             {%- do personalization.segment_check_keys(segment_name, follow, grammar.follow_keys, 'not_followed_by') -%}
@@ -281,13 +385,13 @@
         {%- if spec.get('cluster_id') is none and spec.get('cluster_name') is none -%}
             {{ personalization.segment_error(segment_name, "a cluster condition needs cluster_id or cluster_name") }}
         {%- endif -%}
-        {%- if not personalization.segment_clusters_available() -%}
-            {{ personalization.segment_error(segment_name, "cluster conditions need the model fct_user_clusters "
-                ~ "and the var segment_clusters_enabled (true by default)") }}
-        {%- endif -%}
         {%- if spec.get('method', 'kmeans') not in ['kmeans', 'hierarchical'] -%}
             {{ personalization.segment_error(segment_name, "unknown cluster method '" ~ spec.method
                 ~ "' (expected kmeans or hierarchical)") }}
+        {%- endif -%}
+        {%- if not personalization.segment_clusters_available() -%}
+            {{ personalization.segment_error(segment_name, "cluster conditions need the var "
+                ~ "segment_cluster_conditions: true (dbt_project.yml; it makes the segments wait on fct_user_clusters)") }}
         {%- endif -%}
     {%- else -%}
         {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "' (expected one of "
@@ -312,12 +416,16 @@
             {%- endfor -%}
         {%- endif -%}
     {%- endif -%}
+    {#- catalogue traits are columns of dim_user_profiles too (also before it is built) -#}
+    {%- for trait in personalization.trait_catalogue() -%}
+        {%- do columns.append(trait.name | lower) -%}
+    {%- endfor -%}
     {{ return(columns | unique | list) }}
 {%- endmacro %}
 
 
 {% macro segment_clusters_available() -%}
-    {{ return(var('segment_clusters_enabled', true) and personalization.segment_graph_available()
+    {{ return(var('segment_cluster_conditions', false) and personalization.segment_graph_available()
         and graph.nodes.get('model.personalization.fct_user_clusters') is not none) }}
 {%- endmacro %}
 

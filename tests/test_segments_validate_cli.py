@@ -1,0 +1,274 @@
+"""`personalization segments validate`: pure Python, no dbt; every error class reported with its
+file and line, the allowed keys and a "did you mean" suggestion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from personalization import cli
+from personalization.segments import validate
+
+# Each case: YAML of a list of segments, the 1-based line the problem is on, and the message.
+# Line 1 is the first line of the YAML text.
+HEADER = "- name: s\n  description: d\n  owner: o\n  rule:\n"
+CASES: dict[str, tuple[str, int, str]] = {
+    "misspelt_event": (
+        HEADER + "    event: {name: Product Addded, within: 24h}\n",
+        5,
+        "segment 's': unknown event 'Product Addded' (not in the tracking plan) "
+        "(did you mean 'Product Added'?)",
+    ),
+    "misspelt_rule_key": (
+        HEADER + "    evnt: {name: Product Added}\n",
+        5,
+        "segment 's': unknown rule key 'evnt' (did you mean 'event'?) (allowed: all, any, not, "
+        "event, funnel, trait, segment, cluster)",
+    ),
+    "misspelt_event_key": (
+        HEADER + "    event:\n      name: Product Added\n      withn: 24h\n",
+        7,
+        "segment 's': unknown key 'withn' in an event condition (did you mean 'within'?) "
+        "(allowed: name, type, where, min_count, max_count, within, between, not_followed_by, "
+        "aggregate)",
+    ),
+    "misspelt_segment_key": (
+        "- name: s\n  descripton: d\n  owner: o\n  rule: {event: {name: Product Added}}\n",
+        2,
+        "segment 's': unknown key 'descripton' in a segment (did you mean 'description'?) "
+        "(allowed: name, description, owner, rule, min_size, requires_consent)",
+    ),
+    "misspelt_property": (
+        HEADER
+        + "    event:\n      name: Product Viewed\n      where:\n"
+        + "        - {property: prodcut_id, op: '=', value: P1}\n",
+        8,
+        "segment 's': unknown property 'prodcut_id' for event 'Product Viewed' (not in the "
+        "tracking plan) (did you mean 'product_id'?)",
+    ),
+    "misspelt_operator": (
+        HEADER
+        + "    event:\n      name: Product Viewed\n      where:\n"
+        + "        - property: price\n          op: '=>'\n          value: 10\n",
+        9,
+        "segment 's': unknown operator '=>' on property 'price' (expected one of =, !=, <, <=, "
+        ">, >=, in, not_in, contains, is_set, is_not_set) (did you mean '>='?)",
+    ),
+    "misspelt_trait": (
+        HEADER + "    trait:\n      name: revenu\n      op: '>='\n      value: 10\n",
+        6,
+        "segment 's': unknown trait 'revenu' (not a column of dim_user_profiles) "
+        "(did you mean 'revenue'?)",
+    ),
+    "misspelt_segment_reference": (
+        "- name: high_value\n  description: d\n  owner: o\n  rule: {trait: {name: revenue, op: '>',"
+        " value: 1}}\n" + "- name: s\n  description: d\n  owner: o\n  rule:\n"
+        "    all:\n      - segment: high_valeu\n",
+        10,
+        "segment 's': unknown segment 'high_valeu' referenced (did you mean 'high_value'?)",
+    ),
+    "malformed_window": (
+        HEADER + "    event:\n      name: Product Added\n      within: 24x\n",
+        7,
+        "segment 's': malformed window within '24x' (expected a positive number and a unit m, "
+        "h, d or w, e.g. '24h' or '7d')",
+    ),
+    "relative_between_order": (
+        HEADER + "    event:\n      name: Product Added\n      between: {from: 3d, to: 9d}\n",
+        7,
+        "segment 's': malformed window: between.from '3d' must reach further back than "
+        "between.to '9d'",
+    ),
+    "aggregate_function": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      aggregate:\n"
+        + "        function: summ\n        property: revenue\n        op: '>='\n        value: 1\n",
+        8,
+        "segment 's': unknown aggregate function 'summ' (expected one of sum, avg, min, max, "
+        "count_distinct) (did you mean 'sum'?)",
+    ),
+    "aggregate_on_text": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      aggregate:\n"
+        + "        function: sum\n        property: currency\n        op: '>='\n        value: 1\n",
+        9,
+        "segment 's': sum needs a number property; 'currency' is a string",
+    ),
+    "value_type": (
+        HEADER
+        + "    event:\n      name: Product Viewed\n      where:\n"
+        + "        - {property: price, op: '<', value: ten}\n",
+        8,
+        "segment 's': property 'price' of event 'Product Viewed' is a number: value 'ten' does "
+        "not match (give a number)",
+    ),
+    "duplicate_name": (
+        HEADER
+        + "    event: {name: Product Added}\n"
+        + HEADER
+        + "    event: {name: Product Added}\n",
+        6,
+        "segment 's': duplicate segment name (first defined on line 1)",
+    ),
+    "cycle": (
+        "- name: a\n  description: d\n  owner: o\n  rule: {segment: b}\n"
+        "- name: b\n  description: d\n  owner: o\n  rule: {segment: a}\n",
+        1,
+        "segment 'a': cycle between segments: a -> b -> a",
+    ),
+    "cluster_without_var": (
+        HEADER + "    cluster: {method: kmeans, cluster_id: 1}\n",
+        5,
+        "segment 's': cluster conditions need the var segment_cluster_conditions: true "
+        "(dbt_project.yml; it makes the segments wait on fct_user_clusters)",
+    ),
+    "trait_between_order": (
+        HEADER + "    trait:\n      name: last_order_at\n      op: between\n"
+        "      value: {from: 3d, to: 9d}\n",
+        8,
+        "segment 's': malformed window: between.from '3d' must reach further back than "
+        "between.to '9d'",
+    ),
+    "array_item_field": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'products[].categroy', op: '=', value: toys}\n",
+        8,
+        "segment 's': unknown item field 'categroy' in 'products[].categroy' (expected one of "
+        "product_id, sku, category, name, brand, variant, price, quantity, coupon, position) "
+        "(did you mean 'category'?)",
+    ),
+    "array_on_scalar": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'coupon[].category', op: '=', value: toys}\n",
+        8,
+        "segment 's': 'coupon' is not an array property of event 'Order Completed' "
+        "(arrays: products)",
+    ),
+    "array_item_value_type": (
+        HEADER
+        + "    event:\n      name: Order Completed\n      where:\n"
+        + "        - {property: 'products[].quantity', op: '>=', value: three}\n",
+        8,
+        "segment 's': property 'products[].quantity' of event 'Order Completed' is a integer: "
+        "value 'three' does not match (give a number)",
+    ),
+    "missing_owner": (
+        "- name: s\n  description: d\n  rule: {event: {name: Product Added}}\n",
+        1,
+        "segment 's': missing owner",
+    ),
+    "consent": (
+        HEADER + "    event: {name: Product Added}\n  requires_consent: advertisng\n",
+        6,
+        "segment 's': requires_consent must be one of personalization, advertising "
+        "(did you mean 'advertising'?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_error_class_has_file_line_and_suggestion(tmp_path: Path, case: str) -> None:
+    text, line, message = CASES[case]
+    path = tmp_path / f"{case}.yml"
+    path.write_text(text)
+    problems = [str(problem) for problem in validate.validate_segments_file(path)]
+    assert f"{path}:{line}: {message}" in problems, problems
+
+
+def test_shipped_files_are_clean_and_checked_in_under_5_seconds() -> None:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("personalization")), "segments", "validate"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert "tracking plan, trait catalogue, segments: 0 problem(s)" in result.stderr
+    assert elapsed < 5, elapsed
+
+
+def test_command_fails_on_a_bad_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(CASES["misspelt_event"][0])
+    assert cli.main(["segments", "validate", str(path)]) == 1
+    assert f"{path}:5: segment 's': unknown event 'Product Addded'" in caplog.text
+    assert cli.main(["segments", "validate", str(tmp_path / "nowhere.yml")]) == 1
+
+
+def test_catalogue_and_tracking_plan_problems(tmp_path: Path) -> None:
+    catalogue = tmp_path / "catalogue.yml"
+    catalogue.write_text(
+        "version: 2\nmodels:\n  - name: int_user_catalogue_traits\n    config:\n      meta:\n"
+        "        traits:\n"
+        "          - {name: views_7d, type: countr, event: Product Viewed, window: 7d}\n"
+        "          - {name: spend, type: sum, event: Order Complete, property: revenue}\n"
+        "          - {name: price_max, type: max, event: Product Viewed, property: prise}\n"
+    )
+    problems = [str(problem) for problem in validate.validate_catalogue_file(catalogue)]
+    assert problems == [
+        f"{catalogue}:7: trait 'views_7d': unknown type 'countr'; expected one of counter, sum, "
+        "avg, min, max, first, last, most_frequent, unique_list, unique_count, first_at, last_at, "
+        "derived "
+        "(did you mean 'counter'?)",
+        f"{catalogue}:8: trait 'spend': unknown event 'Order Complete' (not in the tracking plan)"
+        " (did you mean 'Order Completed'?)",
+        f"{catalogue}:9: trait 'price_max': unknown property 'prise' for event 'Product Viewed' "
+        "(did you mean 'price'?)",
+    ]
+    plan = tmp_path / "plan.yml"
+    plan.write_text(
+        "version: 2\nmodels:\n  - name: stg_tracking_plan\n    config:\n      meta:\n"
+        "        tracking_plan:\n          events:\n            Order Completed:\n"
+        "              properties:\n                revenue: {type: numbr, requird: true}\n"
+    )
+    problems = [str(problem) for problem in validate.validate_tracking_plan_file(plan)]
+    assert problems == [
+        f"{plan}:10: event 'Order Completed' property 'revenue': unknown key 'requird' in a "
+        "property (did you mean 'required'?) (allowed: type, required, min, description)",
+        f"{plan}:10: event 'Order Completed' property 'revenue': type 'numbr'; expected one of "
+        "string, number, integer, boolean, array, object (did you mean 'number'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("spent - refunded", None),
+        ("(spent - refunded) / -orders", "at '-'"),
+        ("spent / (orders - 1) * 2", None),
+        ("spent -", "incomplete or unbalanced parentheses"),
+        ("(spent - refunded", "incomplete or unbalanced parentheses"),
+        ("spent refunded", "at 'refunded'"),
+        ("spent % 2", "at '%'"),
+        ("spnt - refunded", "unknown trait 'spnt' in expression (did you mean 'spent'?)"),
+        ("spent - later", "unknown trait 'later'"),
+        ("spent - favourite", "unknown trait 'favourite'"),
+    ],
+)
+def test_derived_trait_expressions(tmp_path: Path, expression: str, problem: str | None) -> None:
+    """Names must be numeric traits defined above; a negative divisor needs parentheses."""
+    catalogue = tmp_path / "catalogue.yml"
+    catalogue.write_text(
+        "version: 2\nmodels:\n  - name: int_user_catalogue_traits\n    config:\n      meta:\n"
+        "        traits:\n"
+        "          - {name: spent, type: sum, event: Order Completed, property: revenue}\n"
+        "          - {name: refunded, type: sum, event: Order Refunded, property: revenue}\n"
+        "          - {name: orders, type: counter, event: Order Completed}\n"
+        "          - {name: favourite, type: last, event: Product Viewed, property: name}\n"
+        f"          - {{name: net, type: derived, expression: '{expression}'}}\n"
+        "          - {name: later, type: counter, event: Order Completed}\n"
+    )
+    problems = [str(found) for found in validate.validate_catalogue_file(catalogue)]
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and f"{catalogue}:11: trait 'net': " in problems[0], problems
+        assert problem in problems[0], problems
