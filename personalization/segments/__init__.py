@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from personalization.pii_guard import PiiFoundError, ensure_tables_clean
+
 log = logging.getLogger(__name__)
 
 ACTIVATION_TABLES = ("audiences", "people", "audience_memberships")
@@ -51,6 +53,7 @@ def export_activation(
             raise ExportError(
                 f"{db_path} has no {schema}.{', '.join(missing)}: run dbt build first"
             )
+        ensure_tables_clean(con, schema, ACTIVATION_TABLES, "export")
         for table in ACTIVATION_TABLES:
             target = out_dir / f"{table}.{file_format}"
             partial = out_dir / f".{table}.{file_format}.partial"
@@ -77,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         export_activation(args.db, args.out, args.file_format)
-    except ExportError as error:
+    except (ExportError, PiiFoundError) as error:
         log.error("%s", error)
         return 2
     return 0

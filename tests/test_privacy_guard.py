@@ -1,0 +1,148 @@
+"""The PII guard (personalization.pii_guard): one guard for publish and segments export, every
+column type, e-mails, phones and IPs (v4, v6, percent-encoded), refusals naming table, column,
+kind and count - never the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from personalization import cli, pii_guard
+from personalization.publish import PiiFoundError, current_version, publish
+from personalization.segments import export_activation
+
+PLANTED = {
+    "e-mail addresses": [
+        "jane.doe@example.com",
+        "reach me: Jane.Doe+x@mail.example.co.uk!",
+        "/search?q=jane%40example.com",
+        "jane%2540example.com",
+    ],
+    "phone numbers": ["+49 151 2345 6789", "+1 (555) 123-4567", "%2B447700900123", "(555) 123-4567"],
+    "IPv4 addresses": ["10.0.0.1", "from 192.168.100.254, ok"],
+    "IPv6 addresses": [
+        "2001:db8:85a3::8a2e:370:7334",
+        "2001%3Adb8%3A%3A1",
+        "fe80:0:0:0:202:b3ff:fe1e:8329",
+    ],
+}
+# look-alikes that are not identifiers: must pass
+INNOCENT = [
+    "not an email: a@b",
+    "2026-01-03 00:00:00+01:00",
+    "order 12345678901",
+    "version 1.2.3",
+    "std::vector",
+    "10:30:45",
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "price 1,299.00",
+    "999.1.1.1",
+]
+
+
+def kind_of(value: str) -> set[str]:
+    """The kinds the guard sees in one VARCHAR value."""
+    with duckdb.connect() as con:
+        con.execute("create table t as select $v as note", {"v": value})
+        return {f.kind for f in pii_guard.scan(con, {"t": "select * from t"})}
+
+
+@pytest.mark.parametrize(("kind", "value"), [(k, v) for k, vs in PLANTED.items() for v in vs])
+def test_each_planted_identifier_is_found_as_its_kind(kind: str, value: str) -> None:
+    assert kind in kind_of(value)
+
+
+@pytest.mark.parametrize("value", INNOCENT)
+def test_look_alikes_pass(value: str) -> None:
+    assert kind_of(value) == set()
+
+
+def test_every_column_type_is_scanned_and_counted() -> None:
+    with duckdb.connect() as con:
+        con.execute(
+            """
+            create table t as
+            select
+                1 as n,
+                '{"user": {"contact": "a@example.org"}}'::json as props,
+                'x a@example.org y'::blob as payload,
+                ['ok', '+49 151 2345 6789'] as tags,
+                {'k': 'v', 'ip': '10.1.2.3'} as nested,
+                map(['where'], ['2001:db8:85a3::8a2e:370:7334']) as m,
+                'fine' as note
+            union all
+            select 2, '{"user": "a\\u0040example.org"}'::json, 'clean'::blob, ['ok'],
+                {'k': 'v', 'ip': 'none'}, map(['where'], ['home']), 'also fine'
+            """
+        )
+        findings = {
+            (f.column, f.kind): f.count for f in pii_guard.scan(con, {"s.t": "select * from t"})
+        }
+    assert findings == {
+        ("props", "e-mail addresses"): 2,
+        ("payload", "e-mail addresses"): 1,
+        ("tags", "phone numbers"): 1,
+        ("nested", "IPv4 addresses"): 1,
+        ("m", "IPv6 addresses"): 1,
+    }
+
+
+def make_marts(path: Path, tables: dict[str, str]) -> Path:
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema if not exists marts")
+        for name, sql in tables.items():
+            con.execute(f"create or replace table marts.{name} as {sql}")
+    return path
+
+
+ACTIVATION = {
+    "audiences": "select 'a1' as id, 'Buyers' as name",
+    "people": "select 'p1' as id, 'abc' as email_hash",
+    "audience_memberships": "select 'a1' as audience_id, 'p1' as person_id",
+}
+
+
+def test_publish_refuses_json_and_blob_with_table_column_and_count(tmp_path: Path) -> None:
+    db = make_marts(tmp_path / "w.duckdb", ACTIVATION)
+    out = tmp_path / "published"
+    first = publish(db, out)
+    make_marts(
+        db,
+        {
+            "fct_events": "select '{\"q\": \"ann@example.com\"}'::json as properties "
+            "union all select '{\"q\": \"bob@example.com\"}'::json",
+            "dim_blobs": "select 'bob@example.com'::blob as raw",
+        },
+    )
+    with pytest.raises(PiiFoundError) as raised:
+        publish(db, out)
+    message = str(raised.value)
+    assert "marts.fct_events.properties: 2 value(s) look like e-mail addresses" in message
+    assert "marts.dim_blobs.raw: 1 value(s) look like e-mail addresses" in message
+    assert "example.com" not in message
+    assert current_version(out) == first.name
+
+
+def test_export_uses_the_same_guard_and_writes_nothing(tmp_path: Path) -> None:
+    db = make_marts(
+        tmp_path / "w.duckdb",
+        {**ACTIVATION, "people": "select '+15551234567' as id, 'abc' as email_hash"},
+    )
+    out = tmp_path / "export"
+    with pytest.raises(pii_guard.PiiFoundError, match=r"marts\.people\.id: 1 value\(s\) look like"):
+        export_activation(db, out)
+    assert not out.exists() or not any(out.iterdir())
+    # the command exits 2 with the same message, and writes nothing either
+    assert cli.main(["segments", "export", "--db", str(db), "--out", str(out)]) == 2
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_export_of_clean_tables_still_works(tmp_path: Path) -> None:
+    db = make_marts(tmp_path / "w.duckdb", ACTIVATION)
+    assert export_activation(db, tmp_path / "export") == {
+        "audiences": 1,
+        "people": 1,
+        "audience_memberships": 1,
+    }
