@@ -14,7 +14,8 @@ escapes of `@` are undone, and each value is matched against:
   `::` and at least three groups, such as `2001:db8::1`).
 
 Text-like columns whose name says they hold a raw identifier (email, phone, ip_address,
-first_name...) are refused even when empty (a boolean `has_email` is not); a pseudonym suffix (`_hash`, `_hmac`, `_pseudonym`...) exempts a name.
+first_name...) are refused even when empty (a boolean `has_email` is not); a pseudonym suffix
+(`_hash`, `_hmac`, `_pseudonym`...) exempts a name.
 Numbers, dates, times and booleans are not scanned (an identifier there has no recognisable
 shape). Known limits, documented in docs/privacy.md: bare national phone numbers without `+`
 (indistinguishable from order ids) and two-group IPv6 forms (`fe80::1`) are not recognised.

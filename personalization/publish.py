@@ -58,6 +58,7 @@ META_SCHEMA = "publish_meta"
 STORAGE_VERSION = "v1.0.0"
 MIN_KEEP = 2  # the current version and the previous one (a reader may still be on it)
 
+
 class PublishError(RuntimeError):
     """Publishing failed; nothing was switched and the previous version stays current."""
 

@@ -20,7 +20,12 @@ PLANTED = {
         "/search?q=jane%40example.com",
         "jane%2540example.com",
     ],
-    "phone numbers": ["+49 151 2345 6789", "+1 (555) 123-4567", "%2B447700900123", "(555) 123-4567"],
+    "phone numbers": [
+        "+49 151 2345 6789",
+        "+1 (555) 123-4567",
+        "%2B447700900123",
+        "(555) 123-4567",
+    ],
     "IPv4 addresses": ["10.0.0.1", "from 192.168.100.254, ok"],
     "IPv6 addresses": [
         "2001:db8:85a3::8a2e:370:7334",
@@ -111,8 +116,8 @@ def test_publish_refuses_json_and_blob_with_table_column_and_count(tmp_path: Pat
     make_marts(
         db,
         {
-            "fct_events": "select '{\"q\": \"ann@example.com\"}'::json as properties "
-            "union all select '{\"q\": \"bob@example.com\"}'::json",
+            "fct_events": 'select \'{"q": "ann@example.com"}\'::json as properties '
+            'union all select \'{"q": "bob@example.com"}\'::json',
             "dim_blobs": "select 'bob@example.com'::blob as raw",
         },
     )
