@@ -358,11 +358,13 @@ def build_and_publish(
     out_root: Path,
     keep: int = 3,
     dbt_vars: dict[str, Any] | None = None,
+    target: str = "prod",
 ) -> Path:
     """`dbt build`, then publish only if it succeeded: a failed build publishes nothing and the
-    previous version stays current."""
+    previous version stays current. The `prod` target needs PERSONALIZATION_HMAC_KEY; pass
+    target="dev" only where the public development key was asked for (demo, tests)."""
     try:
-        run_dbt(["build"], warehouse, dbt_vars=dbt_vars)
+        run_dbt(["build"], warehouse, dbt_vars=dbt_vars, target=target)
     except DbtError as error:
         current = current_version(Path(out_root))
         raise BuildFailedError(
@@ -390,13 +392,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run `dbt build` first (landing: $PERSONALIZATION_LANDING or data/landing) and "
         "publish only if it succeeds",
     )
+    parser.add_argument(
+        "--development-key",
+        action="store_true",
+        help="with --build: build on the dev target, which falls back to the public development "
+        "key when PERSONALIZATION_HMAC_KEY is unset (demo data only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.build:
             landing = Path(os.environ.get("PERSONALIZATION_LANDING", DEFAULT_LANDING))
-            version_dir = build_and_publish(Warehouse(args.db, landing), args.out, args.keep)
+            target = "dev" if args.development_key else "prod"
+            version_dir = build_and_publish(
+                Warehouse(args.db, landing), args.out, args.keep, target=target
+            )
         else:
             version_dir = publish(args.db, args.out, keep=args.keep)
     except PublishError as error:
