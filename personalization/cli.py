@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": "personalization.demo",
     "publish": "personalization.publish",
     "segments": "personalization.segments",
+    "forget": "personalization.erasure",
 }
 
 

@@ -151,3 +151,57 @@ def test_export_of_clean_tables_still_works(tmp_path: Path) -> None:
         "people": 1,
         "audience_memberships": 1,
     }
+
+
+def test_a_real_build_with_planted_identifiers_publishes_and_exports_nothing(
+    tmp_path: Path,
+) -> None:
+    """E-mail, phone and IP planted as ids, in traits, in free text and in JSON properties: the
+    guard refuses publish and export of the built marts (pseudonymisation upstream is issue 13
+    item 2); nothing is written, so no published or exported file carries them."""
+    import gzip
+    import json
+    import shutil
+
+    from conftest import FIXTURE_LANDING, make_warehouse
+
+    from personalization.dbt_runner import run_dbt
+
+    landing = tmp_path / "landing"
+    shutil.copytree(FIXTURE_LANDING, landing)
+    base = {
+        "timestamp": "2026-01-02T10:00:00.000Z",
+        "sentAt": "2026-01-02T10:00:00.000Z",
+        "receivedAt": "2026-01-02T10:00:00.000Z",
+        "context": {"consent": {"categoryPreferences": {"personalization": True}}},
+    }
+    traits = {"email": "jane@example.com", "city": "+49 151 2345 6789"}
+    planted = [
+        {**base, "messageId": "pii-1", "type": "identify", "userId": "jane@example.com",
+         "anonymousId": "a-pii-1", "traits": traits},
+        {**base, "messageId": "pii-2", "type": "track", "event": "Products Searched",
+         "userId": "+49 151 2345 6789", "anonymousId": "a-pii-2",
+         "properties": {"query": "call jane%40example.com", "note": {"ip": "192.168.1.20"}}},
+        # anonymous only: the IP is the canonical user id
+        {**base, "messageId": "pii-3", "type": "page", "anonymousId": "192.168.1.20",
+         "properties": {"path": "/"}},
+        {**base, "messageId": "pii-4", "type": "page",
+         "anonymousId": "2001:db8:85a3::8a2e:370:7334",
+         "properties": {"path": "/?ip=2001%3Adb8%3A%3A1"}},
+    ]  # fmt: skip
+    with gzip.open(landing / "dt=2026-01-02" / "part-0001.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps(event) + "\n" for event in planted)
+    warehouse = make_warehouse(tmp_path, landing)
+    run_dbt(["build"], warehouse)
+    out, export = tmp_path / "published", tmp_path / "export"
+    with pytest.raises(PiiFoundError) as refused:
+        publish(warehouse.db_path, out)
+    message = str(refused.value)
+    assert "marts.dim_user_profiles.canonical_user_id: " in message
+    for kind in ("e-mail addresses", "phone numbers", "IPv4 addresses", "IPv6 addresses"):
+        assert kind in message
+    assert "jane" not in message and "192.168" not in message
+    with pytest.raises(pii_guard.PiiFoundError):
+        export_activation(warehouse.db_path, export)
+    written = [p for p in (*out.rglob("*"), *export.rglob("*")) if p.is_file()]
+    assert [p.name for p in written] == [".publish.lock"]

@@ -32,6 +32,10 @@ countries as (
     select country_code from {{ ref('ref_countries') }}
 ),
 
+suppressed_identities as (
+    select identity_hash from {{ ref('privacy_suppression_list') }}
+),
+
 cities as (
     select
         lower(city) as city_key,
@@ -177,6 +181,7 @@ event_checks as (
             "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name', 'property_kinds', 'property_texts') ~ " then 'wrong_property_type' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name', 'property_kinds', 'property_texts') ~ " then 'negative_amount' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name', 'property_kinds', 'property_texts') ~ " then 'below_minimum' end",
+            "case when " ~ is_suppressed('suppressed_identities') ~ " then 'suppressed' end",
         ]) }} as reasons
     from property_fields
 ),
