@@ -644,7 +644,7 @@ def run(args: argparse.Namespace) -> int:
             if as_of.tzinfo is not None:
                 as_of = as_of.astimezone(UTC)
             purge_expired(args.db, args.landing, days, as_of)
-    except (ErasureError, RuntimeError) as error:
+    except (ErasureError, RuntimeError, duckdb.Error) as error:
         log.error("%s", error)
         return 2
     log.info("run `dbt build` now so that tables computed from many people are recomputed")
