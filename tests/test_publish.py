@@ -45,7 +45,7 @@ from pathlib import Path
 import duckdb
 
 out, stop, log_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-deadline = time.monotonic() + 180
+deadline = time.monotonic() + 600  # safety net only: the stop file ends the loop
 with log_path.open("w") as log:
     while not stop.exists() and time.monotonic() < deadline:
         try:
