@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     resource = WarehouseResource(
         db_path=str(warehouse.db_path), landing_path=str(landing), as_of=as_of_text,
         publish_root=str(work / "published"), target_root=str(work / "dbt_runs"),
+        development_key=True,  # built above on the dev target: the same (development) key
     )  # fmt: skip
     resources = {"dbt": dbt_resource(), "warehouse": resource}
     job = defs.resolve_job_def("microbatch_job")

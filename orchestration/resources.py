@@ -38,6 +38,10 @@ class WarehouseResource(dg.ConfigurableResource):
     (data/warehouse.duckdb), PERSONALIZATION_LANDING (data/landing), PERSONALIZATION_PUBLISH
     (data/published), PERSONALIZATION_AS_OF (unset: the time of the run),
     PERSONALIZATION_DBT_TARGETS (data/dbt_runs: dbt's artefacts, one folder per invocation).
+
+    dbt runs on the `prod` target (PERSONALIZATION_HMAC_KEY required) unless development_key is
+    set or PERSONALIZATION_DBT_TARGET names another target: orchestrated runs never fall back to
+    the public development key by accident (docs/privacy.md).
     """
 
     db_path: str | None = None
@@ -45,6 +49,7 @@ class WarehouseResource(dg.ConfigurableResource):
     publish_root: str | None = None
     as_of: str | None = None
     target_root: str | None = None
+    development_key: bool = False
 
     def db(self) -> Path:
         return (
@@ -75,6 +80,12 @@ class WarehouseResource(dg.ConfigurableResource):
             values["as_of"] = self.reference_time()
         return values
 
+    def dbt_target(self) -> str:
+        """The profile target of dbt runs: dev only when asked for, else prod by default."""
+        if self.development_key:
+            return "dev"
+        return os.environ.get("PERSONALIZATION_DBT_TARGET") or "prod"
+
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
         """The environment of a dbt subprocess started in the block (profiles.yml reads the DB)."""
@@ -82,6 +93,7 @@ class WarehouseResource(dg.ConfigurableResource):
         # test that also reads a model the subset leaves out (clusters in a micro-batch)
         values = {
             "PERSONALIZATION_DB": str(self.db()),
+            "PERSONALIZATION_DBT_TARGET": self.dbt_target(),
             "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "buildable"),
         }
         saved = {name: os.environ.get(name) for name in values}

@@ -15,6 +15,7 @@ COMMANDS = {
     "segments": "personalization.segments",
     "collect": "personalization.collector",
     "serve": "personalization.api",
+    "forget": "personalization.erasure",
 }
 
 

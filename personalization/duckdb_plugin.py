@@ -3,17 +3,73 @@
 - pseudonymise(text) -> text: keyed HMAC-SHA256 (personalization.privacy), so the key stays in
   the process environment and never reaches the database file.
 
+On every connection it also checks the key's fingerprint against the one stored with the
+warehouse (privacy.key_fingerprint): the first build records it, a build with another key is
+refused unless it is a full refresh (key rotation), which records the new one.
+
 Enabled in profiles.yml with `plugins: [{module: personalization.duckdb_plugin, config: {...}}]`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
-from personalization.privacy import pseudonymise, resolve_key
+from personalization.privacy import (
+    KeyMismatchError,
+    key_fingerprint,
+    pseudonymise,
+    resolve_key,
+)
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_TABLE = "privacy.key_fingerprint"
+
+
+def _flag(value: Any) -> bool:
+    """A config flag that may arrive as a bool or as rendered text ('true', 'False', '1')."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def _full_refresh() -> bool:
+    try:
+        from dbt.flags import get_flags
+
+        return bool(getattr(get_flags(), "FULL_REFRESH", False))
+    except Exception:  # noqa: BLE001 - outside a dbt invocation there is no flag
+        return False
+
+
+def check_fingerprint(conn: DuckDBPyConnection, key: bytes, full_refresh: bool) -> None:
+    """Record the key's fingerprint in a new warehouse; refuse another key unless full_refresh."""
+    fingerprint = key_fingerprint(key)
+    conn.execute("create schema if not exists privacy")
+    conn.execute(
+        f"create table if not exists {FINGERPRINT_TABLE} "
+        "(fingerprint varchar not null, recorded_at timestamp not null)"
+    )
+    stored = conn.execute(f"select fingerprint from {FINGERPRINT_TABLE}").fetchall()
+    if stored == [(fingerprint,)]:
+        return
+    if stored and not full_refresh:
+        raise KeyMismatchError(
+            f"this warehouse was built with another pseudonymisation key (fingerprint "
+            f"{stored[0][0]}, this key {fingerprint}): pseudonyms made with two keys never join. "
+            "Use the warehouse's key, or rotate: run `dbt build --full-refresh` with the new key "
+            "(see docs/privacy.md, key rotation)."
+        )
+    if stored:
+        log.warning("key rotated: fingerprint %s -> %s (full refresh)", stored[0][0], fingerprint)
+    conn.execute(f"delete from {FINGERPRINT_TABLE}")
+    conn.execute(
+        f"insert into {FINGERPRINT_TABLE} values (?, current_timestamp::timestamp)", [fingerprint]
+    )
 
 
 def _preload_python_model_libraries() -> None:
@@ -31,7 +87,7 @@ def _preload_python_model_libraries() -> None:
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        self.key = resolve_key(require_key=bool(plugin_config.get("require_key", False)))
+        self.key = resolve_key(require_key=_flag(plugin_config.get("require_key", True)))
         _preload_python_model_libraries()
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
@@ -43,3 +99,4 @@ class Plugin(BasePlugin):
             "VARCHAR",
             side_effects=False,
         )
+        check_fingerprint(conn, key, _full_refresh())

@@ -1,8 +1,17 @@
-"""Pseudonymisation of direct identifiers with a keyed HMAC.
+"""Pseudonymisation of direct identifiers with a keyed HMAC, and the key's rules.
 
 The key comes from the environment (PERSONALIZATION_HMAC_KEY) and never enters the database.
-Development runs fall back to a fixed, public key and log a warning; a production run without a key
-is an error, so real identifiers are never hashed with a key anyone can read in this repository.
+
+- Whenever the variable is set, it is the key, on every target and entry point.
+- A key shorter than MIN_KEY_BYTES bytes is refused (a short key can be guessed).
+- Without a key, only a run that asked for the development key (the `dev` dbt target, which
+  `personalization demo` and the tests use explicitly) falls back to the fixed, public
+  DEVELOPMENT_KEY with a warning; every other run (the `prod` target, which is the default, Dagster
+  runs, `publish --build`) is an error.
+- The key's fingerprint (an HMAC of a fixed label, which reveals nothing about the key) is stored
+  in the warehouse (privacy.key_fingerprint). A build with another key is refused with a rotation
+  message: pseudonyms made with two keys never join. Rotation is a full refresh
+  (`dbt build --full-refresh` with the new key), which records the new fingerprint.
 """
 
 from __future__ import annotations
@@ -16,25 +25,48 @@ log = logging.getLogger(__name__)
 
 KEY_ENV_VAR = "PERSONALIZATION_HMAC_KEY"
 DEVELOPMENT_KEY = "development-only-key-do-not-use-in-production"
+MIN_KEY_BYTES = 32
+FINGERPRINT_LABEL = b"personalization key fingerprint v1"
 
 
 class MissingKeyError(RuntimeError):
-    """Raised when a production run has no pseudonymisation key."""
+    """Raised when a run that did not ask for the development key has no key."""
+
+
+class WeakKeyError(RuntimeError):
+    """Raised when the key is shorter than MIN_KEY_BYTES bytes."""
+
+
+class KeyMismatchError(RuntimeError):
+    """Raised when the warehouse was built with another key (see key rotation)."""
 
 
 def resolve_key(require_key: bool) -> bytes:
+    """The key from the environment; the development key only when not required."""
     key = os.environ.get(KEY_ENV_VAR)
     if key:
-        return key.encode()
+        encoded = key.encode()
+        if len(encoded) < MIN_KEY_BYTES:
+            raise WeakKeyError(
+                f"{KEY_ENV_VAR} is {len(encoded)} bytes long: it must be at least {MIN_KEY_BYTES} "
+                "bytes (for example `python -c 'import secrets; print(secrets.token_hex(32))'`)."
+            )
+        return encoded
     if require_key:
         raise MissingKeyError(
-            f"{KEY_ENV_VAR} is not set: a production target refuses to pseudonymise identifiers "
-            "with the public development key. Set it to a secret of at least 32 characters."
+            f"{KEY_ENV_VAR} is not set: this run refuses to pseudonymise identifiers with the "
+            f"public development key. Set it to a secret of at least {MIN_KEY_BYTES} bytes, or "
+            "ask for the development key explicitly (the dev target, `personalization demo`)."
         )
     log.warning(
         "%s is not set: using the public development key (never do this in production)", KEY_ENV_VAR
     )
     return DEVELOPMENT_KEY.encode()
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short public fingerprint of the key: tells keys apart without revealing them."""
+    return hmac.new(key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
 def normalise_identifier(value: str) -> str:

@@ -38,7 +38,9 @@ from typing import Any
 
 import duckdb
 
+from personalization import pii_guard
 from personalization.dbt_runner import DbtError, Warehouse, run_dbt
+from personalization.pii_guard import pii_column_name  # noqa: F401  (re-exported)
 from personalization.tracking_plan import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -56,37 +58,13 @@ META_SCHEMA = "publish_meta"
 STORAGE_VERSION = "v1.0.0"
 MIN_KEEP = 2  # the current version and the previous one (a reader may still be on it)
 
-# Raw direct identifiers: values that look like e-mail addresses, and text columns named like one.
-EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-PII_NAME_TOKENS = frozenset(
-    {
-        "email",
-        "emailaddress",
-        "mail",
-        "phone",
-        "phonenumber",
-        "mobile",
-        "ip",
-        "ipaddress",
-        "address",
-        "street",
-        "firstname",
-        "lastname",
-        "surname",
-        "fullname",
-    }
-)
-PII_NAME_PAIRS = frozenset({("first", "name"), ("last", "name"), ("full", "name")})
-# A pseudonymised identifier (keyed HMAC, see personalization/privacy.py) is not a raw one.
-PSEUDONYM_SUFFIXES = frozenset({"hash", "hashed", "hmac", "sha256", "pseudonym"})
-
 
 class PublishError(RuntimeError):
     """Publishing failed; nothing was switched and the previous version stays current."""
 
 
-class PiiFoundError(PublishError):
-    """A published column carries raw direct identifiers."""
+class PiiFoundError(PublishError, pii_guard.PiiFoundError):
+    """A published column carries raw direct identifiers (personalization.pii_guard)."""
 
 
 class BuildFailedError(PublishError):
@@ -138,16 +116,6 @@ def read_version(out_root: Path, version_id: str | None = None) -> dict[str, Any
     if version_id is None:
         raise PublishError(f"nothing published yet in {out_root}")
     return json.loads((out_root / VERSIONS / version_id / VERSION_FILE).read_text())
-
-
-def pii_column_name(name: str) -> bool:
-    """Whether a column's name says it holds a raw direct identifier (email, phone, ip, name...)."""
-    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
-    if not tokens or tokens[-1] in PSEUDONYM_SUFFIXES:
-        return False
-    if any(token in PII_NAME_TOKENS for token in tokens):
-        return True
-    return any(pair in PII_NAME_PAIRS for pair in zip(tokens, tokens[1:], strict=False))
 
 
 def _new_version_id() -> str:
@@ -225,35 +193,17 @@ def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
     return f"select {', '.join(items)} from {source}"
 
 
-def scan_for_pii(con: duckdb.DuckDBPyConnection, parquet_files: dict[str, Path]) -> list[str]:
-    """Findings 'schema.table.column: why' for every text column carrying raw identifiers.
-
-    A text column is any column whose type contains VARCHAR (lists, structs and maps included);
-    its name is checked against identifier names and every value against an e-mail pattern.
-    """
-    findings: list[str] = []
-    for qualified, path in parquet_files.items():
-        source = f"read_parquet({quote_literal(str(path))})"
-        columns = con.execute(f"describe select * from {source}").fetchall()
-        text_columns = [(name, ctype) for name, ctype, *_ in columns if "VARCHAR" in ctype]
-        for name, _ in text_columns:
-            if pii_column_name(name):
-                findings.append(f"{qualified}.{name}: column name suggests a raw identifier")
-        if not text_columns:
-            continue
-        checks = []
-        for name, ctype in text_columns:
-            value = quote_identifier(name)
-            if ctype != "VARCHAR":
-                value = f"cast({value} as varchar)"
-            checks.append(
-                f"count(*) filter (where regexp_matches({value}, {quote_literal(EMAIL_PATTERN)}))"
-            )
-        counts = con.execute(f"select {', '.join(checks)} from {source}").fetchone()
-        for (name, _), count in zip(text_columns, counts, strict=True):
-            if count:
-                findings.append(f"{qualified}.{name}: {count} value(s) look like e-mail addresses")
-    return findings
+def scan_for_pii(
+    con: duckdb.DuckDBPyConnection, parquet_files: dict[str, Path]
+) -> list[pii_guard.PiiFinding]:
+    """Findings of the PII guard (personalization.pii_guard) over the written Parquet files."""
+    return pii_guard.scan(
+        con,
+        {
+            qualified: f"select * from read_parquet({quote_literal(str(path))})"
+            for qualified, path in parquet_files.items()
+        },
+    )
 
 
 def _write_version(
@@ -280,11 +230,7 @@ def _write_version(
 
     findings = scan_for_pii(con, parquet_files)
     if findings:
-        raise PiiFoundError(
-            "refusing to publish: raw direct identifiers found in "
-            + "; ".join(findings)
-            + ". Pseudonymise or drop these columns in the mart (nothing was switched)."
-        )
+        raise PiiFoundError("publish", findings)
 
     published_at = datetime.now(UTC).isoformat(timespec="seconds")
     published_db = version_dir / PUBLISHED_DB_NAME
@@ -412,11 +358,13 @@ def build_and_publish(
     out_root: Path,
     keep: int = 3,
     dbt_vars: dict[str, Any] | None = None,
+    target: str = "prod",
 ) -> Path:
     """`dbt build`, then publish only if it succeeded: a failed build publishes nothing and the
-    previous version stays current."""
+    previous version stays current. The `prod` target needs PERSONALIZATION_HMAC_KEY; pass
+    target="dev" only where the public development key was asked for (demo, tests)."""
     try:
-        run_dbt(["build"], warehouse, dbt_vars=dbt_vars)
+        run_dbt(["build"], warehouse, dbt_vars=dbt_vars, target=target)
     except DbtError as error:
         current = current_version(Path(out_root))
         raise BuildFailedError(
@@ -444,13 +392,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run `dbt build` first (landing: $PERSONALIZATION_LANDING or data/landing) and "
         "publish only if it succeeds",
     )
+    parser.add_argument(
+        "--development-key",
+        action="store_true",
+        help="with --build: build on the dev target, which falls back to the public development "
+        "key when PERSONALIZATION_HMAC_KEY is unset (demo data only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.build:
             landing = Path(os.environ.get("PERSONALIZATION_LANDING", DEFAULT_LANDING))
-            version_dir = build_and_publish(Warehouse(args.db, landing), args.out, args.keep)
+            target = "dev" if args.development_key else "prod"
+            version_dir = build_and_publish(
+                Warehouse(args.db, landing), args.out, args.keep, target=target
+            )
         else:
             version_dir = publish(args.db, args.out, keep=args.keep)
     except PublishError as error:

@@ -212,6 +212,7 @@ def warehouse_resource(root: Path, landing: Path) -> WarehouseResource:
         publish_root=str(root / "published"),
         as_of=FIXTURE_AS_OF,
         target_root=str(root / "dbt_runs"),
+        development_key=True,  # the tests ask for the public development key
     )
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import duckdb
 
 out, stop, log_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-deadline = time.monotonic() + 180
+deadline = time.monotonic() + 600  # safety net only: the stop file ends the loop
 with log_path.open("w") as log:
     while not stop.exists() and time.monotonic() < deadline:
         try:
@@ -140,7 +140,7 @@ def scenario(
         _wait_for_reads(log_path, lambda reads: len(reads) >= 3)
         for day in days:
             shutil.copytree(generated / day, warehouse.landing_path / "generated" / day)
-            versions.append(build_and_publish(warehouse, out, keep=3))
+            versions.append(build_and_publish(warehouse, out, keep=3, target="dev"))
         last = versions[-1].name
         _wait_for_reads(log_path, lambda reads: any(r.get("version") == last for r in reads))
     finally:
@@ -259,7 +259,7 @@ def test_failed_build_publishes_nothing(scenario: Scenario) -> None:
     changed = scenario.warehouse.landing_path / "dt=2026-01-01" / "part-0000.jsonl"
     changed.write_text(changed.read_text() + changed.read_text().splitlines()[0] + "\n")
     with pytest.raises(BuildFailedError, match="nothing published"):
-        build_and_publish(scenario.warehouse, scenario.out, keep=3)
+        build_and_publish(scenario.warehouse, scenario.out, keep=3, target="dev")
     assert current_version(scenario.out) == before
     assert list_versions(scenario.out) == versions_before
     expected = read_version(scenario.out)["row_counts"]

@@ -89,6 +89,10 @@ countries as (
     from {{ ref('ref_country_aliases') }}
 ),
 
+suppressed_identities as (
+    select identity_hash from {{ ref('privacy_suppression_list') }}
+),
+
 cities as (
     select
         lower(city) as city_key,
@@ -282,6 +286,7 @@ event_checks as (
             "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name') ~ " then 'wrong_property_type' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name') ~ " then 'negative_amount' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name') ~ " then 'below_minimum' end",
+            "case when " ~ is_suppressed('suppressed_identities') ~ " then 'suppressed' end",
         ]) }} as reasons
     from property_named
 ),

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from personalization.pii_guard import PiiFoundError, ensure_tables_clean
+
 log = logging.getLogger(__name__)
 
 ACTIVATION_TABLES = ("audiences", "people", "audience_memberships")
@@ -56,6 +58,7 @@ def export_activation(
             raise ExportError(
                 f"{db_path} has no {schema}.{', '.join(missing)}: run dbt build first"
             )
+        ensure_tables_clean(con, schema, ACTIVATION_TABLES, "export")
         for table in ACTIVATION_TABLES:
             target = out_dir / f"{table}.{file_format}"
             partial = out_dir / f".{table}.{file_format}.partial"
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return run_preview(args)
     try:
         export_activation(args.db, args.out, args.file_format)
-    except ExportError as error:
+    except (ExportError, PiiFoundError) as error:
         log.error("%s", error)
         return 2
     return 0
