@@ -28,9 +28,14 @@ class Warehouse:
     landing_path: Path
     target_path: Path | None = None  # dbt's target/ folder; None = the project's own
     as_of: str | None = None  # the reference time (ISO); None = the time of the run
+    # files written completely before the build (generator, fixtures) need no settle time
+    settle_seconds: int = 0
 
     def dbt_vars(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        fixed = {"landing_path": str(self.landing_path)}
+        fixed: dict[str, Any] = {
+            "landing_path": str(self.landing_path),
+            "landing_settle_seconds": self.settle_seconds,
+        }
         if self.as_of is not None:
             fixed["as_of"] = self.as_of
         return {**fixed, **(extra or {})}

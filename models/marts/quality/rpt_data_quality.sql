@@ -36,6 +36,14 @@ volume as (
     select * from {{ ref('rpt_event_volume_daily') }}
 ),
 
+landing_files as (
+    select * from {{ ref('raw_landing_files') }}
+),
+
+landing_file_log as (
+    select * from {{ source('raw_load', 'landing_file_log') }}
+),
+
 quarantine_reasons as (
     select
         'quarantine' as metric_group,
@@ -170,6 +178,30 @@ volume_anomalies as (
     from volume
 ),
 
+landing_statuses as (
+    -- every landing file by its latest outcome, and every file that is not JSON lines
+    select
+        load_status as status,
+        file_path
+    from landing_files
+    union
+    select
+        status,
+        file_path
+    from landing_file_log
+    where status = 'unsupported'
+),
+
+landing_outcomes as (
+    select
+        'landing' as metric_group,
+        'files' as metric_name,
+        status as dimension,
+        cast(count(*) as double) as metric_value
+    from landing_statuses
+    group by status
+),
+
 unioned as (
     select * from quarantine_reasons
     union all
@@ -184,6 +216,8 @@ unioned as (
     select * from staleness
     union all
     select * from volume_anomalies
+    union all
+    select * from landing_outcomes
 ),
 
 final as (
