@@ -278,6 +278,11 @@ def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
             yield raw.decode("utf-8", errors="replace"), True
 
 
+def grew_from(path: Path, candidate: LandingFile, previous: LoadedFile) -> bool:
+    """The file's loaded bytes are a prefix of its bytes now: a writer appended to it."""
+    return candidate.size > previous.size and file_hash(path, previous.size) == previous.file_hash
+
+
 READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
@@ -327,7 +332,7 @@ def plan_load(
             to_read.append(FileToRead(candidate, content_hash))
         elif previous.file_hash == content_hash:
             continue  # touched, same bytes
-        elif candidate.size > previous.size and file_hash(path, previous.size) == previous.file_hash:
+        elif grew_from(path, candidate, previous):
             to_read.append(
                 FileToRead(candidate, content_hash, previous.lines, "appended",
                            f"grew from {previous.size} to {candidate.size} bytes after it was "

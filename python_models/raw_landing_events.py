@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from personalization.raw_load import (
-    FILE_LOG_COLUMNS,
     DEFAULT_SETTLE_SECONDS,
+    FILE_LOG_COLUMNS,
     LandingFolderError,
     LoadedFile,
     load_files,
