@@ -35,7 +35,8 @@ GOOD_FILES = {
     "dt=2026-01-01/rudderstack.json.gz": 2,
     "dt=2026-01-01/1735689600.gz": 2,
 }
-TRUNCATED_READABLE_LINES = 14  # complete lines before the cut (40 were compressed)
+TRUNCATED_READABLE_LINES = 14
+AS_OF = "2026-01-03T00:00:00Z"  # complete lines before the cut (40 were compressed)
 
 
 def plain_dbt(args: list[str], root: Path, landing: Path) -> subprocess.CompletedProcess[str]:
@@ -45,6 +46,8 @@ def plain_dbt(args: list[str], root: Path, landing: Path) -> subprocess.Complete
     }
     env |= {
         "PERSONALIZATION_LANDING": str(landing),
+        # the fixture events' reference time (else now: months after them, a dead feed)
+        "PERSONALIZATION_AS_OF": AS_OF,
         "PERSONALIZATION_DB": str(root / "warehouse.duckdb"),
         "DBT_LOG_PATH": str(root / "logs"),
     }
@@ -100,6 +103,9 @@ def test_env_only_build_loads_every_good_file_and_records_the_bad(landed) -> Non
     assert "incorrect header check" in details["dt=2026-01-02/not-gzip.jsonl.gz"]
     assert "end-of-stream marker" in details["dt=2026-01-02/truncated.jsonl.gz"]
     assert "same bytes as dt=2026-01-01/bom.jsonl" in details["dt=2026-01-02/copy-of-bom.jsonl"]
+    # the reference time came from the environment too, and the build recorded it
+    builds = "select cast(as_of as varchar), as_of_pinned, status from raw.dbt_builds"
+    assert rows(root, builds) == [("2026-01-03 00:00:00", True, "success")]
     # the build says so: a warning naming the count of files not loaded cleanly
     assert "Warning in test assert_landing_files_all_loaded" in output
     assert "Got 5 results, configured to warn" in output

@@ -157,9 +157,8 @@ def test_publish_after_an_unfinished_build_is_refused(
 ) -> None:
     warehouse = copy_warehouse(fixture_warehouse, tmp_path / "build")
     record_build(warehouse.db_path, status)
-    with pytest.raises(
-        UnfinishedBuildError, match=r"last build .* \(dbt build killed-build, .*" + re.escape(message)
-    ):
+    expected = r"last build .* \(dbt build killed-build, .*" + re.escape(message)
+    with pytest.raises(UnfinishedBuildError, match=expected):
         publish(warehouse.db_path, tmp_path / "published")
     assert not (tmp_path / "published" / "current").exists()
 
