@@ -51,7 +51,10 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     graph = repo.asset_graph
     keys = set(graph.get_all_asset_keys())
     expected_dbt = {TRANSLATOR.get_asset_key(props) for props in MODELS.values()}
-    assert keys == expected_dbt | {LANDING_KEY, dg.AssetKey("published_marts")}
+    # raw_load/landing_file_log: the file log the raw load writes (a dbt source read by the
+    # manifest view and rpt_data_quality)
+    file_log = dg.AssetKey(["raw_load", "landing_file_log"])
+    assert keys == expected_dbt | {LANDING_KEY, dg.AssetKey("published_marts"), file_log}
     for key in (
         LANDING_KEY,
         RAW,
@@ -72,6 +75,12 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     }
     # the singular conservation test attaches to stg_events through its meta.dagster.ref
     expected_checks.add(dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved"))
+    # singular tests on one model are that model's checks: the membership history guards
+    history = dbt_key("fct_segment_membership_history")
+    expected_checks |= {
+        dg.AssetCheckKey(history, name)
+        for name in ("assert_membership_spells_forward", "assert_membership_spells_do_not_overlap")
+    }
     assert expected_checks <= check_keys
     # the volume check is the dbt tests on rpt_event_volume_daily: no check defined in Python
     assert check_keys == expected_checks
