@@ -50,7 +50,7 @@ NOT_JSON_INNER_SUFFIXES = frozenset(
 IN_PROGRESS_PREFIXES = (".", "_")
 IN_PROGRESS_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".inprogress")
 UTF8_BOM = b"\xef\xbb\xbf"
-DEFAULT_SETTLE_SECONDS = 30
+DEFAULT_SETTLE_SECONDS = 10
 
 RAW_SCHEMA = pa.schema(
     [
