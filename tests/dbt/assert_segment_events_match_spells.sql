@@ -1,5 +1,6 @@
-{#- Entered and exited events alternate per (segment, user), starting with entered, and there is
-    one entered event per spell and one exited event per closed spell. -#}
+{#- Entered and exited events match the spells exactly: one entered event at each spell's
+    valid_from, one exited event at each closed spell's valid_to, and no other event. (With
+    assert_membership_spells_do_not_overlap this makes each user's events alternate.) -#}
 with
 
 history as (
@@ -10,73 +11,54 @@ events as (
     select * from {{ ref('fct_segment_events') }}
 ),
 
-sequenced as (
+expected as (
+    select
+        segment_name,
+        canonical_user_id,
+        'entered' as event_type,
+        valid_from as event_at,
+        count(*) as expected_events
+    from history
+    group by segment_name, canonical_user_id, valid_from
+    union all
+    select
+        segment_name,
+        canonical_user_id,
+        'exited' as event_type,
+        valid_to as event_at,
+        count(*) as expected_events
+    from history
+    where valid_to is not null
+    group by segment_name, canonical_user_id, valid_to
+),
+
+actual as (
     select
         segment_name,
         canonical_user_id,
         event_type,
         event_at,
-        lag(event_type) over (
-            partition by segment_name, canonical_user_id
-            order by event_at, case when event_type = 'exited' then 0 else 1 end
-        ) as previous_event_type
+        count(*) as actual_events
     from events
-),
-
-out_of_order as (
-    select
-        segment_name,
-        canonical_user_id,
-        'event ' || event_type || ' at ' || cast(event_at as varchar) || ' after '
-        || coalesce(previous_event_type, 'nothing') as problem
-    from sequenced
-    where
-        event_type = coalesce(previous_event_type, 'exited')
-),
-
-spell_counts as (
-    select
-        segment_name,
-        canonical_user_id,
-        count(*) as spells,
-        count(valid_to) as closed_spells
-    from history
-    group by segment_name, canonical_user_id
-),
-
-event_counts as (
-    select
-        segment_name,
-        canonical_user_id,
-        count(case when event_type = 'entered' then 1 end) as entered,
-        count(case when event_type = 'exited' then 1 end) as exited
-    from events
-    group by segment_name, canonical_user_id
-),
-
-miscounted as (
-    select
-        coalesce(spell_counts.segment_name, event_counts.segment_name) as segment_name,
-        coalesce(spell_counts.canonical_user_id, event_counts.canonical_user_id)
-            as canonical_user_id,
-        'spells ' || cast(coalesce(spell_counts.spells, 0) as varchar) || ' / closed '
-        || cast(coalesce(spell_counts.closed_spells, 0) as varchar) || ' but entered '
-        || cast(coalesce(event_counts.entered, 0) as varchar) || ' / exited '
-        || cast(coalesce(event_counts.exited, 0) as varchar) as problem
-    from spell_counts
-    full outer join event_counts
-        on
-            spell_counts.segment_name = event_counts.segment_name
-            and spell_counts.canonical_user_id = event_counts.canonical_user_id
-    where
-        coalesce(spell_counts.spells, 0) != coalesce(event_counts.entered, 0)
-        or coalesce(spell_counts.closed_spells, 0) != coalesce(event_counts.exited, 0)
+    group by segment_name, canonical_user_id, event_type, event_at
 ),
 
 final as (
-    select * from out_of_order
-    union all
-    select * from miscounted
+    select
+        coalesce(expected.segment_name, actual.segment_name) as segment_name,
+        coalesce(expected.canonical_user_id, actual.canonical_user_id) as canonical_user_id,
+        coalesce(expected.event_type, actual.event_type) as event_type,
+        coalesce(expected.event_at, actual.event_at) as event_at,
+        coalesce(expected.expected_events, 0) as expected_events,
+        coalesce(actual.actual_events, 0) as actual_events
+    from expected
+    full outer join actual
+        on
+            expected.segment_name = actual.segment_name
+            and expected.canonical_user_id = actual.canonical_user_id
+            and expected.event_type = actual.event_type
+            and expected.event_at = actual.event_at
+    where coalesce(expected.expected_events, 0) != coalesce(actual.actual_events, 0)
 )
 
 select * from final
