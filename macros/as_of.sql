@@ -1,8 +1,9 @@
 {#- The reference time for every window ("last 24 hours"), as a UTC timestamp expression.
-    The var `as_of` (an ISO timestamp) fixes it for tests and historical data; unset, it is the
-    time of the run. Nothing else in the project reads the clock. -#}
+    The var `as_of` (an ISO timestamp) fixes it; else the PERSONALIZATION_AS_OF environment
+    variable; unset, it is the time of the run. Nothing else in the project reads the clock.
+    (The Python entry points resolve it the same way and pass the var; see docs/architecture.md.) -#}
 {% macro as_of() -%}
-    {%- set value = var('as_of', none) -%}
+    {%- set value = var('as_of', none) or env_var('PERSONALIZATION_AS_OF', '') -%}
     {%- if value -%}
         {{ return(to_utc_timestamp("'" ~ value ~ "'")) }}
     {%- else -%}

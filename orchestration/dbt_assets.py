@@ -32,6 +32,8 @@ from orchestration.resources import DBT_PROJECT, DUCKDB_POOL, WarehouseResource
 
 log = logging.getLogger(__name__)
 
+AS_OF_TAG = "personalization/as_of"
+AS_OF_SOURCE_TAG = "personalization/as_of_source"
 LANDING_KEY = dg.AssetKey(["landing", "events"])  # the dbt source landing.events
 RAW_LOAD_MODEL = "raw_landing_events"
 ANALYTICS = "team:analytics-engineering"
@@ -190,6 +192,13 @@ def dbt_models(
 ) -> Iterator[Any]:
     """`dbt build` of the selected models and their tests (a subset when a job selects one)."""
     target = warehouse.targets() / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+    reference = warehouse.reference_time()
+    # the run says which reference time it built at, and why (the same rule as every entry point)
+    context.instance.add_run_tags(
+        context.run.run_id,
+        {AS_OF_TAG: reference.as_of or "now", AS_OF_SOURCE_TAG: reference.source},
+    )
+    context.log.info("building at as_of %s", reference.describe())
     args = ["build", "--vars", json.dumps(warehouse.dbt_vars())]
     deferred = tests_left_for_daily(DBT_MANIFEST, context.selected_asset_keys)
     if deferred:

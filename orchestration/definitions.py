@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.checks import daily_volume_anomaly
 from orchestration.dbt_assets import dbt_models
 from orchestration.erasure import erasure_job
 from orchestration.jobs import daily_full_build_job, microbatch_job
@@ -18,7 +17,6 @@ RESOURCES = {"dbt": dbt_resource(), "warehouse": WarehouseResource()}
 
 defs = dg.Definitions(
     assets=[landing_events, dbt_models, published_marts],
-    asset_checks=[daily_volume_anomaly],
     jobs=[microbatch_job, daily_full_build_job, erasure_job],
     schedules=[daily_full_build_schedule, hourly_incremental_schedule],
     sensors=[landing_microbatch_sensor, run_failure_alert],

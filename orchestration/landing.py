@@ -31,7 +31,7 @@ def landing_version(files: list[LandingFile]) -> str:
     key=LANDING_KEY,
     group_name="landing",
     description=(
-        "Landing zone: Segment-spec JSON-lines files (.jsonl, .jsonl.gz) under "
+        "Landing zone: Segment-spec JSON-lines files (.jsonl, .ndjson, optionally .gz) under "
         "PERSONALIZATION_LANDING (default data/landing). Observed: file count, newest file."
     ),
 )

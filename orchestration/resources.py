@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from personalization.dbt_runner import dbt_executable
+from personalization.reference_time import ReferenceTime, resolve_as_of
 from personalization.tracking_plan import PROJECT_ROOT
 
 # The pool of every step that opens the DuckDB build file (dbt runs, publish, the volume check).
@@ -36,7 +37,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     Unset fields come from the environment at run time: PERSONALIZATION_DB
     (data/warehouse.duckdb), PERSONALIZATION_LANDING (data/landing), PERSONALIZATION_PUBLISH
-    (data/published), PERSONALIZATION_AS_OF (unset: the time of the run),
+    (data/published), as_of by personalization.reference_time (PERSONALIZATION_AS_OF, else the
+    warehouse's pinned as_of, else the time of the run),
     PERSONALIZATION_DBT_TARGETS (data/dbt_runs: dbt's artefacts, one folder per invocation).
 
     dbt runs on the `prod` target (PERSONALIZATION_HMAC_KEY required) unless development_key is
@@ -66,8 +68,9 @@ class WarehouseResource(dg.ConfigurableResource):
             return Path(self.publish_root)
         return env_path("PERSONALIZATION_PUBLISH", "data/published")
 
-    def reference_time(self) -> str | None:
-        return self.as_of or os.environ.get("PERSONALIZATION_AS_OF") or None
+    def reference_time(self) -> ReferenceTime:
+        """as_of by the project's one rule (personalization.reference_time)."""
+        return resolve_as_of(self.as_of, self.db())
 
     def targets(self) -> Path:
         if self.target_root:
@@ -76,8 +79,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dbt_vars(self) -> dict[str, Any]:
         values: dict[str, Any] = {"landing_path": str(self.landing())}
-        if self.reference_time():
-            values["as_of"] = self.reference_time()
+        reference = self.reference_time()
+        if reference.as_of is not None:
+            values["as_of"] = reference.as_of
         return values
 
     def dbt_target(self) -> str:

@@ -58,7 +58,7 @@ def microbatch_in_progress(instance: dg.DagsterInstance) -> list[str]:
     minimum_interval_seconds=MICROBATCH_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
-        "Watches PERSONALIZATION_LANDING (default data/landing) for new .jsonl/.jsonl.gz files. "
+        "Watches PERSONALIZATION_LANDING (default data/landing) for new JSON-lines files. "
         "Every new file is requested exactly once (the cursor lists the files handed to a run); "
         "files found on one tick form one batch and one run; while a micro-batch run is queued "
         "or running, the tick is skipped and the files wait for the next batch."

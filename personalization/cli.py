@@ -12,6 +12,7 @@ COMMANDS = {
     "generate": "personalization.generator",
     "demo": "personalization.demo",
     "publish": "personalization.publish",
+    "build": "personalization.build",
     "segments": "personalization.segments",
     "collect": "personalization.collector",
     "serve": "personalization.api",

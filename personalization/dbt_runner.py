@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from personalization.reference_time import resolve_as_of
 from personalization.tracking_plan import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,20 @@ class Warehouse:
     db_path: Path
     landing_path: Path
     target_path: Path | None = None  # dbt's target/ folder; None = the project's own
-    as_of: str | None = None  # the reference time (ISO); None = the time of the run
+    # the reference time (ISO); None = resolved by personalization.reference_time (environment,
+    # the warehouse's pinned as_of, else the time of the run)
+    as_of: str | None = None
+    # files written completely before the build (generator, fixtures) need no settle time
+    settle_seconds: int = 0
 
     def dbt_vars(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        fixed = {"landing_path": str(self.landing_path)}
-        if self.as_of is not None:
-            fixed["as_of"] = self.as_of
+        fixed: dict[str, Any] = {
+            "landing_path": str(self.landing_path),
+            "landing_settle_seconds": self.settle_seconds,
+        }
+        reference = resolve_as_of(self.as_of, self.db_path)
+        if reference.as_of is not None:
+            fixed["as_of"] = reference.as_of
         return {**fixed, **(extra or {})}
 
 

@@ -39,14 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
 
 
-def _generate(args: argparse.Namespace, landing: Path) -> dict:
+def _generate(args: argparse.Namespace, landing: Path) -> tuple[dict, bool]:
+    """The generator's manifest, and whether the sample data is new (not reused)."""
     manifest_path = landing / "manifest.json"
     wanted = {"seed": args.seed, "events_requested": args.events}
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if all(manifest.get(key) == value for key, value in wanted.items()):
             log.info("sample data already in %s (same seed and size): reusing it", landing)
-            return manifest
+            return manifest, False
     code = cli.main(
         [
             "generate",
@@ -59,7 +60,7 @@ def _generate(args: argparse.Namespace, landing: Path) -> dict:
     )
     if code != 0:
         raise SystemExit(code)
-    return json.loads(manifest_path.read_text())
+    return json.loads(manifest_path.read_text()), True
 
 
 def summarise(db_path: Path, manifest: dict, published: Path) -> str:
@@ -175,14 +176,20 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data_dir: Path = args.data_dir.resolve()
     landing = data_dir / "landing"
-    manifest = _generate(args, landing)
+    manifest, regenerated = _generate(args, landing)
     generated = time.perf_counter()
-    # the sample data is historical: windows ("last 24 hours") are relative to its end, not to now
+    # the sample data is historical: windows ("last 24 hours") are relative to its end, not to
+    # now. The build pins this as_of in the warehouse (raw.dbt_builds), so later builds from
+    # Dagster or the CLI without an as_of of their own keep it (personalization.reference_time).
     warehouse = Warehouse(
         db_path=data_dir / "warehouse.duckdb", landing_path=landing, as_of=manifest["as_of"]
     )
-    log.info("building with dbt (seed, run, test) into %s", warehouse.db_path)
-    run_dbt(["build"], warehouse, stream=True)
+    # new sample data replaces the old files: rebuild from scratch (history included) rather
+    # than report every rewritten file as changed after loading
+    rebuild = regenerated and warehouse.db_path.exists()
+    command = ["build", "--full-refresh"] if rebuild else ["build"]
+    log.info("dbt %s into %s at as_of %s", " ".join(command), warehouse.db_path, warehouse.as_of)
+    run_dbt(command, warehouse, stream=True)
     built = time.perf_counter()
     version = publish(warehouse.db_path, data_dir / "published")
     log.info("published marts for BI readers: %s", version)

@@ -67,6 +67,10 @@ class PiiFoundError(PublishError, pii_guard.PiiFoundError):
     """A published column carries raw direct identifiers (personalization.pii_guard)."""
 
 
+class UnfinishedBuildError(PublishError):
+    """The last build did not finish successfully, or a mart comes from no recorded build."""
+
+
 class BuildFailedError(PublishError):
     """The dbt build failed, so nothing was published."""
 
@@ -178,6 +182,53 @@ def _relations(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list
     return relations
 
 
+def check_builds(
+    con: duckdb.DuckDBPyConnection, db_path: Path, relations: list[Relation]
+) -> tuple[str | None, dict[str, str]]:
+    """The last build's id and, per relation, the build that produced it (macros/build_log.sql).
+
+    Refuses (UnfinishedBuildError) when the last `dbt build`/`dbt run` did not finish successfully
+    (killed, still running, failed) or when a relation comes from no recorded successful build.
+    A database without a build log (not built by this project's dbt) is published with a warning.
+    """
+    logs = con.execute(
+        "select count(*) from duckdb_tables() where database_name = 'src' "
+        "and schema_name = 'raw' and table_name in ('dbt_builds', 'dbt_build_models')"
+    ).fetchone()[0]
+    if logs < 2:
+        log.warning("%s has no build log (raw.dbt_builds): publishing without build ids", db_path)
+        return None, {}
+    last = con.execute(
+        "select build_id, status, command, strftime(started_at, '%Y-%m-%d %H:%M:%S') "
+        "from src.raw.dbt_builds order by started_at desc limit 1"
+    ).fetchone()
+    if last is None:
+        raise UnfinishedBuildError(f"refusing to publish: no build recorded in {db_path}")
+    build_id, status, command, started = last
+    if status != "success":
+        what = "did not finish (killed, or still running)" if status == "running" else "failed"
+        raise UnfinishedBuildError(
+            f"refusing to publish: the last build of {db_path} (dbt {command} {build_id}, "
+            f"started {started} UTC) {what}, so its marts may mix this build's and older "
+            "builds' rows. Run `dbt build` again and publish when it succeeds; the current "
+            "published version stays."
+        )
+    produced = dict(
+        con.execute(
+            "select model_schema || '.' || model_name, arg_max(build_id, finished_at) "
+            "from src.raw.dbt_build_models group by 1"
+        ).fetchall()
+    )
+    orphans = [r.qualified for r in relations if r.qualified not in produced]
+    if orphans:
+        raise UnfinishedBuildError(
+            f"refusing to publish {', '.join(orphans)}: no recorded successful build produced "
+            "them (left over from an older project version, or made by hand?). Drop them or "
+            "rebuild."
+        )
+    return build_id, {r.qualified: produced[r.qualified] for r in relations}
+
+
 def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
     """`select` of a relation, with HUGEINT (sum() of integers) cast to BIGINT: Parquet has no
     128-bit integer and would silently turn it into DOUBLE; an overflow fails loudly instead."""
@@ -218,6 +269,7 @@ def _write_version(
         raise PublishError(
             f"no table or view in schema(s) {', '.join(schemas)} of {db_path}: nothing to publish"
         )
+    build_id, build_ids = check_builds(con, db_path, relations)
     parquet_files: dict[str, Path] = {}
     for relation in relations:
         target = version_dir / relation.parquet_relpath
@@ -251,20 +303,27 @@ def _write_version(
                 "kind": relation.kind,
                 "rows": rows,
                 "file": relation.parquet_relpath,
+                "build_id": build_ids.get(relation.qualified),
             }
         con.execute(f"create schema pub.{META_SCHEMA}")
         con.execute(
             f"create table pub.{META_SCHEMA}.version_info as select "
-            "$version_id as version_id, $published_at as published_at, $source_db as source_db",
-            {"version_id": version_id, "published_at": published_at, "source_db": str(db_path)},
+            "$version_id as version_id, $published_at as published_at, $source_db as source_db, "
+            "$build_id as build_id",
+            {
+                "version_id": version_id,
+                "published_at": published_at,
+                "source_db": str(db_path),
+                "build_id": build_id,
+            },
         )
         con.execute(
             f"create table pub.{META_SCHEMA}.row_counts "
-            "(table_name varchar, row_count bigint, parquet_file varchar)"
+            "(table_name varchar, row_count bigint, parquet_file varchar, build_id varchar)"
         )
         con.executemany(
-            f"insert into pub.{META_SCHEMA}.row_counts values (?, ?, ?)",
-            [[name, info["rows"], info["file"]] for name, info in tables.items()],
+            f"insert into pub.{META_SCHEMA}.row_counts values (?, ?, ?, ?)",
+            [[name, info["rows"], info["file"], info["build_id"]] for name, info in tables.items()],
         )
     finally:
         con.execute("detach pub")
@@ -273,6 +332,7 @@ def _write_version(
         "version_id": version_id,
         "published_at": published_at,
         "source_db": str(db_path),
+        "build_id": build_id,
         "schemas": list(schemas),
         "duckdb_version": duckdb.__version__,
         "storage_version": STORAGE_VERSION,

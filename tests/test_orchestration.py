@@ -6,7 +6,7 @@ import json
 import shutil
 import threading
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, query
 
-from orchestration import checks, dbt_assets, jobs, sensors
+from orchestration import dbt_assets, jobs, sensors
 from orchestration.dbt_assets import (
     DBT_MANIFEST,
     LANDING_KEY,
@@ -51,7 +51,10 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     graph = repo.asset_graph
     keys = set(graph.get_all_asset_keys())
     expected_dbt = {TRANSLATOR.get_asset_key(props) for props in MODELS.values()}
-    assert keys == expected_dbt | {LANDING_KEY, dg.AssetKey("published_marts")}
+    # raw_load/landing_file_log: the file log the raw load writes (a dbt source read by the
+    # manifest view and rpt_data_quality)
+    file_log = dg.AssetKey(["raw_load", "landing_file_log"])
+    assert keys == expected_dbt | {LANDING_KEY, dg.AssetKey("published_marts"), file_log}
     for key in (
         LANDING_KEY,
         RAW,
@@ -72,8 +75,20 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     }
     # the singular conservation test attaches to stg_events through its meta.dagster.ref
     expected_checks.add(dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved"))
+    # singular tests on one model are that model's checks: the membership history guards
+    history = dbt_key("fct_segment_membership_history")
+    expected_checks |= {
+        dg.AssetCheckKey(history, name)
+        for name in ("assert_membership_spells_forward", "assert_membership_spells_do_not_overlap")
+    }
     assert expected_checks <= check_keys
-    assert check_keys - expected_checks == {dg.AssetCheckKey(STG_EVENTS, "daily_volume_anomaly")}
+    # the volume check is the dbt tests on rpt_event_volume_daily: no check defined in Python
+    assert check_keys == expected_checks
+    volume = dbt_key("rpt_event_volume_daily")
+    assert {
+        dg.AssetCheckKey(volume, f"{name}_rpt_event_volume_daily_")
+        for name in ("feed_alive", "volume_latest_day_within_baseline")
+    } <= check_keys
     for name in ("unique_stg_events_message_id", "assert_raw_lines_conserved"):
         assert dg.AssetCheckKey(STG_EVENTS, name) in check_keys
     specs = {spec.key: spec for spec in dbt_models.check_specs}
@@ -223,7 +238,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.ExecuteInP
     landing = root / "landing"
     shutil.copytree(FIXTURE_LANDING, landing)
     result = dg.materialize(
-        [landing_events, dbt_models, published_marts, checks.daily_volume_anomaly],
+        [landing_events, dbt_models, published_marts],
         resources={"dbt": dbt_resource(), "warehouse": warehouse_resource(root, landing)},
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -253,7 +268,8 @@ def test_materialise_every_asset_on_fixture_data(
     assert {
         "unique_stg_events_message_id",
         "assert_raw_lines_conserved",
-        "daily_volume_anomaly",
+        "feed_alive_rpt_event_volume_daily_",
+        "volume_latest_day_within_baseline_rpt_event_volume_daily_",
     } <= names
     # the build equals the plain dbt build of the same files (conftest's fixture_warehouse)
     db = Warehouse(root / "warehouse.duckdb", root / "landing")
@@ -280,7 +296,7 @@ def blocked(
     instance = dg.DagsterInstance.ephemeral()
     selection = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
     result = dg.materialize(
-        [landing_events, dbt_models, published_marts, checks.daily_volume_anomaly],
+        [landing_events, dbt_models, published_marts],
         selection=[*selection, dg.AssetKey("published_marts")],
         resources={"dbt": dbt_resource(), "warehouse": warehouse_resource(bad, root / "landing")},
         instance=instance,
@@ -414,41 +430,3 @@ def test_sensor_one_run_per_batch_none_on_repeat_and_waits_for_running(
         "dt=2026-01-02/part-0002.jsonl.gz", "dt=2026-01-02/part-0003.jsonl.gz",
         "dt=2026-01-03/part-0000.jsonl",
     }  # fmt: skip
-
-
-# ---------------------------------------------------------------- volume anomaly
-
-
-def counts(values: list[int], last_day: date) -> dict[date, int]:
-    return {last_day - timedelta(days=len(values) - 1 - i): v for i, v in enumerate(values)}
-
-
-@pytest.mark.parametrize(
-    ("history", "passed", "ratio"),
-    [
-        ([100, 110, 90, 100, 105, 95, 100, 98], True, 0.98),  # a normal day
-        ([100, 110, 90, 100, 105, 95, 100, 40], False, 0.40),  # a drop: collector broke
-        ([100, 110, 90, 100, 105, 95, 100, 350], False, 3.50),  # a spike: replayed feed
-        ([100, 110, 90, 100, 105, 95, 100, 0], False, 0.0),  # nothing at all
-    ],
-)
-def test_volume_anomaly_against_trailing_median(
-    history: list[int], passed: bool, ratio: float
-) -> None:
-    day = date(2026, 1, 10)
-    verdict = checks.judge_volume(counts(history, day), as_of_day=day + timedelta(days=1))
-    assert verdict.passed is passed
-    assert verdict.baseline_median == 100.0
-    assert verdict.ratio == pytest.approx(ratio)
-    assert verdict.baseline_days == 7
-
-
-def test_volume_anomaly_uses_as_of_and_needs_history() -> None:
-    day = date(2026, 1, 10)
-    history = counts([100, 110, 90, 100, 105, 95, 100, 40], day)
-    # as_of a day later: the judged day (Jan 10) is the drop; as_of Jan 10: Jan 9 is normal
-    assert checks.reference_date("2026-01-11T00:00:00Z") == date(2026, 1, 11)
-    assert not checks.judge_volume(history, checks.reference_date("2026-01-11T00:00:00Z")).passed
-    assert checks.judge_volume(history, checks.reference_date("2026-01-10T06:00:00Z")).passed
-    short = checks.judge_volume(counts([5, 500], day), day + timedelta(days=1))
-    assert short.passed and short.reason.startswith("insufficient history")

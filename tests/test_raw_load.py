@@ -10,10 +10,16 @@ import pytest
 
 from personalization.raw_load import (
     ChangedLandingFileError,
+    FileEvent,
     LoadedFile,
     files_to_load,
     list_landing_files,
     load_files,
+    plan_load,
+    read_lines,
+    reported_files,
+    scan_landing,
+    settled,
 )
 
 
@@ -88,7 +94,7 @@ def test_changed_file_is_an_error_naming_it(tmp_path):
     write(tmp_path / "a.jsonl", "{}\n")
     [before] = list_landing_files(tmp_path)
     [(_, digest)] = files_to_load(tmp_path, [before], {})
-    write(tmp_path / "a.jsonl", "{}\n{}\n")
+    write(tmp_path / "a.jsonl", '{"x": 1}\n')  # loaded bytes rewritten, not appended to
     [after] = list_landing_files(tmp_path)
     with pytest.raises(
         ChangedLandingFileError, match=r"landing file a\.jsonl changed after it was loaded"
@@ -100,7 +106,7 @@ def test_changed_file_can_be_skipped_with_a_warning(tmp_path, caplog):
     write(tmp_path / "a.jsonl", "{}\n")
     [before] = list_landing_files(tmp_path)
     [(_, digest)] = files_to_load(tmp_path, [before], {})
-    write(tmp_path / "a.jsonl", "{}\n{}\n")
+    write(tmp_path / "a.jsonl", '{"x": 1}\n')
     [after] = list_landing_files(tmp_path)
     assert files_to_load(tmp_path, [after], loaded_state(tmp_path, before, digest), "warn") == []
     assert "a.jsonl changed after it was loaded" in caplog.text
@@ -109,3 +115,113 @@ def test_changed_file_can_be_skipped_with_a_warning(tmp_path, caplog):
 def test_unknown_policy_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="on_changed_landing_file must be"):
         files_to_load(tmp_path, [], {}, on_changed="ignore")
+
+
+def read_all(root, items) -> tuple[list[str], list[FileEvent]]:
+    events: list[FileEvent] = []
+    table = load_files(root, items, datetime(2026, 1, 1), events).read_all()
+    return table.column("raw_line").to_pylist(), events
+
+
+def test_json_lines_extensions_are_read_and_other_files_reported(tmp_path):
+    for name in ("a.jsonl", "b.ndjson", "c.NDJSON", "d.jsonl.gz", "e.ndjson.gz", "f.json.gz",
+                 "1735689600.gz", "g.json", "h.csv", "i.csv.gz", ".j.jsonl", "_tmp/k.jsonl",
+                 "l.jsonl.tmp", "m.jsonl.part"):  # fmt: skip
+        write(tmp_path / name, "{}\n", gz=name.lower().endswith(".gz"))
+    listing = scan_landing(tmp_path)
+    assert [f.path for f in listing.candidates] == [
+        "1735689600.gz", "a.jsonl", "b.ndjson", "c.NDJSON", "d.jsonl.gz", "e.ndjson.gz",
+        "f.json.gz",
+    ]  # fmt: skip
+    assert [f.path for f in listing.unsupported] == ["g.json", "h.csv", "i.csv.gz"]
+    assert listing.in_progress == [".j.jsonl", "_tmp/k.jsonl", "l.jsonl.tmp", "m.jsonl.part"]
+    events = reported_files(listing, previously_loaded=["a.jsonl", "gone.jsonl"])
+    assert [(e.path, e.status) for e in events] == [
+        ("g.json", "unsupported"), ("h.csv", "unsupported"), ("i.csv.gz", "unsupported"),
+        ("gone.jsonl", "missing"),
+    ]  # fmt: skip
+
+
+def test_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b'\xef\xbb\xbf{"a": 1}\n\xef\xbb\xbf{"b": 2}\n')
+    write(tmp_path / "b.jsonl.gz", '\ufeff{"c": 3}\n', gz=True)
+    assert [text for text, _ in read_lines(tmp_path / "a.jsonl")] == [
+        '{"a": 1}',
+        '\ufeff{"b": 2}',  # only a file's leading mark is dropped; this one stays (and quarantines)
+    ]
+    assert [text for text, _ in read_lines(tmp_path / "b.jsonl.gz")] == ['{"c": 3}']
+
+
+def test_unreadable_gzip_files_are_recorded_and_the_others_load(tmp_path):
+    data = "".join(f'{{"n": {i}, "pad": "{i * 7919 % 10007:05d}{i:04d}"}}\n' for i in range(2000))
+    full = gzip.compress(data.encode(), mtime=0)
+    (tmp_path / "a-truncated.jsonl.gz").write_bytes(full[: len(full) // 2])
+    write(tmp_path / "b-not-gzip.jsonl.gz", '{"plain": 1}\n')
+    write(tmp_path / "c-good.jsonl", '{"good": 1}\n{"good": 2}\n')
+    to_read, events = plan_load(tmp_path, list_landing_files(tmp_path), {})
+    assert events == []
+    lines, events = read_all(tmp_path, to_read)
+    by_path = {e.path: e for e in events}
+    truncated = by_path["a-truncated.jsonl.gz"]
+    assert truncated.status == "unreadable"
+    assert "end-of-stream marker" in truncated.detail
+    # every complete line before the cut is kept, in order, and nothing after it
+    assert 0 < truncated.lines_loaded < 2000
+    assert lines[: truncated.lines_loaded] == data.splitlines()[: truncated.lines_loaded]
+    assert by_path["b-not-gzip.jsonl.gz"].status == "unreadable"
+    assert "incorrect header check" in by_path["b-not-gzip.jsonl.gz"].detail
+    assert by_path["b-not-gzip.jsonl.gz"].lines_loaded == 0
+    assert (by_path["c-good.jsonl"].status, by_path["c-good.jsonl"].lines_loaded) == ("loaded", 2)
+    assert lines[truncated.lines_loaded :] == ['{"good": 1}', '{"good": 2}']
+
+
+def test_multi_member_gzip_is_read_whole(tmp_path):
+    (tmp_path / "a.jsonl.gz").write_bytes(
+        gzip.compress(b'{"m": 1}\n', mtime=0) + gzip.compress(b'{"m": 2}\n', mtime=0)
+    )
+    assert [text for text, _ in read_lines(tmp_path / "a.jsonl.gz")] == ['{"m": 1}', '{"m": 2}']
+
+
+def test_redelivered_file_is_flagged_not_loaded_twice(tmp_path):
+    write(tmp_path / "a.jsonl", '{"x": 1}\n')
+    write(tmp_path / "b-copy.jsonl", '{"x": 1}\n')  # the same bytes in the same run
+    to_read, events = plan_load(tmp_path, list_landing_files(tmp_path), {})
+    assert [item.file.path for item in to_read] == ["a.jsonl"]
+    assert [(e.path, e.status, e.detail) for e in events] == [
+        ("b-copy.jsonl", "redelivered", "same bytes as a.jsonl: not loaded again")
+    ]
+    # and in a later run, against what was loaded before
+    [first] = [f for f in list_landing_files(tmp_path) if f.path == "a.jsonl"]
+    loaded = {"a.jsonl": LoadedFile("a.jsonl", first.size, first.modified_at,
+                                    to_read[0].file_hash, 1)}  # fmt: skip
+    write(tmp_path / "c-again.jsonl", '{"x": 1}\n')
+    to_read, events = plan_load(tmp_path, list_landing_files(tmp_path), loaded)
+    assert to_read == []
+    assert sorted((e.path, e.status) for e in events) == [
+        ("b-copy.jsonl", "redelivered"), ("c-again.jsonl", "redelivered"),
+    ]  # fmt: skip
+
+
+def test_a_file_that_grew_has_only_its_new_lines_loaded(tmp_path):
+    write(tmp_path / "a.jsonl", '{"n": 1}\n{"n": 2}\n')
+    [before] = list_landing_files(tmp_path)
+    [item] = plan_load(tmp_path, [before], {})[0]
+    loaded = {"a.jsonl": LoadedFile("a.jsonl", before.size, before.modified_at, item.file_hash, 2)}
+    write(tmp_path / "a.jsonl", '{"n": 1}\n{"n": 2}\n{"n": 3}\n')  # the writer went on
+    to_read, events = plan_load(tmp_path, list_landing_files(tmp_path), loaded)
+    assert events == []
+    lines, read_events = read_all(tmp_path, to_read)
+    assert lines == ['{"n": 3}']
+    assert [(e.status, e.lines_loaded) for e in read_events] == [("appended", 1)]
+
+
+def test_files_still_settling_are_not_taken(tmp_path):
+    write(tmp_path / "old.jsonl", "{}\n")
+    write(tmp_path / "new.jsonl", "{}\n")
+    os.utime(tmp_path / "old.jsonl", (1_767_225_600, 1_767_225_600))  # 2026-01-01 00:00
+    os.utime(tmp_path / "new.jsonl", (1_767_225_640, 1_767_225_640))  # 40 s later
+    now = datetime(2026, 1, 1, 0, 1, 0)  # 60 s after old, 20 s after new
+    files = list_landing_files(tmp_path)
+    assert [f.path for f in settled(files, now, 30)] == ["old.jsonl"]
+    assert [f.path for f in settled(files, now, 5)] == ["new.jsonl", "old.jsonl"]
+    assert [f.path for f in settled(files, now, 0)] == ["new.jsonl", "old.jsonl"]

@@ -84,6 +84,14 @@ unconverted_orders as (
     group by order_currencies.currency
 ),
 
+landing_files as (
+    select * from {{ ref('raw_landing_files') }}
+),
+
+landing_file_log as (
+    select * from {{ source('raw_load', 'landing_file_log') }}
+),
+
 quarantine_reasons as (
     select
         'quarantine' as metric_group,
@@ -253,6 +261,30 @@ volume_anomalies as (
     from volume
 ),
 
+landing_statuses as (
+    -- every landing file by its latest outcome, and every file that is not JSON lines
+    select
+        load_status as status,
+        file_path
+    from landing_files
+    union
+    select
+        status,
+        file_path
+    from landing_file_log
+    where status = 'unsupported'
+),
+
+landing_outcomes as (
+    select
+        'landing' as metric_group,
+        'files' as metric_name,
+        status as dimension,
+        cast(count(*) as double) as metric_value
+    from landing_statuses
+    group by status
+),
+
 unioned as (
     select * from quarantine_reasons
     union all
@@ -273,6 +305,8 @@ unioned as (
     select * from undeclared_traits
     union all
     select * from unconverted_orders
+    union all
+    select * from landing_outcomes
 ),
 
 final as (
