@@ -132,7 +132,7 @@ def staged_events(days: list[str]) -> list[dict[str, Any]]:
         for line in (REAL_SHAPED / day / "part-0000.jsonl").read_text().splitlines():
             event = json.loads(line)
             at = parse_time(str(event.get("timestamp")))
-            if at is None or not datetime(2000, 1, 1) <= at < datetime(2100, 1, 1):
+            if at is None or not datetime(1990, 1, 1) <= at < datetime(2100, 1, 1):
                 continue
             props = event.get("properties") or {}
             if event.get("event") == "Order Completed" and (
