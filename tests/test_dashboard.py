@@ -68,7 +68,7 @@ def two_builds(
     warehouse = make_warehouse(root, generated_warehouse.landing_path, as_of=second)
     # rule evaluation onwards: windows ("last 24 hours") now end 2 days after the data, so users
     # leave segments and the membership history gets exits
-    selection = ["int_segment_membership+", "rpt_data_quality_history"]
+    selection = ["fct_segment_membership+", "rpt_data_quality_history"]
     run_dbt(["build", "--select", *selection], warehouse)
     return TwoBuilds(warehouse, first, second)
 
