@@ -43,9 +43,14 @@ test: lint
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 # dagster dev parses the dbt project itself (DbtProject.prepare_if_dev in orchestration/dbt_assets.py)
+# Runs use PERSONALIZATION_HMAC_KEY when set (prod target); without it, the demo's warehouse and
+# the public development key (dev target), said out loud: never that way in production.
 ui: $(INSTALLED)
 	mkdir -p data/dagster && cp orchestration/dagster.yaml data/dagster/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
+	@if [ -z "$$PERSONALIZATION_HMAC_KEY" ]; then echo "make ui: PERSONALIZATION_HMAC_KEY is not set: \
+	runs use the public development key (the demo's); set the key for real data"; fi
+	PERSONALIZATION_DBT_TARGET=$${PERSONALIZATION_DBT_TARGET:-$$([ -n "$$PERSONALIZATION_HMAC_KEY" ] \
+	&& echo prod || echo dev)} DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
 
 # The collector (Segment's tracking API, writing landing files) and the profile API, on loopback.
 # Development keys unless PERSONALIZATION_WRITE_KEYS / PERSONALIZATION_API_KEYS are set.

@@ -49,6 +49,8 @@ def plain_dbt(args: list[str], root: Path, landing: Path) -> subprocess.Complete
         # the fixture events' reference time (else now: months after them, a dead feed)
         "PERSONALIZATION_AS_OF": AS_OF,
         "PERSONALIZATION_DB": str(root / "warehouse.duckdb"),
+        # dbt's default target is prod, which takes the key from the environment as a user's would
+        "PERSONALIZATION_HMAC_KEY": "landing-contract-test-key-0123456789abcdef",
         "DBT_LOG_PATH": str(root / "logs"),
     }
     project = ["--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT)]

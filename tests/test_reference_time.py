@@ -66,6 +66,7 @@ def after_dagster(
                     db_path=str(warehouse.db_path),
                     landing_path=str(warehouse.landing_path),
                     target_root=str(root / "dbt_runs"),
+                    development_key=True,  # the demo's warehouse, built with the development key
                 ),
             },
             instance=instance,
