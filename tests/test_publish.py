@@ -243,6 +243,7 @@ def test_dbt_docs_generate_with_exposures(scenario: Scenario, tmp_path: Path) ->
         "segments_dashboard",
         "cluster_personas_notebook",
         "data_quality_dashboard",
+        "personalization_dashboard",
     }
     for exposure in exposures.values():
         assert exposure["type"] in ("dashboard", "notebook")
