@@ -25,12 +25,17 @@ KEY = DEVELOPMENT_KEY.encode()  # the tests build on the dev target
 USER, ANON, EMAIL = "u9", "a9", "nine@example.com"
 NOW = datetime(2026, 1, 3, tzinfo=UTC)
 # columns that differ between any two builds of the same data (the time a load ran)
-BUILD_TIME_COLUMNS = {"loaded_at", "file_modified_at", "recorded_at"}
-# tables that legitimately differ: the erasure's own records
+# when a row was written, and by which run (a build history differs from a fresh build's)
+BUILD_TIME_COLUMNS = {"loaded_at", "file_modified_at", "recorded_at", "build_sequence"}
+# tables that legitimately differ: the erasure's own records, and the logs of runs (which
+# builds ran, which files each load saw) - they hold no identifiers
 OWN_RECORDS = {
     "privacy.privacy_requests",
     "privacy.privacy_suppression_list",
     "marts.rpt_privacy_requests",
+    "raw.dbt_builds",
+    "raw.dbt_build_models",
+    "raw.landing_file_log",
 }
 
 
