@@ -283,7 +283,7 @@ def test_generated_sql_is_readable(generated_warehouse: Warehouse) -> None:
     assert max(len(line) for line in lines) < 120
     assert "when false then" not in sql and "and true" not in sql and "then null else" not in sql
     assert "leaf_" not in sql and "segment_1" not in sql
-    assert sql.count("2026-01-11T00:00:00Z") == 1  # as_of once, in the as_of CTE
+    assert sql.count("'2026-01-11 00:00:00'") == 1  # as_of once, in the as_of CTE, in UTC
     names = [
         row[0] for row in query(generated_warehouse, "select segment_name from marts.dim_segments")
     ]

@@ -91,7 +91,7 @@
     {%- endif -%}
     {%- set parsed = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
     {%- if parsed.tzinfo is none -%}
-        {%- set parsed = parsed.replace(tzinfo=modules.datetime.timezone.utc) -%}
+        {%- set parsed = parsed.replace(tzinfo=modules.pytz.utc) -%}
     {%- endif -%}
     {{ return(parsed) }}
 {%- endmacro %}

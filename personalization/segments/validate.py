@@ -102,7 +102,7 @@ DERIVED_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?|[-+*/()
 DERIVED_OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?")
 TRAIT_FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in")
 PLAN_PROPERTY_KEYS = ("type", "required", "min", "description")
-PLAN_EVENT_KEYS = ("properties", "description")
+PLAN_EVENT_KEYS = ("properties", "required_one_of", "description")
 
 
 # --------------------------------------------------------------------------------------------
