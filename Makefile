@@ -72,9 +72,10 @@ dashboard: $(INSTALLED)
 		--server.port $(DASHBOARD_PORT) --server.headless true --browser.gatherUsageStats false
 
 # dbt's documentation site of every model, test and exposure: http://127.0.0.1:8080
+# (prod target when PERSONALIZATION_HMAC_KEY is set, else the demo's dev target)
 docs: $(INSTALLED)
-	$(BIN)/dbt docs generate --quiet
-	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
+	$(BIN)/dbt docs generate --quiet --target $(if $(PERSONALIZATION_HMAC_KEY),prod,dev)
+	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser --target $(if $(PERSONALIZATION_HMAC_KEY),prod,dev)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py

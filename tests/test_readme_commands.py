@@ -75,7 +75,7 @@ def test_readme_commands_run_as_written(demo: tuple[Path, subprocess.CompletedPr
         ran += [command_of(line) for line in script]
         printed += outcome.stdout
     # what the blocks print and write is real: the shell's answer, dbt's files, a publish
-    assert ".venv/bin/dbt docs generate" in ran
+    assert any(c.startswith(".venv/bin/dbt docs generate") for c in ran)
     assert (checkout / "target" / "index.html").is_file()
     assert (checkout / "data" / "my_published" / "current" / "published.duckdb").exists()
     assert any(c.startswith(".venv/bin/duckdb -readonly") for c in ran)
