@@ -40,6 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import emit, run_next_microbatch  # noqa: E402
 from personalization.collector.loopback import (  # noqa: E402
     READ_KEY,
     WRITE_KEY,
@@ -245,16 +246,7 @@ def run_e2e(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "the landing file",
             )
             time.sleep(rng.uniform(0, interval))  # the sensor's next tick comes at a random moment
-            result = sensors.landing_microbatch_sensor.evaluate_tick(
-                dg.build_sensor_context(instance=instance, cursor=cursor)
-            )
-            assert len(result.run_requests) == 1, result.skip_message
-            cursor = result.cursor
-            detected = time.perf_counter()
-            outcome = job.execute_in_process(
-                instance=instance, resources=resources, raise_on_error=False,
-                tags=result.run_requests[0].tags,
-            )  # fmt: skip
+            cursor, detected, outcome = run_next_microbatch(instance, cursor, job, resources)
             built = time.perf_counter()
             publish(warehouse.db_path, published)
             published_at = time.perf_counter()
@@ -319,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import emit, run_next_microbatch  # noqa: E402
 from orchestration import sensors  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E402
@@ -118,16 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         landed = time.perf_counter()
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
         time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
-        result = sensors.landing_microbatch_sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=cursor)
-        )
-        assert len(result.run_requests) == 1, result.skip_message
-        cursor = result.cursor
-        detected = time.perf_counter()
-        outcome = job.execute_in_process(
-            instance=instance, resources=resources, raise_on_error=False,
-            tags=result.run_requests[0].tags,
-        )  # fmt: skip
+        cursor, detected, outcome = run_next_microbatch(instance, cursor, job, resources)
         finished = time.perf_counter()
         while not visible(warehouse.db_path, args.target, user):
             if time.perf_counter() - finished > 60:
@@ -180,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("dagster").setLevel(logging.WARNING)
     figures = run(args)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(figures, args.out)
 
 
 if __name__ == "__main__":
