@@ -246,7 +246,7 @@ def test_dbt_docs_generate_with_exposures(scenario: Scenario, tmp_path: Path) ->
         "personalization_dashboard",
     }
     for exposure in exposures.values():
-        assert exposure["type"] in ("dashboard", "notebook")
+        assert exposure["type"] in ("dashboard", "notebook", "application")
         assert exposure["owner"]["name"]
         assert exposure["depends_on"]["nodes"]
         assert all(node in manifest["nodes"] for node in exposure["depends_on"]["nodes"])
