@@ -29,6 +29,17 @@ NOT_RUN = {
     "--out data/big_landing": "a million events (hundreds of MB); the 20,000-event line above "
     "runs the same command",
 }
+SERVE = (
+    "needs `make serve` running (a server that runs until stopped): tests/test_collector.py and "
+    "tests/test_profile_api.py send the same requests to both services"
+)
+NOT_RUN |= {
+    "curl -u dev-write-key: -H 'Content-Type: application/json' "
+    "http://127.0.0.1:8088/v1/track \\": SERVE,
+    '-d \'{"userId": "u1", "event": "Product Viewed", "properties": '
+    '{"product_id": "P00133", "category": "furniture", "price": 120}}\'': SERVE,
+    "curl -H 'Authorization: Bearer dev-read-key' http://127.0.0.1:8089/v1/profiles/u1": SERVE,
+}
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
