@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from personalization import cli
+from personalization.api.keys import mart_key
 from personalization.dbt_runner import Warehouse, run_dbt
 from personalization.tracking_plan import PROJECT_ROOT
 
@@ -20,6 +21,8 @@ FIXTURE_LANDING = FIXTURES / "landing"
 
 def pytest_configure(config: pytest.Config) -> None:
     """dagster-dbt reads target/manifest.json at import: make sure a fresh one exists."""
+    if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller parsed already
+        return
     run_dbt(
         ["parse", "--quiet"], Warehouse(PROJECT_ROOT / "target" / "parse.duckdb", FIXTURE_LANDING)
     )
@@ -37,6 +40,14 @@ def make_warehouse(root: Path, landing: Path, as_of: str | None = FIXTURE_AS_OF)
         target_path=root / "target",
         as_of=as_of,
     )
+
+
+def user_key(raw_id: str) -> str:
+    """The key the marts use for a raw userId or anonymousId, in the dev target tests build.
+
+    Tests that look a user up in a mart by the id the fixture sent go through this one function,
+    so the switch of the marts to keyed pseudonyms (issue 13) changes it alone."""
+    return mart_key(raw_id)
 
 
 def query(warehouse: Warehouse, sql: str) -> list[tuple]:
