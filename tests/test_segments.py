@@ -551,7 +551,13 @@ def land(landing: Path, day: str) -> None:
     (folder / "part-0000.jsonl").write_text("\n".join(DAYS[day]) + "\n")
 
 
-def build_segments(root: Path, landing: Path, as_of: datetime, command: str = "run") -> None:
+def build_segments(
+    root: Path,
+    landing: Path,
+    as_of: datetime,
+    command: str = "run",
+    definitions: list[dict[str, Any]] = HISTORY_SEGMENTS,
+) -> None:
     """dbt run (or build: with the data tests) of the segment marts and their parents."""
     warehouse = make_warehouse(root, landing, as_of.isoformat() + "Z")
     run_dbt(
@@ -564,7 +570,7 @@ def build_segments(root: Path, landing: Path, as_of: datetime, command: str = "r
             *(["--exclude-resource-type", "unit_test"] if command == "build" else []),
         ],
         warehouse,
-        dbt_vars={"segment_definitions": HISTORY_SEGMENTS, "segment_clusters_enabled": False},
+        dbt_vars={"segment_definitions": definitions, "segment_clusters_enabled": False},
     )
 
 
@@ -612,6 +618,30 @@ def test_history_across_three_builds(tmp_path: Path) -> None:
     }
 
     # a re-run with the same as_of and no new data adds nothing
+    build_segments(tmp_path, landing, T2)
+    assert history_rows(tmp_path) == after_second
+
+    # the analyst edits both segments and rebuilds at the same as_of: the rebuild corrects the
+    # first build at T2 instead of adding to it. u1 views within 48h again: the spell closed at
+    # T2 is reopened, not split in two at T2; u1's purchase at 11:00 is not within 12h of T2:
+    # the buyer spell opened at T2 is removed, not left as a zero-length spell
+    edited = [
+        {**HISTORY_SEGMENTS[0], "rule": {"event": {"name": "Product Viewed", "within": "48h"}}},
+        {**HISTORY_SEGMENTS[1], "rule": {"event": {"name": "Order Completed", "within": "12h"}}},
+    ]
+    build_segments(tmp_path, landing, T2, definitions=edited)
+    spells, events = history_rows(tmp_path)
+    assert spells == {
+        ("viewer_24h", "u1", T1, None),
+        ("viewer_24h", "u2", T1, None),
+        ("viewer_24h", "u3", T2, None),
+    }
+    assert events == {
+        ("viewer_24h", "u1", "entered", T1),
+        ("viewer_24h", "u2", "entered", T1),
+        ("viewer_24h", "u3", "entered", T2),
+    }
+    # and back to the shipped definitions at T2: the same history as the first build at T2
     build_segments(tmp_path, landing, T2)
     assert history_rows(tmp_path) == after_second
 

@@ -1,5 +1,6 @@
-{#- A user's spells in a segment follow each other: each starts at or after the previous one's end
-    (at most one open spell, and no spell starting inside another). -#}
+{#- A user's spells in a segment follow each other: each starts after the previous one's end
+    (at most one open spell, no spell starting inside another, and no spell split in two at one
+    instant: a member again at the as_of its spell closed has that spell reopened). -#}
 with
 
 history as (
@@ -25,7 +26,7 @@ final as (
     select * from ordered
     where
         previous_valid_from is not null
-        and (previous_valid_to is null or previous_valid_to > valid_from)
+        and (previous_valid_to is null or previous_valid_to >= valid_from)
 )
 
 select * from final

@@ -1,4 +1,5 @@
-{#- A membership spell never ends before it starts (an as_of moved backwards would do that). -#}
+{#- A membership spell ends after it starts: never before (an as_of moved backwards would do that)
+    and never at the same instant (a second build at one as_of corrects, it does not add). -#}
 with
 
 history as (
@@ -12,7 +13,7 @@ final as (
         valid_from,
         valid_to
     from history
-    where valid_to < valid_from
+    where valid_to <= valid_from
 )
 
 select * from final
