@@ -1,8 +1,11 @@
 """Build the warehouse with dbt at the project's one reference time (as_of), and say which.
 
-`personalization build [--as-of T] [--full-refresh] [--select ...]`: the landing folder and the
-database come from PERSONALIZATION_LANDING / PERSONALIZATION_DB; as_of from --as-of, else
-PERSONALIZATION_AS_OF, else the warehouse's pinned as_of, else now (personalization.reference_time).
+`personalization build [--as-of T] [--full-refresh] [--select ...] [--development-key]`: the
+landing folder and the database come from PERSONALIZATION_LANDING / PERSONALIZATION_DB; as_of from
+--as-of, else PERSONALIZATION_AS_OF, else the warehouse's pinned as_of, else now
+(personalization.reference_time). The build uses the prod target, whose pseudonyms need
+PERSONALIZATION_HMAC_KEY (or PERSONALIZATION_DBT_TARGET's target); --development-key asks for the
+dev target, which falls back to the public development key (demo data only).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--full-refresh", action="store_true", help="rebuild incremental models and history"
     )
     parser.add_argument("--select", nargs="*", default=None, help="dbt selection")
+    parser.add_argument(
+        "--development-key",
+        action="store_true",
+        help="build on the dev target, which falls back to the public development key when "
+        "PERSONALIZATION_HMAC_KEY is unset (demo data only)",
+    )
 
 
 def warehouse_from_environment(as_of: str | None) -> Warehouse:
@@ -44,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         command.append("--full-refresh")
     if args.select:
         command += ["--select", *args.select]
+    target = "dev" if args.development_key else os.environ.get("PERSONALIZATION_DBT_TARGET", "prod")
     try:
-        result = run_dbt(command, warehouse)
+        result = run_dbt(command, warehouse, target=target)
     except DbtError as error:
         log.error("%s", error)
         return 1

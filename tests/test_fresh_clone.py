@@ -1,9 +1,14 @@
-"""Every command in the README's ```sh blocks works as written, in a copy of the checkout after
-`make demo` (small data; tests/sandbox.py).
+"""A fresh clone, as a newcomer has it, after `make demo` (small data; tests/sandbox.py): the
+repository stays clean, and every command in the README's ```sh blocks works as written.
 
-Each block runs as one bash script (-e, pipefail), in README order, so an `export` holds for the
-lines after it. A line that cannot run here is listed in NOT_RUN with the reason; a listed line
-the README no longer has fails the test, so the list cannot go stale.
+The README's blocks run in a copy of the checkout after the demo. Each block runs as one bash
+script (-e, pipefail), in README order, so an `export` holds for the lines after it. A line that
+cannot run here is listed in NOT_RUN with the reason; a listed line the README no longer has fails
+the test, so the list cannot go stale. Generated files go to ignored folders, and the pictures
+the README shows are tracked where `make clean` leaves them.
+
+One module, so the demo runs once per suite also when test files are spread over workers; the
+git-status tests come first, before the README's commands write into the same copy.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sandbox import demo_sandbox, run
+from sandbox import demo_sandbox, git, make_sandbox, porcelain, run
 
 from personalization.tracking_plan import PROJECT_ROOT
 
@@ -40,6 +45,7 @@ NOT_RUN |= {
     '{"product_id": "P00133", "category": "furniture", "price": 120}}\'': SERVE,
     "curl -H 'Authorization: Bearer dev-read-key' http://127.0.0.1:8089/v1/profiles/u1": SERVE,
 }
+README_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -68,6 +74,43 @@ def _readme() -> str:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     return demo_sandbox(tmp_path_factory.getbasetemp() / "demo_sandbox")
+
+
+def test_make_demo_leaves_git_status_clean(demo: tuple[Path, subprocess.CompletedProcess]) -> None:
+    checkout, result = demo
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "conservation" in result.stdout and ": ok" in result.stdout
+    # it did write: the warehouse, the published marts and the cluster pictures, all ignored
+    assert (checkout / "data" / "warehouse.duckdb").is_file()
+    assert (checkout / "data" / "published" / "current" / "published.duckdb").is_file()
+    assert sorted(p.name for p in (checkout / "data" / "reports").glob("*.png"))
+    assert porcelain(checkout) == ""
+
+
+def test_demo_shows_dbt_progress(demo: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """dbt's per-node lines are streamed while it builds, before the summary."""
+    _, result = demo
+    done = re.findall(r"personalization\.dbt: .*\b(\d+) of (\d+) (OK|PASS)", result.stderr)
+    # the build's nodes ("12 of 230 OK"); the on-run hooks count apart ("1 of 1 OK hook")
+    total = max(int(of) for _, of, _ in done)
+    assert total > 100 and sum(int(of) == total for _, of, _ in done) > 100
+    assert "Done. PASS=" in result.stderr
+
+
+def test_make_clean_keeps_tracked_files_and_readme_images(tmp_path: Path) -> None:
+    checkout = make_sandbox(tmp_path)
+    for generated in ("data/reports/clusters_kmeans_pca.png", "target/manifest.json"):
+        (checkout / generated).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / generated).write_text("generated")
+    result = run(checkout, "make clean")
+    assert result.returncode == 0, result.stderr
+    assert not (checkout / "data").exists() and not (checkout / "target").exists()
+    assert porcelain(checkout) == ""
+    images = README_IMAGE.findall((checkout / "README.md").read_text())
+    assert images, "the README embeds pictures"
+    tracked = set(git(checkout, "ls-files").split())
+    for image in images:
+        assert image in tracked and (checkout / image).is_file(), image
 
 
 def test_readme_commands_run_as_written(demo: tuple[Path, subprocess.CompletedProcess]) -> None:
