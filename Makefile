@@ -37,9 +37,11 @@ format: $(INSTALLED)
 	rm -f target/lint.duckdb
 	PERSONALIZATION_DB=target/lint.duckdb $(BIN)/sqlfluff fix models
 
+# One pytest worker per core (-n auto), each test file kept on one worker (its module fixtures
+# are built once): most of the suite's time is dbt parsing, which uses one core per process.
 test: lint
 	@# pytest exits 5 when it collected nothing: a suite that ran no test is a failure here
-	$(BIN)/pytest; status=$$?; \
+	$(BIN)/pytest -n auto --dist loadfile; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 # dagster dev parses the dbt project itself (DbtProject.prepare_if_dev in orchestration/dbt_assets.py)
