@@ -286,10 +286,16 @@ def plan_properties(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str,
 
 
 def profile_columns(
-    profiles_path: Path = PROFILES_PATH, catalogue_path: Path = CATALOGUE_PATH
+    profiles_path: Path = PROFILES_PATH,
+    catalogue_path: Path = CATALOGUE_PATH,
+    plan_path: Path = TRACKING_PLAN_PATH,
 ) -> set[str]:
-    """Columns of dim_user_profiles: documented ones plus every catalogue trait."""
+    """Columns of dim_user_profiles: documented ones, every catalogue trait, and every trait the
+    tracking plan declares (with its _source and _observed_at), as segment_profile_columns."""
     columns: set[str] = set()
+    plan = _meta(_models(yaml.safe_load(plan_path.read_text())).get("stg_tracking_plan"))
+    for name in (plan.get("tracking_plan") or {}).get("traits") or {}:
+        columns |= {f"{name}{suffix}".lower() for suffix in ("", "_source", "_observed_at")}
     model = _models(yaml.safe_load(profiles_path.read_text())).get("dim_user_profiles") or {}
     columns |= {str(column["name"]).lower() for column in model.get("columns") or []}
     catalogue = _models(yaml.safe_load(catalogue_path.read_text())).get("int_user_catalogue_traits")
@@ -854,6 +860,11 @@ def validate_segments_file(path: Path = SEGMENTS_PATH) -> list[Problem]:
 # --------------------------------------------------------------------------------------------
 
 
+# Events whose catalogue traits may read the computed property reporting_amount (the order's
+# money in the reporting currency, int_order_amounts; catalogue_amount_events in macros/traits.sql).
+CATALOGUE_AMOUNT_EVENTS = ("Order Completed", "Order Refunded", "Order Cancelled")
+
+
 def _window_ok(value: Any) -> bool:
     if value is None or value == "all":
         return True
@@ -946,6 +957,8 @@ def validate_catalogue_file(
             )
             continue
         known = PAGE_PROPERTIES[1:] if event == "page" else tuple(events[event])
+        if event in CATALOGUE_AMOUNT_EVENTS:  # the computed money of macros/traits.sql
+            known += ("reporting_amount",)
         needs_property = trait_type in TRAIT_TYPES and trait_type not in (
             "counter",
             "first_at",
