@@ -23,6 +23,20 @@
                'unique_list', 'unique_count', 'first_at', 'last_at', 'derived']) }}
 {%- endmacro %}
 
+{#- The tracking plan's declared numeric traits (integer or number, never pii): a derived trait's
+    expression may name them (e.g. order_revenue_total / household_size); they are read from
+    int_user_attributes. -#}
+{% macro declared_numeric_traits() -%}
+    {%- set names = [] -%}
+    {%- for name, rule in tracking_plan().traits.items() | sort -%}
+        {%- if rule.get('type') in ['integer', 'number'] and not rule.get('pii') -%}
+            {%- do names.append(name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
+{%- endmacro %}
+
+
 {#- Types whose value is a number (usable in a derived trait's expression). -#}
 {% macro trait_numeric_types() -%}
     {{ return(['counter', 'sum', 'avg', 'min', 'max', 'unique_count', 'derived']) }}
@@ -141,7 +155,7 @@
                 ~ "'; expected one of " ~ trait_types() | join(', ')) }}
         {%- endif -%}
         {%- if trait.type == 'derived' -%}
-            {%- set known = [] -%}
+            {%- set known = declared_numeric_traits() -%}
             {%- for earlier in traits[:loop.index0] if earlier.get('type') in trait_numeric_types() -%}
                 {%- do known.append(earlier.name) -%}
             {%- endfor -%}
@@ -336,6 +350,9 @@
     derived trait may use another). -#}
 {% macro catalogue_final_columns(traits) -%}
     {%- set columns = {} -%}
+    {%- for name in declared_numeric_traits() -%}
+        {%- do columns.update({name: 'attributes.' ~ name}) -%}
+    {%- endfor -%}
     {%- for trait in traits -%}
         {%- if trait.type == 'most_frequent' -%}
             {%- set column = trait.name ~ '_ranked.trait_value' -%}

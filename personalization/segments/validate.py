@@ -285,6 +285,23 @@ def plan_properties(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str,
     return events
 
 
+def declared_traits(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str, Any]]:
+    """The custom traits the tracking plan declares (its `traits:` section)."""
+    plan = _meta(_models(yaml.safe_load(plan_path.read_text())).get("stg_tracking_plan"))
+    traits = (plan.get("tracking_plan") or {}).get("traits") or {}
+    return {str(name): rule or {} for name, rule in traits.items()}
+
+
+def declared_numeric_traits(plan_path: Path = TRACKING_PLAN_PATH) -> list[str]:
+    """Declared integer or number traits, not pii: a derived catalogue trait may name them
+    (declared_numeric_traits in macros/traits.sql)."""
+    return sorted(
+        name
+        for name, rule in declared_traits(plan_path).items()
+        if rule.get("type") in ("integer", "number") and not rule.get("pii")
+    )
+
+
 def profile_columns(
     profiles_path: Path = PROFILES_PATH,
     catalogue_path: Path = CATALOGUE_PATH,
@@ -293,8 +310,7 @@ def profile_columns(
     """Columns of dim_user_profiles: documented ones, every catalogue trait, and every trait the
     tracking plan declares (with its _source and _observed_at), as segment_profile_columns."""
     columns: set[str] = set()
-    plan = _meta(_models(yaml.safe_load(plan_path.read_text())).get("stg_tracking_plan"))
-    for name in (plan.get("tracking_plan") or {}).get("traits") or {}:
+    for name in declared_traits(plan_path):
         columns |= {f"{name}{suffix}".lower() for suffix in ("", "_source", "_observed_at")}
     model = _models(yaml.safe_load(profiles_path.read_text())).get("dim_user_profiles") or {}
     columns |= {str(column["name"]).lower() for column in model.get("columns") or []}
@@ -910,6 +926,7 @@ def validate_catalogue_file(
 ) -> list[Problem]:
     """Every problem of the trait catalogue (the checks of macros/traits.sql, with lines)."""
     events = plan_properties() if events is None else events
+    declared_numeric = declared_numeric_traits()
     report = _Reporter(path)
     document = load_marked(path.read_text())
     traits = _meta(_models(document).get("int_user_catalogue_traits")).get("traits")
@@ -933,7 +950,7 @@ def validate_catalogue_file(
             seen[name] = line_of(trait, "name", line)
         trait_type = trait.get("type")
         if trait_type == "derived":
-            known = [
+            known = declared_numeric + [
                 earlier.get("name")
                 for earlier in traits[:index]
                 if isinstance(earlier, dict) and earlier.get("type") in NUMERIC_TRAIT_TYPES

@@ -1,5 +1,7 @@
-{#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of.
+{#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of; a derived trait
+    may also name a numeric trait the tracking plan declares (from int_user_attributes).
     Grain: one row per canonical_user_id. -#}
+-- depends_on: {{ ref('int_user_attributes') }}
 {%- set traits = trait_catalogue() -%}
 {%- set modes = traits | selectattr('type', 'equalto', 'most_frequent') | list -%}
 
@@ -17,6 +19,14 @@ stitched_events as (
 order_amounts as (
     select * from {{ ref('int_order_amounts') }}
 ),
+
+{%- if declared_numeric_traits() %}
+
+attributes as (
+    -- declared numeric traits, for derived expressions that name them
+    select * from {{ ref('int_user_attributes') }}
+),
+{%- endif %}
 
 users as (
     select distinct canonical_user_id
@@ -94,6 +104,10 @@ final as (
     from users
     left join aggregated
         on users.canonical_user_id = aggregated.canonical_user_id
+    {%- if declared_numeric_traits() %}
+        left join attributes
+            on users.canonical_user_id = attributes.canonical_user_id
+    {%- endif %}
     {%- for trait in modes %}
         left join {{ trait.name }}_ranked
             on
