@@ -25,6 +25,7 @@ from real_shaped_oracle import (
 )
 
 from personalization.dbt_runner import Warehouse, run_dbt
+from personalization.segments import validate
 from personalization.tracking_plan import PROJECT_ROOT
 
 # the as_of sweep: before the data, inside its first day (part of the day after as_of), exactly
@@ -249,6 +250,24 @@ def test_a_segment_on_a_declared_trait_works_on_a_first_build(after: Warehouse) 
         "where segment_name = 'high_income'",
     )
     assert rows == [(user_key("17850"), "member")]
+
+
+def test_segments_validate_knows_declared_traits(tmp_path: Path) -> None:
+    """`personalization segments validate` lists declared traits as profile columns, as the
+    dbt compile does (segment_profile_columns)."""
+    plan = tmp_path / "tracking_plan.yml"
+    model = {
+        "name": "stg_tracking_plan",
+        "config": {"meta": {"tracking_plan": plan_declaring(DECLARED_TRAITS)}},
+    }
+    plan.write_text(yaml.safe_dump({"version": 2, "models": [model]}))
+    declared = validate.profile_columns(plan_path=plan)
+    assert {"income_band", "income_band_source", "income_band_observed_at"} <= declared
+    assert validate.check_segments([HIGH_INCOME], columns=declared) == []
+    # the shipped plan declares no trait: the same segment is refused there
+    shipped = validate.profile_columns()
+    assert "income_band" not in shipped
+    assert validate.check_segments([HIGH_INCOME], columns=shipped) != []
 
 
 def test_catalogue_money_equals_the_profile_money_for_every_user(after: Warehouse) -> None:
