@@ -252,15 +252,19 @@ def test_a_segment_on_a_declared_trait_works_on_a_first_build(after: Warehouse) 
     assert rows == [(user_key("17850"), "member")]
 
 
+def write_model_meta(path: Path, model: str, meta: dict[str, Any]) -> Path:
+    """A dbt YAML file holding one model's config.meta (a plan or a catalogue to validate)."""
+    document = {"version": 2, "models": [{"name": model, "config": {"meta": meta}}]}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def test_segments_validate_knows_declared_traits(tmp_path: Path) -> None:
     """`personalization segments validate` lists declared traits as profile columns, as the
     dbt compile does (segment_profile_columns)."""
-    plan = tmp_path / "tracking_plan.yml"
-    model = {
-        "name": "stg_tracking_plan",
-        "config": {"meta": {"tracking_plan": plan_declaring(DECLARED_TRAITS)}},
-    }
-    plan.write_text(yaml.safe_dump({"version": 2, "models": [model]}))
+    plan = write_model_meta(tmp_path / "tracking_plan.yml", "stg_tracking_plan", {
+        "tracking_plan": plan_declaring(DECLARED_TRAITS)
+    })  # fmt: skip
     declared = validate.profile_columns(plan_path=plan)
     assert {"income_band", "income_band_source", "income_band_observed_at"} <= declared
     assert validate.check_segments([HIGH_INCOME], columns=declared) == []
@@ -268,6 +272,30 @@ def test_segments_validate_knows_declared_traits(tmp_path: Path) -> None:
     shipped = validate.profile_columns()
     assert "income_band" not in shipped
     assert validate.check_segments([HIGH_INCOME], columns=shipped) != []
+
+
+def test_a_derived_catalogue_trait_may_name_a_declared_numeric_trait(tmp_path: Path) -> None:
+    """segments validate: household_size (declared integer) is an operand; company (pii) is
+    not; the shipped plan declares neither."""
+    traits = [
+        {
+            "name": "spent",
+            "type": "sum",
+            "event": "Order Completed",
+            "property": "reporting_amount",
+        },
+        {"name": "per_member", "type": "derived", "expression": "spent / household_size"},
+    ]
+    path = write_model_meta(
+        tmp_path / "trait_catalogue.yml", "int_user_catalogue_traits", {"traits": traits}
+    )
+    assert validate.validate_catalogue_file(path, declared_numeric=["household_size"]) == []
+    [problem] = validate.validate_catalogue_file(path)
+    assert "unknown trait 'household_size'" in problem.message
+    plan = write_model_meta(tmp_path / "tracking_plan.yml", "stg_tracking_plan", {
+        "tracking_plan": plan_declaring(DECLARED_TRAITS)
+    })  # fmt: skip
+    assert validate.declared_numeric_traits(plan) == ["household_size"]
 
 
 def test_catalogue_money_equals_the_profile_money_for_every_user(after: Warehouse) -> None:

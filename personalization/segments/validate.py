@@ -922,11 +922,13 @@ def derived_problem(expression: Any, known: list[str]) -> str | None:
 
 
 def validate_catalogue_file(
-    path: Path = CATALOGUE_PATH, events: dict[str, dict[str, str]] | None = None
+    path: Path = CATALOGUE_PATH,
+    events: dict[str, dict[str, str]] | None = None,
+    declared_numeric: list[str] | None = None,
 ) -> list[Problem]:
     """Every problem of the trait catalogue (the checks of macros/traits.sql, with lines)."""
     events = plan_properties() if events is None else events
-    declared_numeric = declared_numeric_traits()
+    declared_numeric = declared_numeric_traits() if declared_numeric is None else declared_numeric
     report = _Reporter(path)
     document = load_marked(path.read_text())
     traits = _meta(_models(document).get("int_user_catalogue_traits")).get("traits")
