@@ -23,6 +23,20 @@
                'unique_list', 'unique_count', 'first_at', 'last_at', 'derived']) }}
 {%- endmacro %}
 
+{#- The tracking plan's declared numeric traits (integer or number, never pii): a derived trait's
+    expression may name them (e.g. order_revenue_total / household_size); they are read from
+    int_user_attributes. -#}
+{% macro declared_numeric_traits() -%}
+    {%- set names = [] -%}
+    {%- for name, rule in tracking_plan().traits.items() | sort -%}
+        {%- if rule.get('type') in ['integer', 'number'] and not rule.get('pii') -%}
+            {%- do names.append(name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
+{%- endmacro %}
+
+
 {#- Types whose value is a number (usable in a derived trait's expression). -#}
 {% macro trait_numeric_types() -%}
     {{ return(['counter', 'sum', 'avg', 'min', 'max', 'unique_count', 'derived']) }}
@@ -141,7 +155,7 @@
                 ~ "'; expected one of " ~ trait_types() | join(', ')) }}
         {%- endif -%}
         {%- if trait.type == 'derived' -%}
-            {%- set known = [] -%}
+            {%- set known = declared_numeric_traits() -%}
             {%- for earlier in traits[:loop.index0] if earlier.get('type') in trait_numeric_types() -%}
                 {%- do known.append(earlier.name) -%}
             {%- endfor -%}
@@ -160,7 +174,8 @@
                 ~ "' (not in the tracking plan)") }}
         {%- endif -%}
         {%- set known = ['path', 'url', 'title', 'referrer'] if event == 'page'
-            else ((plan.get(event) or {}).get('properties') or {}).keys() | list -%}
+            else ((plan.get(event) or {}).get('properties') or {}).keys() | list
+                + ([catalogue_amount_property()] if event in catalogue_amount_events() else []) -%}
         {%- set needs_property = trait.type not in ['counter', 'first_at', 'last_at'] -%}
         {%- if needs_property and not trait.get('property') -%}
             {{ exceptions.raise_compiler_error(owner ~ ": type " ~ trait.type ~ " needs a property") }}
@@ -195,24 +210,36 @@
 {%- endmacro %}
 
 
-{#- Every event property the catalogue reads (values and filters), sorted: the positions of
-    `trait_props`, the array int_user_catalogue_traits extracts once per event. -#}
-{% macro trait_property_paths() -%}
-    {%- set names = [] -%}
-    {%- for trait in trait_catalogue() -%}
-        {%- for name in [trait.get('property')] + (trait.get('where', []) | map(attribute='property') | list) -%}
-            {%- if name and name not in names -%}{%- do names.append(name) -%}{%- endif -%}
-        {%- endfor -%}
-    {%- endfor -%}
-    {%- set paths = [] -%}
-    {%- for name in names | sort -%}{%- do paths.append('$.' ~ name) -%}{%- endfor -%}
-    {{ return(paths) }}
+{#- The computed property every order event carries for the catalogue: the amount in
+    var('reporting_currency') from int_order_amounts (revenue, else total, converted; a refund or
+    cancellation without an amount reverses the whole order), the same money as the profile's. -#}
+{% macro catalogue_amount_property() -%}
+    {{ return('reporting_amount') }}
+{%- endmacro %}
+
+{% macro catalogue_amount_events() -%}
+    {{ return(['Order Completed', 'Order Refunded', 'Order Cancelled']) }}
 {%- endmacro %}
 
 
-{#- The text of an event property, read from the once-per-event `trait_props` array. -#}
+{#- Every event property the catalogue reads from the events' JSON (values and filters), sorted;
+    each becomes the column prop_<name> of int_user_catalogue_traits' events. -#}
+{% macro trait_property_names() -%}
+    {%- set names = [] -%}
+    {%- for trait in trait_catalogue() -%}
+        {%- for name in [trait.get('property')] + (trait.get('where', []) | map(attribute='property') | list) -%}
+            {%- if name and name not in names and name != catalogue_amount_property() -%}
+                {%- do names.append(name) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(names | sort) }}
+{%- endmacro %}
+
+
+{#- The column holding an event property's text (or the computed reporting_amount). -#}
 {% macro trait_property(name) -%}
-    {{ return(array_item('trait_props', trait_property_paths().index('$.' ~ name) + 1)) }}
+    {{ return(field_column('prop_', name)) }}
 {%- endmacro %}
 
 
@@ -323,6 +350,9 @@
     derived trait may use another). -#}
 {% macro catalogue_final_columns(traits) -%}
     {%- set columns = {} -%}
+    {%- for name in declared_numeric_traits() -%}
+        {%- do columns.update({name: 'attributes.' ~ name}) -%}
+    {%- endfor -%}
     {%- for trait in traits -%}
         {%- if trait.type == 'most_frequent' -%}
             {%- set column = trait.name ~ '_ranked.trait_value' -%}

@@ -2,6 +2,7 @@
 income band is flagged, the same audit on a balanced segment is not, and imputed values never
 create a flag. The audited attributes come from var bias_audit_attributes (no SQL edit): the
 test audits income_band, a declared trait that exists only in this hand-built profile table.
+Declared categorical traits of the tracking plan are audited without the var; pii ones never.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 from conftest import make_warehouse, query
+from real_shaped_oracle import plan_declaring
 
-from personalization.dbt_runner import run_dbt
+from personalization.dbt_runner import DbtError, run_dbt
 
 # 200 profiles. income_band: even ids 'high', odd ids 'low' (declared, no provenance column).
 # age_band: ids 1-100 observed ('25-34' when id % 4 in (0, 1), else '35-44'); ids 101-200 all
@@ -29,7 +31,9 @@ select
         when i % 4 in (0, 1) then '25-34'
         else '35-44'
     end as age_band,
-    case when i > 100 then 'imputed' else 'declared' end as age_source
+    case when i > 100 then 'imputed' else 'declared' end as age_source,
+    'declared' as income_band_source,
+    sha256('company ' || cast(i as varchar)) as company
 from range(1, 201) as t (i)
 """
 SEGMENTS = """
@@ -102,3 +106,25 @@ def test_judging_imputed_values_would_raise_a_false_flag(planted):
     status, members, ratio, flag = cells[("premium", "age_band", "55-64")]
     assert (status, members, flag) == ("observed", 10, True)
     assert ratio == pytest.approx((10 / 70) / 0.5)
+
+
+# income_band declared in the tracking plan (categorical); company declared pii
+DECLARED = plan_declaring({
+    "income_band": {"type": "string", "accepted": ["high", "low"]},
+    "company": {"type": "string", "pii": True},
+})  # fmt: skip
+AGE_ONLY = [{"column": "age_band", "source_column": "age_source"}]
+
+
+def test_declared_categorical_traits_are_audited_without_a_var_edit(planted):
+    """income_band is not in bias_audit_attributes: declaring it is enough. The pii trait
+    company is never audited."""
+    cells = audit(planted, tracking_plan=DECLARED, bias_audit_attributes=AGE_ONLY)
+    assert {key[1] for key in cells} == {"age_band", "income_band"}
+    flagged = sorted(key for key, value in cells.items() if value[3])
+    assert flagged == [("premium", "income_band", "low")]
+
+
+def test_a_pii_trait_is_refused_as_an_audit_attribute(planted):
+    with pytest.raises(DbtError, match="'company' is a pii trait"):
+        audit(planted, tracking_plan=DECLARED, bias_audit_attributes=["company"])

@@ -6,28 +6,34 @@ compared with an independent computation from the raw lines."""
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import shutil
-from collections import defaultdict
-from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 import yaml
-from conftest import FIXTURES, make_warehouse, query
+from conftest import make_warehouse, query, user_key
+from real_shaped_oracle import (
+    DAYS,
+    REAL_SHAPED,
+    expected_memberships,
+    expected_profiles,
+    plan_declaring,
+)
 
 from personalization.dbt_runner import Warehouse, run_dbt
-from personalization.tracking_plan import PROJECT_ROOT, TRACKING_PLAN_PATH
+from personalization.segments import validate
+from personalization.tracking_plan import PROJECT_ROOT
 
-REAL_SHAPED = FIXTURES / "real_shaped"
-DAYS = sorted(path.name for path in REAL_SHAPED.iterdir())
-AFTER = "2026-03-04T00:00:00Z"  # after the data
-INSIDE = "2026-03-02T10:30:00Z"  # between a refund and the events after it
-BEFORE = "2026-02-28T00:00:00Z"  # before the data: no profiles
-EARLY = "2026-03-01T12:07:00Z"  # inside the first day: part of the day is after as_of
+# the as_of sweep: before the data, inside its first day (part of the day after as_of), exactly
+# on the timestamp of two events (a refund sent in UTC and one sent at +02:00), after the data
+BEFORE = "2026-02-28T00:00:00Z"
+EARLY = "2026-03-01T12:07:00Z"
+ON_EVENT = "2026-03-02T10:00:00Z"
+AFTER = "2026-03-04T00:00:00Z"
 
 # custom traits declared for these tests (the shipped plan declares none)
 DECLARED_TRAITS = {
@@ -35,39 +41,55 @@ DECLARED_TRAITS = {
     "household_size": {"type": "integer", "min": 1, "max": 20},
     "company": {"type": "string", "pii": True},
 }
-PROFILE_SELECTION = [
+# a segment on a declared trait, next to the shipped ones
+HIGH_INCOME = {
+    "name": "high_income",
+    "description": "Declared income band high (a tracking-plan trait).",
+    "owner": "tests",
+    "min_size": 1,
+    "rule": {"trait": {"name": "income_band", "op": "=", "value": "high"}},
+}
+SELECTION = [
     "build",
     "--select",
     "+dim_user_profiles",
+    "+fct_segment_membership",
     "+quarantined_traits",
     "+rpt_data_quality",
     "--exclude-resource-type",
     "test",
     "unit_test",
 ]
-# everything the profile reads after staging, rebuilt in full at another as_of
+# everything the profile and the segments read after staging, rebuilt in full at an as_of
 DOWNSTREAM_FULL = [
     "run",
     "--full-refresh",
     "--select",
     "+dim_user_profiles",
+    "+fct_segment_membership",
     "--exclude",
     "+stg_events",
 ]
 
 
-def real_plan() -> dict[str, Any]:
-    document = yaml.safe_load(TRACKING_PLAN_PATH.read_text())
-    model = next(m for m in document["models"] if m["name"] == "stg_tracking_plan")
-    plan = model["config"]["meta"]["tracking_plan"]
-    return {**plan, "traits": DECLARED_TRAITS}
+def segments_with_high_income() -> list[dict[str, Any]]:
+    path = PROJECT_ROOT / "models" / "marts" / "segments" / "segments.yml"
+    document = yaml.safe_load(path.read_text())
+    model = next(m for m in document["models"] if m["name"] == "fct_segment_membership")
+    return [*model["config"]["meta"]["segments"], HIGH_INCOME]
+
+
+def sweep_vars() -> dict[str, Any]:
+    return {
+        "tracking_plan": plan_declaring(DECLARED_TRAITS),
+        "segment_definitions": segments_with_high_income(),
+    }
 
 
 def build(
     root: Path,
     as_of: str,
     days: list[str],
-    command: list[str] = PROFILE_SELECTION,
     extra_vars: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
 ) -> Warehouse:
@@ -77,15 +99,13 @@ def build(
         if not (landing / day).exists():
             shutil.copytree(REAL_SHAPED / day, landing / day)
     warehouse = make_warehouse(root, landing, as_of=as_of)
-    run_dbt(
-        command, warehouse, dbt_vars={"tracking_plan": real_plan(), **(extra_vars or {})}, env=env
-    )
+    run_dbt(SELECTION, warehouse, dbt_vars={**sweep_vars(), **(extra_vars or {})}, env=env)
     return warehouse
 
 
 @pytest.fixture(scope="module")
 def after(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    """All days at an as_of after the data, built under a non-UTC TZ."""
+    """All days at an as_of after the data, built on a fresh warehouse under a non-UTC TZ."""
     root = tmp_path_factory.mktemp("real_after")
     return build(root, AFTER, DAYS, env={"TZ": "Asia/Kolkata"})
 
@@ -95,191 +115,205 @@ def at_as_of(source: Warehouse, root: Path, as_of: str) -> Warehouse:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(source.db_path, root / "warehouse.duckdb")
     warehouse = make_warehouse(root, source.landing_path, as_of=as_of)
-    run_dbt(DOWNSTREAM_FULL, warehouse, dbt_vars={"tracking_plan": real_plan()})
+    run_dbt(DOWNSTREAM_FULL, warehouse, dbt_vars=sweep_vars())
     return warehouse
 
 
-# --- the independent computation -------------------------------------------------------------
+# --- what the marts hold ---------------------------------------------------------------------
 
 
-def parse_time(text: str) -> datetime | None:
-    """ISO 8601; no zone means UTC (the project's rule)."""
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return None
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+def by_user(rows: list[tuple]) -> dict[str, tuple]:
+    """Rows whose first column is the mart's user key, keyed by it."""
+    return {row[0]: row[1:] for row in rows}
 
 
-def seed(name: str) -> list[dict[str, str]]:
-    with (PROJECT_ROOT / "seeds" / f"{name}.csv").open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+Marts = tuple[dict[str, dict[str, Any]], set[tuple[str, str, str]]]
 
 
-def country_lookup() -> dict[str, str]:
-    lookup = {row["alias"].upper(): row["country_code"] for row in seed("ref_country_aliases")}
-    for row in seed("ref_countries"):
-        lookup[row["country_code"].upper()] = row["country_code"]
-        lookup[row["country_name"].upper()] = row["country_code"]
-    return lookup
-
-
-def staged_events(days: list[str]) -> list[dict[str, Any]]:
-    """The lines the rules stage: parseable, plausible time, orders with an id and an amount;
-    the first valid copy of a messageId wins (a quarantined copy never hides a later one)."""
-    staged: dict[str, dict[str, Any]] = {}
-    for day in days:
-        for line in (REAL_SHAPED / day / "part-0000.jsonl").read_text().splitlines():
-            event = json.loads(line)
-            at = parse_time(str(event.get("timestamp")))
-            if at is None or not datetime(1990, 1, 1) <= at < datetime(2100, 1, 1):
-                continue
-            props = event.get("properties") or {}
-            if event.get("event") == "Order Completed" and (
-                "order_id" not in props or ("revenue" not in props and "total" not in props)
-            ):
-                continue
-            if event["messageId"] not in staged:
-                staged[event["messageId"]] = {**event, "at": at, "user": str(event["userId"])}
-    return list(staged.values())
-
-
-def expected_profiles(days: list[str], as_of: str) -> dict[str, dict[str, Any]]:
-    cut = parse_time(as_of)
-    events = sorted(
-        (e for e in staged_events(days) if e["at"] <= cut), key=lambda e: (e["at"], e["messageId"])
-    )
-    rates = {
-        row["currency_code"]: float(row["units_per_eur"]) for row in seed("ref_currency_rates")
-    }
-    countries = country_lookup()
-
-    def in_eur(amount: float | None, currency: str) -> float | None:
-        if amount is None or currency not in rates:
-            return None
-        return round(amount / rates[currency] * rates["EUR"], 2)
-
-    orders = {}
-    for e in events:
-        if e.get("event") == "Order Completed":
-            p = e["properties"]
-            orders.setdefault(
-                str(p["order_id"]), (p.get("revenue", p.get("total")), p.get("currency", "EUR"))
-            )
-    profiles: dict[str, dict[str, Any]] = defaultdict(
-        lambda: (
-            dict.fromkeys(["orders", "refunds", "cancellations", "orders_unconverted", "events"], 0)
-            | {"revenue": 0.0, "refunded_amount": 0.0, "country": None}
-        )
-    )
-    for e in events:
-        profile = profiles[e["user"]]
-        profile["events"] += 1
-        profile.setdefault("first_seen_at", e["at"])
-        profile["last_seen_at"] = e["at"]
-        traits = (
-            e.get("traits") if e["type"] == "identify" else (e.get("context") or {}).get("traits")
-        )
-        if traits:
-            stated = traits.get("country") or (traits.get("address") or {}).get("country")
-            # an unknown country is nulled in staging: an earlier valid one stays
-            if stated is not None and stated.strip().upper() in countries:
-                profile["country"] = countries[stated.strip().upper()]
-        name, p = e.get("event"), e.get("properties") or {}
-        if name == "Order Completed":
-            profile["orders"] += 1
-            amount = in_eur(p.get("revenue", p.get("total")), p.get("currency", "EUR"))
-            if amount is None:
-                profile["orders_unconverted"] += 1
-            else:
-                profile["revenue"] += amount
-        elif name in ("Order Refunded", "Order Cancelled"):
-            profile["refunds" if name == "Order Refunded" else "cancellations"] += 1
-            order_amount, order_currency = orders.get(str(p["order_id"]), (None, "EUR"))
-            amount = p.get("revenue", p.get("total", order_amount))
-            profile["refunded_amount"] += in_eur(amount, p.get("currency", order_currency)) or 0
-    for profile in profiles.values():
-        profile["revenue"] = round(profile["revenue"], 2)
-        profile["refunded_amount"] = round(profile["refunded_amount"], 2)
-        profile["net_revenue"] = round(profile["revenue"] - profile["refunded_amount"], 2)
-        profile["days_since_last_seen"] = (cut.date() - profile["last_seen_at"].date()).days
-    return dict(profiles)
-
-
-COMPARED = [
-    "events",
-    "orders",
-    "refunds",
-    "cancellations",
-    "orders_unconverted",
-    "revenue",
-    "refunded_amount",
-    "net_revenue",
-    "first_seen_at",
-    "last_seen_at",
-    "days_since_last_seen",
-    "country",
-]
-
-
-def actual_profiles(warehouse: Warehouse) -> dict[str, dict[str, Any]]:
+def marts(warehouse: Warehouse) -> Marts:
+    """Every column of every profile, and every segment membership."""
     with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
-        frame = con.sql(
-            f"select canonical_user_id, {', '.join(COMPARED)} from marts.dim_user_profiles"
-        )
-        rows = frame.fetchall()
-    return {
+        frame = con.sql("select * from marts.dim_user_profiles")
+        columns, rows = frame.columns, frame.fetchall()
+        members = con.sql(
+            "select segment_name, canonical_user_id, status from marts.fct_segment_membership"
+        ).fetchall()
+    profiles = {
         row[0]: {
-            column: float(value) if column.endswith(("revenue", "amount")) else value
-            for column, value in zip(COMPARED, row[1:], strict=True)
+            column: float(value) if isinstance(value, Decimal) else value
+            for column, value in zip(columns[1:], row[1:], strict=True)
         }
         for row in rows
     }
+    return profiles, set(members)
 
 
-def assert_profiles_match(warehouse: Warehouse, days: list[str], as_of: str) -> None:
-    expected = {
-        user: {column: profile[column] for column in COMPARED}
-        for user, profile in expected_profiles(days, as_of).items()
+def same(actual: Any, expected: Any) -> bool:
+    """Money and ratios within 0.005 (types may differ); everything else exactly."""
+    if isinstance(actual, float) or isinstance(expected, float):
+        return (actual is None) == (expected is None) and (
+            actual is None or math.isclose(actual, expected, abs_tol=0.005)
+        )
+    return actual == expected
+
+
+def assert_marts_equal(actual: Marts, expected: Marts) -> None:
+    actual_profiles, actual_members = actual
+    expected_profiles_, expected_members = expected
+    assert sorted(actual_profiles) == sorted(expected_profiles_)
+    for user, profile in expected_profiles_.items():
+        # every column of the mart is compared, and nothing the computation has is missing
+        assert sorted(actual_profiles[user]) == sorted(profile), user
+        wrong = {
+            column: (actual_profiles[user][column], value)
+            for column, value in profile.items()
+            if not same(actual_profiles[user][column], value)
+        }
+        assert wrong == {}, user
+    for name in sorted({row[0] for row in actual_members | expected_members}):
+        mine = {row for row in actual_members if row[0] == name}
+        theirs = {row for row in expected_members if row[0] == name}
+        assert mine == theirs, name
+
+
+def computed(days: list[str], as_of: str) -> Marts:
+    """The independent computation: every profile column and every segment (the shipped ones
+    and high_income, a trait condition on a declared trait)."""
+    profiles = expected_profiles(days, as_of, DECLARED_TRAITS)
+    members = expected_memberships(days, as_of) | {
+        ("high_income", user, "member")
+        for user, profile in profiles.items()
+        if profile["income_band"] == "high"
     }
-    assert actual_profiles(warehouse) == expected
+    return profiles, members
 
 
 # --- item 1: as_of is a cut ------------------------------------------------------------------
 
 
-def test_profiles_after_the_data_equal_the_independent_computation(after):
-    assert_profiles_match(after, DAYS, AFTER)
+@pytest.fixture(scope="module")
+def full_builds(after: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Marts]:
+    """A full build (everything after staging rebuilt) at each as_of of the sweep."""
+    root = tmp_path_factory.mktemp("real_sweep")
+    built = {AFTER: marts(after)}
+    for name, as_of in [("before", BEFORE), ("early", EARLY), ("on_event", ON_EVENT)]:
+        built[as_of] = marts(at_as_of(after, root / name, as_of))
+    return built
 
 
-@pytest.mark.parametrize("as_of", [BEFORE, INSIDE])  # EARLY: the incremental test
-def test_profiles_at_an_earlier_as_of_count_nothing_after_it(after, tmp_path, as_of):
-    warehouse = at_as_of(after, tmp_path / "sweep", as_of)
-    assert_profiles_match(warehouse, DAYS, as_of)
-    negative = query(
-        warehouse, "select count(*) from marts.dim_user_profiles where days_since_last_seen < 0"
-    )
-    assert negative == [(0,)]
+@pytest.mark.parametrize("as_of", [BEFORE, EARLY, ON_EVENT, AFTER])
+def test_every_profile_column_and_segment_equal_the_independent_computation(
+    full_builds: dict[str, Marts], as_of: str
+) -> None:
+    assert_marts_equal(full_builds[as_of], computed(DAYS, as_of))
 
 
-def test_incremental_builds_with_a_moving_as_of_equal_the_full_build(after, tmp_path):
-    """Day one at an as_of inside it, then every day at the end, at the tightest lookback: the
-    second run picks up day one's events stamped after the first as_of (loaded by the first run,
-    so no lookback brings them back), the late-stamped order of day three, and the corrected
-    resend of a line the first run quarantined."""
+def test_the_sweep_sees_the_data_change(full_builds: dict[str, Marts]) -> None:
+    """The as_of values are far enough apart to matter: no profile before the data, and the
+    refunds exactly at ON_EVENT count there (as_of is inclusive)."""
+    assert full_builds[BEFORE] == ({}, set())
+    early, on_event, after_ = (full_builds[t][0] for t in (EARLY, ON_EVENT, AFTER))
+    assert len(early) < len(on_event)
+    key = user_key("17850")
+    assert (early[key]["refunds"], on_event[key]["refunds"], after_[key]["orders"]) == (0, 1, 3)
+    assert on_event[key]["refunded_amount"] == pytest.approx(141.76, abs=0.005)
+    assert all(p["days_since_last_seen"] >= 0 for p in early.values())
+
+
+def test_incremental_builds_with_a_moving_as_of_equal_the_full_build(
+    full_builds: dict[str, Marts], tmp_path: Path
+) -> None:
+    """One warehouse built incrementally at the tightest lookback: day one at an as_of inside
+    it; then the other days at ON_EVENT (a late-stamped order of day three falls before it, the
+    corrected resend of a line the first run quarantined is staged); then AFTER with nothing new
+    landed (the events loaded earlier but stamped after ON_EVENT must be picked up). Each step
+    equals the independent computation and the full build at its as_of."""
     root = tmp_path / "incremental"
     tight = {"lookback_hours": 0}
-    step = build(root, EARLY, DAYS[:1], extra_vars=tight)
-    assert_profiles_match(step, DAYS[:1], EARLY)
-    step = build(root, AFTER, DAYS, extra_vars=tight)
-    assert_profiles_match(step, DAYS, AFTER)
-    assert actual_profiles(step) == actual_profiles(after)
+    for as_of, days in [(EARLY, DAYS[:1]), (ON_EVENT, DAYS), (AFTER, DAYS)]:
+        step = marts(build(root, as_of, days, extra_vars=tight))
+        assert_marts_equal(step, computed(days, as_of))
+        assert step == full_builds[as_of], as_of
     resend = query(
-        step,
+        make_warehouse(root, root / "landing"),
         "select line_number, status from staging.stg_landing__events_checked "
         "where message_id = 'r-014' order by file_path, line_number",
     )
     assert resend == [(14, "quarantined"), (1, "staged"), (2, "duplicate")]
+
+
+def test_a_segment_on_a_declared_trait_works_on_a_first_build(after: Warehouse) -> None:
+    """`after` is a fresh warehouse: high_income compiled before dim_user_profiles existed."""
+    rows = query(
+        after,
+        "select canonical_user_id, status from marts.fct_segment_membership "
+        "where segment_name = 'high_income'",
+    )
+    assert rows == [(user_key("17850"), "member")]
+
+
+def write_model_meta(path: Path, model: str, meta: dict[str, Any]) -> Path:
+    """A dbt YAML file holding one model's config.meta (a plan or a catalogue to validate)."""
+    document = {"version": 2, "models": [{"name": model, "config": {"meta": meta}}]}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_segments_validate_knows_declared_traits(tmp_path: Path) -> None:
+    """`personalization segments validate` lists declared traits as profile columns, as the
+    dbt compile does (segment_profile_columns)."""
+    plan = write_model_meta(tmp_path / "tracking_plan.yml", "stg_tracking_plan", {
+        "tracking_plan": plan_declaring(DECLARED_TRAITS)
+    })  # fmt: skip
+    declared = validate.profile_columns(plan_path=plan)
+    assert {"income_band", "income_band_source", "income_band_observed_at"} <= declared
+    assert validate.check_segments([HIGH_INCOME], columns=declared) == []
+    # the shipped plan declares no trait: the same segment is refused there
+    shipped = validate.profile_columns()
+    assert "income_band" not in shipped
+    assert validate.check_segments([HIGH_INCOME], columns=shipped) != []
+
+
+def test_a_derived_catalogue_trait_may_name_a_declared_numeric_trait(tmp_path: Path) -> None:
+    """segments validate: household_size (declared integer) is an operand; company (pii) is
+    not; the shipped plan declares neither."""
+    traits = [
+        {
+            "name": "spent",
+            "type": "sum",
+            "event": "Order Completed",
+            "property": "reporting_amount",
+        },
+        {"name": "per_member", "type": "derived", "expression": "spent / household_size"},
+    ]
+    path = write_model_meta(
+        tmp_path / "trait_catalogue.yml", "int_user_catalogue_traits", {"traits": traits}
+    )
+    assert validate.validate_catalogue_file(path, declared_numeric=["household_size"]) == []
+    [problem] = validate.validate_catalogue_file(path)
+    assert "unknown trait 'household_size'" in problem.message
+    plan = write_model_meta(tmp_path / "tracking_plan.yml", "stg_tracking_plan", {
+        "tracking_plan": plan_declaring(DECLARED_TRAITS)
+    })  # fmt: skip
+    assert validate.declared_numeric_traits(plan) == ["household_size"]
+
+
+def test_catalogue_money_equals_the_profile_money_for_every_user(after: Warehouse) -> None:
+    """Two currencies, a refund without an amount, a cancellation, `total` without `revenue`,
+    an order in a currency with no rate: the catalogue's money is the profile's."""
+    rows = query(
+        after,
+        "select canonical_user_id, revenue, order_revenue_total, refunded_amount, "
+        "refunded_revenue_total + cancelled_revenue_total, net_revenue, net_revenue_total "
+        "from marts.dim_user_profiles",
+    )
+    assert len(rows) == 6
+    for user, revenue, gross, refunded, reversed_, net, net_total in rows:
+        assert float(revenue) == pytest.approx(gross, abs=0.005), user
+        assert float(refunded) == pytest.approx(reversed_, abs=0.005), user
+        assert float(net) == pytest.approx(net_total, abs=0.005), user
+    money = {row[0]: float(row[6]) for row in rows if row[6]}
+    assert money == {user_key("17850"): 150.0, user_key("u2"): 297.77, user_key("u3"): 50.0}
 
 
 # --- items 2 and 3: Segment's trait locations, country names ---------------------------------
@@ -289,25 +323,19 @@ def test_address_and_context_traits_and_country_names_reach_the_profile(after):
     rows = query(
         after,
         "select canonical_user_id, country, country_source, city, state, postal_code "
-        "from marts.dim_user_profiles order by 1",
+        "from marts.dim_user_profiles",
     )
-    assert rows == [
+    assert by_user(rows) == {
         # traits.address.* on identify; "United Kingdom"
-        ("17850", "GB", "declared", "London", "England", "SW1A 1AA"),
+        user_key("17850"): ("GB", "declared", "London", "England", "SW1A 1AA"),
         # "USA" then a later traits.address.country "gb"
-        ("u2", "GB", "declared", None, None, None),
-        ("u3", "IE", "declared", None, None, None),  # "EIRE"
-        ("u4", "DE", "declared", None, None, None),  # "Deutschland"
-        ("u5", None, None, None, None, None),  # "Atlantis": quarantined below
-        (
-            "u6",
-            "FR",
-            "declared",
-            "Paris",
-            None,
-            None,
-        ),  # context.traits.address on a track call, "FRA"
-    ]
+        user_key("u2"): ("GB", "declared", None, None, None),
+        user_key("u3"): ("IE", "declared", None, None, None),  # "EIRE"
+        user_key("u4"): ("DE", "declared", None, None, None),  # "Deutschland"
+        user_key("u5"): (None, None, None, None, None),  # "Atlantis": quarantined below
+        # context.traits.address on a track call, "FRA"
+        user_key("u6"): ("FR", "declared", "Paris", None, None),
+    }
 
 
 def test_an_unknown_country_is_quarantined_with_its_value(after):
@@ -335,13 +363,11 @@ def test_declared_traits_are_profile_columns_with_provenance(after):
         after,
         "select canonical_user_id, income_band, income_band_source, "
         "strftime(income_band_observed_at, '%Y-%m-%d %H:%M'), household_size, "
-        "length(company) from marts.dim_user_profiles where canonical_user_id in ('17850', 'u4') "
-        "order by 1",
+        "length(company) from marts.dim_user_profiles",
     )
-    assert rows == [
-        ("17850", "high", "declared", "2026-03-01 09:00", 3, 64),  # company: a keyed hash
-        ("u4", None, None, None, None, None),  # both values broke their rule
-    ]
+    profiles = by_user(rows)
+    assert profiles[user_key("17850")] == ("high", "declared", "2026-03-01 09:00", 3, 64)
+    assert profiles[user_key("u4")] == (None, None, None, None, None)  # both broke their rule
 
 
 def test_declared_traits_that_break_their_rule_are_quarantined(after):
@@ -375,17 +401,21 @@ def test_refunds_and_cancellations_give_net_revenue(after):
     rows = query(
         after,
         "select canonical_user_id, revenue, refunded_amount, net_revenue, refunds, cancellations "
-        "from marts.dim_user_profiles where orders > 0 order by 1",
+        "from marts.dim_user_profiles where orders > 0",
     )
-    assert [tuple(float(v) if i in (1, 2, 3) else v for i, v in enumerate(r)) for r in rows] == [
+    money = {
+        user: (*(float(v) for v in values[:3]), *values[3:])
+        for user, values in by_user(rows).items()
+    }
+    assert money == {
         # 120.50 GBP total (no revenue) = 141.76 EUR + 100 + 50; the GBP order refunded whole
-        ("17850", 291.76, 141.76, 150.0, 1, 0),
+        user_key("17850"): (291.76, 141.76, 150.0, 1, 0),
         # 500 USD = 462.96 EUR + 20 EUR (a late event); 200 USD cancelled = 185.19 EUR;
         # the XYZ order has no rate: counted (orders_unconverted), not summed
-        ("u2", 482.96, 185.19, 297.77, 0, 1),
+        user_key("u2"): (482.96, 185.19, 297.77, 0, 1),
         # the corrected resend (80, no currency = default EUR), 30 refunded
-        ("u3", 80.0, 30.0, 50.0, 1, 0),
-    ]
+        user_key("u3"): (80.0, 30.0, 50.0, 1, 0),
+    }
 
 
 def test_numeric_ids_are_staged_as_text(after):

@@ -56,6 +56,9 @@ class Event:
     name: str | None
     at: datetime
     properties: dict[str, Any]
+    # an order's, refund's or cancellation's money in the reporting currency (the profile's
+    # revenue and refunded_amount, the catalogue's reporting_amount); None when it has none
+    amount: float | None = None
 
 
 def violates_plan(rules: Any, props: dict[str, Any]) -> bool:
@@ -119,12 +122,23 @@ def stitched_events(landing: Path) -> list[Event]:
         linked = users_of.get(anonymous, set())
         user = doc.get("userId") or (next(iter(linked)) if len(linked) == 1 else anonymous)
         name = doc.get("event") if doc["type"] == "track" else None
-        events.append(Event(user, name, doc["_at"], doc.get("properties") or {}))
+        properties = doc.get("properties") or {}
+        # the generator sends every order and refund in EUR (the reporting currency) with a revenue
+        amount = properties.get("revenue") if name in MONEY_EVENTS else None
+        events.append(Event(user, name, doc["_at"], properties, amount))
     return events
 
 
+MONEY_EVENTS = ("Order Completed", "Order Refunded", "Order Cancelled")
+
+
 def expected_memberships(landing: Path, as_of: datetime) -> set[tuple[str, str, str]]:
-    events = [event for event in stitched_events(landing) if event.at <= as_of]
+    return memberships_of(stitched_events(landing), as_of)
+
+
+def memberships_of(stitched: list[Event], as_of: datetime) -> set[tuple[str, str, str]]:
+    """(segment, user, status) of every shipped segment, from stitched events of any source."""
+    events = [event for event in stitched if event.at <= as_of]
     by_user: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_user[event.user].append(event)
@@ -145,9 +159,8 @@ def expected_memberships(landing: Path, as_of: datetime) -> set[tuple[str, str, 
             named("Product Added"),
             named("Order Completed"),
         )
-        revenue = sum(
-            float(event.properties["revenue"]) for event in own if event.name == "Order Completed"
-        )
+        # the profile's revenue: every order's money in the reporting currency
+        revenue = sum(event.amount or 0 for event in own if event.name == "Order Completed")
         member: dict[str, bool] = {}
         member["viewed_top_product_24h"] = any(
             event.name == "Product Viewed"
@@ -191,25 +204,29 @@ def aggregate_memberships(own: list[Event], as_of: datetime) -> dict[str, bool]:
     day = timedelta(days=1)
 
     def values(name: str, prop: str, start: timedelta | None, end: timedelta) -> list[Any]:
+        """The property's values (an event without it has none, as in SQL aggregates)."""
         return [
             event.properties[prop]
             for event in own
             if event.name == name
+            and event.properties.get(prop) is not None
             and (start is None or as_of - start < event.at)
             and event.at <= as_of - end
         ]
 
     spent_7d = values("Order Completed", "revenue", 7 * day, timedelta(0))
     spent_9_to_3 = values("Order Completed", "revenue", 9 * day, 3 * day)
-    orders_3d = values("Order Completed", "revenue", 3 * day, timedelta(0))
+    orders_3d = [e for e in own if e.name == "Order Completed" and as_of - 3 * day < e.at <= as_of]
     orders = values("Order Completed", "revenue", None, timedelta(0))
     viewed_prices = values("Product Viewed", "price", 7 * day, timedelta(0))
     added_prices = values("Product Added", "price", 7 * day, timedelta(0))
-    refunds = [
-        event.properties.get("revenue") or 0
-        for event in own
-        if event.name == "Order Refunded" and event.at <= as_of
-    ]
+    # the catalogue's money (reporting_amount): refunds and cancellations reverse it
+    spent = sum(e.amount or 0 for e in own if e.name == "Order Completed" and e.at <= as_of)
+    reversed_ = sum(
+        e.amount or 0
+        for e in own
+        if e.name in ("Order Refunded", "Order Cancelled") and e.at <= as_of
+    )
     last_order = max((e.at for e in own if e.name == "Order Completed"), default=None)
 
     def bought(test: Any, within: timedelta | None = None) -> bool:
@@ -227,8 +244,8 @@ def aggregate_memberships(own: list[Event], as_of: datetime) -> dict[str, bool]:
             lambda item: item.get("category") == "electronics", 7 * day
         ),
         "bulk_buyers": bought(lambda item: (item.get("quantity") or 0) >= 3),
-        # derived trait net_revenue_total = order revenue - refunded revenue (catalogue sums)
-        "net_value_customers": sum(orders) - sum(refunds) >= 500,
+        # derived trait net_revenue_total = order money - refunded and cancelled money
+        "net_value_customers": spent - reversed_ >= 500,
         # timestamp trait last_order_at between 9 and 3 days ago
         "last_ordered_3_to_9_days_ago": last_order is not None
         and as_of - 9 * day < last_order <= as_of - 3 * day,

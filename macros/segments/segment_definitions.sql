@@ -416,9 +416,15 @@
             {%- endfor -%}
         {%- endif -%}
     {%- endif -%}
-    {#- catalogue traits are columns of dim_user_profiles too (also before it is built) -#}
+    {#- catalogue traits and the tracking plan's declared traits (each with its _source and
+        _observed_at) are columns of dim_user_profiles too, also before it is first built -#}
     {%- for trait in personalization.trait_catalogue() -%}
         {%- do columns.append(trait.name | lower) -%}
+    {%- endfor -%}
+    {%- for name in personalization.tracking_plan().traits -%}
+        {%- for suffix in ['', '_source', '_observed_at'] -%}
+            {%- do columns.append((name ~ suffix) | lower) -%}
+        {%- endfor -%}
     {%- endfor -%}
     {{ return(columns | unique | list) }}
 {%- endmacro %}

@@ -285,11 +285,33 @@ def plan_properties(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str,
     return events
 
 
+def declared_traits(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str, Any]]:
+    """The custom traits the tracking plan declares (its `traits:` section)."""
+    plan = _meta(_models(yaml.safe_load(plan_path.read_text())).get("stg_tracking_plan"))
+    traits = (plan.get("tracking_plan") or {}).get("traits") or {}
+    return {str(name): rule or {} for name, rule in traits.items()}
+
+
+def declared_numeric_traits(plan_path: Path = TRACKING_PLAN_PATH) -> list[str]:
+    """Declared integer or number traits, not pii: a derived catalogue trait may name them
+    (declared_numeric_traits in macros/traits.sql)."""
+    return sorted(
+        name
+        for name, rule in declared_traits(plan_path).items()
+        if rule.get("type") in ("integer", "number") and not rule.get("pii")
+    )
+
+
 def profile_columns(
-    profiles_path: Path = PROFILES_PATH, catalogue_path: Path = CATALOGUE_PATH
+    profiles_path: Path = PROFILES_PATH,
+    catalogue_path: Path = CATALOGUE_PATH,
+    plan_path: Path = TRACKING_PLAN_PATH,
 ) -> set[str]:
-    """Columns of dim_user_profiles: documented ones plus every catalogue trait."""
+    """Columns of dim_user_profiles: documented ones, every catalogue trait, and every trait the
+    tracking plan declares (with its _source and _observed_at), as segment_profile_columns."""
     columns: set[str] = set()
+    for name in declared_traits(plan_path):
+        columns |= {f"{name}{suffix}".lower() for suffix in ("", "_source", "_observed_at")}
     model = _models(yaml.safe_load(profiles_path.read_text())).get("dim_user_profiles") or {}
     columns |= {str(column["name"]).lower() for column in model.get("columns") or []}
     catalogue = _models(yaml.safe_load(catalogue_path.read_text())).get("int_user_catalogue_traits")
@@ -854,6 +876,11 @@ def validate_segments_file(path: Path = SEGMENTS_PATH) -> list[Problem]:
 # --------------------------------------------------------------------------------------------
 
 
+# Events whose catalogue traits may read the computed property reporting_amount (the order's
+# money in the reporting currency, int_order_amounts; catalogue_amount_events in macros/traits.sql).
+CATALOGUE_AMOUNT_EVENTS = ("Order Completed", "Order Refunded", "Order Cancelled")
+
+
 def _window_ok(value: Any) -> bool:
     if value is None or value == "all":
         return True
@@ -895,10 +922,13 @@ def derived_problem(expression: Any, known: list[str]) -> str | None:
 
 
 def validate_catalogue_file(
-    path: Path = CATALOGUE_PATH, events: dict[str, dict[str, str]] | None = None
+    path: Path = CATALOGUE_PATH,
+    events: dict[str, dict[str, str]] | None = None,
+    declared_numeric: list[str] | None = None,
 ) -> list[Problem]:
     """Every problem of the trait catalogue (the checks of macros/traits.sql, with lines)."""
     events = plan_properties() if events is None else events
+    declared_numeric = declared_numeric_traits() if declared_numeric is None else declared_numeric
     report = _Reporter(path)
     document = load_marked(path.read_text())
     traits = _meta(_models(document).get("int_user_catalogue_traits")).get("traits")
@@ -922,7 +952,7 @@ def validate_catalogue_file(
             seen[name] = line_of(trait, "name", line)
         trait_type = trait.get("type")
         if trait_type == "derived":
-            known = [
+            known = declared_numeric + [
                 earlier.get("name")
                 for earlier in traits[:index]
                 if isinstance(earlier, dict) and earlier.get("type") in NUMERIC_TRAIT_TYPES
@@ -946,6 +976,8 @@ def validate_catalogue_file(
             )
             continue
         known = PAGE_PROPERTIES[1:] if event == "page" else tuple(events[event])
+        if event in CATALOGUE_AMOUNT_EVENTS:  # the computed money of macros/traits.sql
+            known += ("reporting_amount",)
         needs_property = trait_type in TRAIT_TYPES and trait_type not in (
             "counter",
             "first_at",

@@ -1,5 +1,5 @@
 {#- Behaviour counts per raw identity (userId, else anonymousId) and day, over events up to
-    as_of() only. Order amounts are converted to var('reporting_currency') with the rates seed.
+    as_of() only. Order amounts in var('reporting_currency') come from int_order_amounts.
     Incremental: a run recomputes exactly the (identity, day) pairs that need it, from all their
     events up to as_of:
     - pairs with events loaded since the last run (less var('lookback_hours')): late events of
@@ -30,14 +30,8 @@ events as (
     where event_at <= {{ as_of() }}
 ),
 
-rates as (
-    select * from {{ ref('ref_currency_rates') }}
-),
-
-reporting_rate as (
-    select units_per_eur as reporting_units_per_eur
-    from rates
-    where currency_code = {{ quoted_literal(var('reporting_currency')) }}
+order_amounts as (
+    select * from {{ ref('int_order_amounts') }}
 ),
 
 {%- if is_incremental() %}
@@ -82,50 +76,17 @@ selected as (
             and events.activity_date = touched.activity_date
 ),
 
-orders as (
-    -- every order up to as_of, for refunds and cancellations that name no amount (the whole
-    -- order); the first copy of an order_id wins
-    select
-        order_id,
-        arg_min(order_amount, event_at) as order_amount,
-        arg_min(coalesce(order_currency, {{ quoted_literal(var('default_currency')) }}), event_at)
-            as order_currency
-    from events
-    where event_name = 'Order Completed' and order_id is not null
-    group by order_id
-),
-
-amounts as (
+converted as (
     -- each order, refund and cancellation with its amount in the reporting currency (null when
-    -- its currency has no rate)
+    -- its currency has no rate): int_order_amounts, the one place money is computed
     select
         selected.*,
-        selected.event_name in ('Order Refunded', 'Order Cancelled') as is_reversal,
-        coalesce(
-            selected.order_amount,
-            case when selected.event_name != 'Order Completed' then orders.order_amount end
-        ) as amount,
-        coalesce(
-            selected.order_currency,
-            case when selected.event_name != 'Order Completed' then orders.order_currency end,
-            {{ quoted_literal(var('default_currency')) }}
-        ) as currency
+        coalesce(order_amounts.is_reversal, false) as is_reversal,
+        order_amounts.amount,
+        order_amounts.reporting_amount
     from selected
-    left join orders
-        on selected.order_id = orders.order_id
-),
-
-converted as (
-    select
-        amounts.*,
-        cast(
-            amounts.amount / rates.units_per_eur * reporting_rate.reporting_units_per_eur
-            as decimal(18, 2)
-        ) as reporting_amount
-    from amounts
-    cross join reporting_rate
-    left join rates
-        on amounts.currency = rates.currency_code
+    left join order_amounts
+        on selected.message_id = order_amounts.message_id
 ),
 
 aggregated as (

@@ -1,26 +1,65 @@
-{#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of.
+{#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of; a derived trait
+    may also name a numeric trait the tracking plan declares (from int_user_attributes).
     Grain: one row per canonical_user_id. -#}
+-- depends_on: {{ ref('int_user_attributes') }}
 {%- set traits = trait_catalogue() -%}
 {%- set modes = traits | selectattr('type', 'equalto', 'most_frequent') | list -%}
 
+{%- set property_names = trait_property_names() -%}
+{%- set property_paths = [] -%}
+{%- for name in property_names -%}{%- do property_paths.append(json_key_path(name)) -%}{%- endfor %}
+
 with
 
-events as (
+stitched_events as (
+    select * from {{ ref('int_events_stitched') }}
+    where event_at <= {{ as_of() }}
+),
+
+order_amounts as (
+    select * from {{ ref('int_order_amounts') }}
+),
+
+{%- if declared_numeric_traits() %}
+
+attributes as (
+    -- declared numeric traits, for derived expressions that name them
+    select * from {{ ref('int_user_attributes') }}
+),
+{%- endif %}
+
+users as (
+    select distinct canonical_user_id
+    from {{ ref('int_events_stitched') }}
+),
+
+event_properties as (
+    -- every property the catalogue reads, with one parse per event
     select
         canonical_user_id,
         message_id,
         event_type,
         event_name,
         event_at,
-        -- every property the catalogue reads, with one parse per event
-        {{ json_text_many('properties', trait_property_paths() or ['$.none']) }} as trait_props
-    from {{ ref('int_events_stitched') }}
-    where event_at <= {{ as_of() }}
+        {{ json_text_many('properties', property_paths or ['$.none']) }} as property_texts
+    from stitched_events
 ),
 
-users as (
-    select distinct canonical_user_id
-    from {{ ref('int_events_stitched') }}
+events as (
+    -- each property as prop_<name>; prop_reporting_amount: the order's money (int_order_amounts)
+    select
+        event_properties.canonical_user_id,
+        event_properties.message_id,
+        event_properties.event_type,
+        event_properties.event_name,
+        event_properties.event_at,
+        {%- if property_names %}
+            {{ unpack_fields('event_properties.property_texts', property_names, 'prop_') }},
+        {%- endif %}
+        order_amounts.reporting_amount as {{ trait_property(catalogue_amount_property()) }}
+    from event_properties
+    left join order_amounts
+        on event_properties.message_id = order_amounts.message_id
 ),
 
 aggregated as (
@@ -65,6 +104,10 @@ final as (
     from users
     left join aggregated
         on users.canonical_user_id = aggregated.canonical_user_id
+    {%- if declared_numeric_traits() %}
+        left join attributes
+            on users.canonical_user_id = attributes.canonical_user_id
+    {%- endif %}
     {%- for trait in modes %}
         left join {{ trait.name }}_ranked
             on

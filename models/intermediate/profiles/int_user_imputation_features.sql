@@ -18,6 +18,22 @@ catalogue_traits as (
     select * from {{ ref('int_user_catalogue_traits') }}
 ),
 
+order_amounts as (
+    select * from {{ ref('int_order_amounts') }}
+),
+
+order_revenue as (
+    -- gross order revenue in the reporting currency: the profile's money (int_order_amounts)
+    select
+        events.canonical_user_id,
+        sum(order_amounts.reporting_amount) as revenue
+    from events
+    inner join order_amounts
+        on events.message_id = order_amounts.message_id
+    where order_amounts.event_name = 'Order Completed'
+    group by events.canonical_user_id
+),
+
 behaviour as (
     select
         canonical_user_id,
@@ -28,10 +44,6 @@ behaviour as (
         avg(case when event_name = 'Product Added' then 1.0 else 0.0 end) as cart_add_share,
         avg(case when event_name = 'Feature Used' then 1.0 else 0.0 end) as feature_use_share,
         count(case when event_name = 'Order Completed' then 1 end) as orders,
-        coalesce(sum(case
-            when event_name = 'Order Completed'
-                then {{ try_cast(json_text('properties', '$.revenue'), 'double') }}
-        end), 0) as revenue,
         coalesce(avg(case
             when event_name = 'Product Viewed'
                 then {{ try_cast(json_text('properties', '$.price'), 'double') }}
@@ -44,6 +56,7 @@ behaviour as (
 final as (
     select
         behaviour.*,
+        cast(coalesce(order_revenue.revenue, 0) as double) as revenue,
         attributes.age as known_age,
         coalesce(catalogue_traits.favourite_category, 'none') as age_group
     from behaviour
@@ -51,6 +64,8 @@ final as (
         on behaviour.canonical_user_id = attributes.canonical_user_id
     left join catalogue_traits
         on behaviour.canonical_user_id = catalogue_traits.canonical_user_id
+    left join order_revenue
+        on behaviour.canonical_user_id = order_revenue.canonical_user_id
 )
 
 select * from final

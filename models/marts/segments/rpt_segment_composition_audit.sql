@@ -2,7 +2,8 @@
     method:cluster_name, without the insufficient_data cluster -1; var segment_clusters_enabled)
     by every attribute listed in var bias_audit_attributes (columns of dim_user_profiles: a
     name, or {column: ..., source_column: ...} when a provenance column says how each value was
-    obtained). Only observed values are judged: a value whose source is in var
+    obtained) and by every categorical trait the tracking plan declares (string or boolean, or
+    with accepted values; judged by its _source column); a pii trait is never audited. Only observed values are judged: a value whose source is in var
     bias_audit_unobserved_sources (imputed) is counted in an 'imputed' cell, a missing one in an
     'unknown' cell; both are reported (shares of the whole group and population) but never
     flagged, and the shares, ratios and flags of observed values use observed values only.
@@ -10,12 +11,27 @@
     Grain: one row per (group_type, group_name, attribute_name, attribute_value). -#}
 {%- set min_cell = var('segment_audit_min_cell', 10) -%}
 {%- set unobserved = var('bias_audit_unobserved_sources', ['imputed']) -%}
+{%- set declared_traits = tracking_plan().traits -%}
 {%- set audited = [] -%}
 {%- for entry in var('bias_audit_attributes') -%}
+    {%- set column = entry if entry is string else entry['column'] -%}
+    {%- if (declared_traits.get(column) or {}).get('pii') -%}
+        {{ exceptions.raise_compiler_error("bias_audit_attributes: '" ~ column ~ "' is a pii trait "
+            ~ "(pii: true in the tracking plan): it is kept only as a keyed hash and never audited") }}
+    {%- endif -%}
     {%- if entry is string -%}
-        {%- do audited.append({'column': entry, 'source_column': none}) -%}
+        {%- do audited.append({'column': column, 'source_column': none}) -%}
     {%- else -%}
-        {%- do audited.append({'column': entry['column'], 'source_column': entry.get('source_column')}) -%}
+        {%- do audited.append({'column': column, 'source_column': entry.get('source_column')}) -%}
+    {%- endif -%}
+{%- endfor -%}
+{#- declared categorical traits (type string or boolean, or with accepted values) are audited
+    without a var edit, judged by their _source column; never a pii one -#}
+{%- set listed = audited | map(attribute='column') | list -%}
+{%- for name, rule in declared_traits.items() | sort -%}
+    {%- set categorical = rule.get('type') in ['string', 'boolean'] or rule.get('accepted') -%}
+    {%- if categorical and not rule.get('pii') and name not in listed -%}
+        {%- do audited.append({'column': name, 'source_column': name ~ '_source'}) -%}
     {%- endif -%}
 {%- endfor %}
 
