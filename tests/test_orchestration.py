@@ -35,7 +35,7 @@ TESTS = {k: v for k, v in MANIFEST["nodes"].items() if v["resource_type"] == "te
 STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
-RAW_PK_CHECK = "unique_combination_raw_landing_events_file_path__line_number"
+RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
 
 
 def dbt_key(name: str) -> dg.AssetKey:
