@@ -8,7 +8,7 @@ DEMO_EVENTS ?= 300000
 DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
-.PHONY: install demo test lint format ui serve dashboard docs bench clean
+.PHONY: install demo test lint format ui serve dashboard docs column-docs bench clean
 
 $(INSTALLED): pyproject.toml
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)"
@@ -76,6 +76,11 @@ dashboard: $(INSTALLED)
 docs: $(INSTALLED)
 	$(BIN)/dbt docs generate --quiet --target $(if $(PERSONALIZATION_HMAC_KEY),prod,dev)
 	$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser --target $(if $(PERSONALIZATION_HMAC_KEY),prod,dev)
+
+# the descriptions of the trait columns of dim_user_profiles, from the trait catalogue and the
+# tracking plan's declared traits (run after editing either; tests/test_mart_docs.py checks it)
+column-docs: $(INSTALLED)
+	$(BIN)/python -m personalization.column_docs
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
