@@ -19,7 +19,17 @@ $(INSTALLED): pyproject.toml
 		-e '.[dev]' | grep -E --line-buffered '^(Collecting|Installing|Successfully|ERROR)'"
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+# The oldest DuckDB the README promises reads the published file (tests/test_mart_docs.py,
+# scripts/check_bi_compat.sh): its Python package in a folder of its own, never imported by the
+# project (PYTHONPATH=$(OLDEST_DUCKDB_DIR) selects it)
+OLDEST_DUCKDB := 1.0.0
+OLDEST_DUCKDB_DIR := $(VENV)/duckdb-$(OLDEST_DUCKDB)
+$(OLDEST_DUCKDB_DIR)/.installed: | $(INSTALLED)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(OLDEST_DUCKDB_DIR) duckdb==$(OLDEST_DUCKDB)
+	touch $@
+
+install: $(INSTALLED) $(OLDEST_DUCKDB_DIR)/.installed
 
 demo: $(INSTALLED)
 	$(BIN)/personalization demo --events $(DEMO_EVENTS) --users $(DEMO_USERS) --days $(DEMO_DAYS)
@@ -37,7 +47,7 @@ format: $(INSTALLED)
 	rm -f target/lint.duckdb
 	PERSONALIZATION_DB=target/lint.duckdb $(BIN)/sqlfluff fix models
 
-test: lint
+test: lint $(OLDEST_DUCKDB_DIR)/.installed
 	@# pytest exits 5 when it collected nothing: a suite that ran no test is a failure here
 	$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status

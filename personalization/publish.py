@@ -231,7 +231,10 @@ def check_builds(
 
 def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
     """`select` of a relation, with HUGEINT (sum() of integers) cast to BIGINT: Parquet has no
-    128-bit integer and would silently turn it into DOUBLE; an overflow fails loudly instead."""
+    128-bit integer and would silently turn it into DOUBLE; an overflow fails loudly instead.
+    TIMESTAMP_NS (pandas' datetime64[ns] from the Python models) becomes TIMESTAMP: DuckDB 1.0
+    reads a nanosecond Parquet column as TIMESTAMP, so a view recorded over TIMESTAMP_NS would
+    not open there ("types don't match")."""
     source = f"src.{quote_identifier(relation.schema)}.{quote_identifier(relation.name)}"
     columns = con.execute(f"describe select * from {source}").fetchall()
     items = []
@@ -239,6 +242,8 @@ def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
         quoted = quote_identifier(name)
         if column_type in ("HUGEINT", "UHUGEINT"):
             items.append(f"cast({quoted} as bigint) as {quoted}")
+        elif column_type == "TIMESTAMP_NS":
+            items.append(f"cast({quoted} as timestamp) as {quoted}")
         else:
             items.append(quoted)
     return f"select {', '.join(items)} from {source}"

@@ -3,6 +3,7 @@ DuckDB comment into the build and the published file; money columns are numbers 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,7 @@ import pytest
 from personalization import column_docs
 from personalization.dbt_runner import Warehouse
 from personalization.publish import META_SCHEMA, PUBLISHED_DB_NAME, publish
-from personalization.tracking_plan import DeclaredTrait
+from personalization.tracking_plan import PROJECT_ROOT, DeclaredTrait
 
 # a published column whose name says it holds an amount of money
 MONEY_PATTERN = r"(revenue|amount|price|order_value)"
@@ -176,3 +177,35 @@ def test_money_sums_agree_to_the_cent(fixture_warehouse: Warehouse) -> None:
     for _, revenue, net, refunded, days in rows:
         assert revenue == days
         assert net == round(revenue - refunded, 2)
+
+
+OLDEST_DUCKDB = "1.0.0"  # the oldest the README promises (Makefile OLDEST_DUCKDB)
+
+
+def test_oldest_claimed_duckdb_reads_every_published_view(published: Path) -> None:
+    """DuckDB 1.0.0 (its package installed by `make install` in .venv/duckdb-1.0.0, nothing
+    downloaded here) opens the real published file read-only and reads every view in full,
+    rpt_cluster_quality's timestamps included, and sees the column comments."""
+    installed = PROJECT_ROOT / ".venv" / f"duckdb-{OLDEST_DUCKDB}" / ".installed"
+    assert installed.is_file(), "run `make install` (it installs the oldest DuckDB checked)"
+    result = subprocess.run(
+        [
+            "bash",
+            str(PROJECT_ROOT / "scripts" / "check_bi_compat.sh"),
+            str(published / PUBLISHED_DB_NAME),
+            OLDEST_DUCKDB,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    with duckdb.connect(str(published / PUBLISHED_DB_NAME), read_only=True) as con:
+        views, comments = con.execute(
+            "select count(distinct table_name), count(comment) from duckdb_columns() "
+            "where schema_name = 'marts'"
+        ).fetchone()
+    assert f"duckdb {OLDEST_DUCKDB} read {views} views" in result.stdout
+    assert "ok marts.rpt_cluster_quality: 2 rows" in result.stdout
+    assert f"{comments} column comments" in result.stdout
