@@ -15,12 +15,17 @@
 {%- endmacro %}
 
 
-{#- `cast(sum(c) as bigint) as c` for every activity count, `sum(a) as a` for every amount. -#}
-{% macro sum_activity_counts() -%}
+{#- `cast(sum(c) as bigint) as c` for every activity count, `sum(a) as a` for every amount
+    (exact DECIMAL; as_money: the published money type, macros/money.sql). -#}
+{% macro sum_activity_counts(as_money=false) -%}
     {%- for column in activity_count_columns() %}
         cast(sum({{ column }}) as bigint) as {{ column }},
     {%- endfor %}
     {%- for column in activity_amount_columns() %}
+        {%- if as_money %}
+        {{ money('sum(' ~ column ~ ')') }} as {{ column }},
+        {%- else %}
         sum({{ column }}) as {{ column }},
+        {%- endif %}
     {%- endfor %}
 {%- endmacro %}

@@ -27,6 +27,8 @@ from dagster_dbt import (
     dbt_assets,
 )
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+from dbt.adapters.duckdb.credentials import DuckDBCredentials
 
 from orchestration.resources import DBT_PROJECT, DUCKDB_POOL, WarehouseResource
 
@@ -180,6 +182,52 @@ def tests_left_for_daily(
     )
 
 
+def release_build_database(adapter: Any) -> None:
+    """Close the read-only connection dagster-dbt's metadata queries opened in this process.
+
+    Left open, it would keep the next dbt build (another process) from taking the file's write
+    lock, and a plain read-only client of this process from opening the file."""
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    environment = DuckDBConnectionManager._ENV  # noqa: SLF001 - dbt-duckdb keeps one per process
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def manifest_for_database(manifest: Mapping[str, Any], database: str) -> Mapping[str, Any]:
+    """The manifest with every model, seed, snapshot and source in `database`.
+
+    dbt-duckdb names the catalog after the database file (data/warehouse.duckdb: `warehouse`), and
+    the manifest records the catalog of the file the project was parsed with (the tests parse
+    with target/parse.duckdb). dagster-dbt looks relations up by the manifest's database for row
+    counts and column schemas, so a run addresses the database it writes, whatever was parsed.
+    """
+
+    def move(props: Mapping[str, Any]) -> Mapping[str, Any]:
+        parsed = props.get("database")
+        if not parsed or parsed == database:
+            return props
+        moved = {**props, "database": database}
+        # relation_name is the quoted "database"."schema"."identifier" (row counts query it)
+        prefix = f'"{parsed}".'
+        if str(props.get("relation_name") or "").startswith(prefix):
+            moved["relation_name"] = f'"{database}".' + props["relation_name"][len(prefix) :]
+        return moved
+
+    def moved(nodes: Mapping[str, Any]) -> dict[str, Any]:
+        return {uid: move(props) for uid, props in nodes.items()}
+
+    if all(
+        props.get("database") in (None, database)
+        for nodes in (manifest["nodes"], manifest.get("sources", {}))
+        for props in nodes.values()
+    ):
+        return manifest
+    return {**manifest, "nodes": moved(manifest["nodes"]), "sources": moved(manifest["sources"])}
+
+
 @dbt_assets(
     manifest=DBT_MANIFEST,
     project=DBT_PROJECT,
@@ -205,8 +253,15 @@ def dbt_models(
         args += ["--exclude", " ".join(deferred)]
     with warehouse.dbt_env():
         invocation = dbt.cli(args, context=context, target_path=target)
+        invocation.manifest = manifest_for_database(
+            invocation.manifest, DuckDBCredentials.path_derived_database_name(warehouse.db())
+        )
     try:
-        yield from invocation.stream()
+        # dagster-dbt's own helpers: each materialisation carries its row count and column
+        # schema (for DuckDB they query once dbt has exited and released the file's lock)
+        yield from (
+            invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+        )
     except DagsterDbtCliRuntimeError as error:
         if _failure_is_transient(invocation, error):
             raise  # retried by DBT_RETRY
@@ -219,3 +274,5 @@ def dbt_models(
             description=f"dbt build failed ({type(error).__name__}: {error}); not retried",
             allow_retries=False,
         ) from error
+    finally:
+        release_build_database(invocation.adapter)

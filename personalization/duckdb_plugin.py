@@ -99,4 +99,10 @@ class Plugin(BasePlugin):
             "VARCHAR",
             side_effects=False,
         )
-        check_fingerprint(conn, key, _full_refresh())
+        # a read-only connection (dagster-dbt's row counts and column schemas after a build)
+        # writes nothing, so there is no key to check and no fingerprint table it could create
+        (read_only,) = conn.execute(
+            "select readonly from duckdb_databases() where database_name = current_database()"
+        ).fetchone()
+        if not read_only:
+            check_fingerprint(conn, key, _full_refresh())

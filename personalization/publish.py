@@ -231,7 +231,10 @@ def check_builds(
 
 def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
     """`select` of a relation, with HUGEINT (sum() of integers) cast to BIGINT: Parquet has no
-    128-bit integer and would silently turn it into DOUBLE; an overflow fails loudly instead."""
+    128-bit integer and would silently turn it into DOUBLE; an overflow fails loudly instead.
+    TIMESTAMP_NS (pandas' datetime64[ns] from the Python models) becomes TIMESTAMP: DuckDB 1.0
+    reads a nanosecond Parquet column as TIMESTAMP, so a view recorded over TIMESTAMP_NS would
+    not open there ("types don't match")."""
     source = f"src.{quote_identifier(relation.schema)}.{quote_identifier(relation.name)}"
     columns = con.execute(f"describe select * from {source}").fetchall()
     items = []
@@ -239,9 +242,33 @@ def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
         quoted = quote_identifier(name)
         if column_type in ("HUGEINT", "UHUGEINT"):
             items.append(f"cast({quoted} as bigint) as {quoted}")
+        elif column_type == "TIMESTAMP_NS":
+            items.append(f"cast({quoted} as timestamp) as {quoted}")
         else:
             items.append(quoted)
     return f"select {', '.join(items)} from {source}"
+
+
+def _copy_comments(con: duckdb.DuckDBPyConnection, relation: Relation, view: str) -> None:
+    """The build's table and column comments (dbt's persist_docs: the model YAML descriptions)
+    onto the published view, so BI tools that read DuckDB comments show them."""
+    (table_comment,) = con.execute(
+        "select comment from duckdb_tables() where database_name = 'src' and schema_name = $s "
+        "and table_name = $t union all select comment from duckdb_views() "
+        "where database_name = 'src' and schema_name = $s and view_name = $t",
+        {"s": relation.schema, "t": relation.name},
+    ).fetchone()
+    if table_comment:
+        con.execute(f"comment on view {view} is {quote_literal(table_comment)}")
+    columns = con.execute(
+        "select column_name, comment from duckdb_columns() where database_name = 'src' "
+        "and schema_name = $s and table_name = $t and comment is not null and comment <> ''",
+        {"s": relation.schema, "t": relation.name},
+    ).fetchall()
+    for column, comment in columns:
+        con.execute(
+            f"comment on column {view}.{quote_identifier(column)} is {quote_literal(comment)}"
+        )
 
 
 def scan_for_pii(
@@ -298,6 +325,7 @@ def _write_version(
             view = f"pub.{quote_identifier(relation.schema)}.{quote_identifier(relation.name)}"
             path = quote_literal(str(parquet_files[relation.qualified]))
             con.execute(f"create view {view} as select * from read_parquet({path})")
+            _copy_comments(con, relation, view)
             rows = con.execute(f"select count(*) from {view}").fetchone()[0]
             tables[relation.qualified] = {
                 "kind": relation.kind,

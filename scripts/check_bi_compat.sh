@@ -5,14 +5,17 @@
 #   scripts/check_bi_compat.sh [PUBLISHED_DB] [DUCKDB_VERSION]
 #
 # PUBLISHED_DB    default: data/published/current/published.duckdb
-# DUCKDB_VERSION  default: 1.1.3 (installed from PyPI into a throwaway venv, reused between runs)
+# DUCKDB_VERSION  default: 1.0.0, the oldest the README promises; `make install` puts its package
+#                 in .venv/duckdb-1.0.0 (used with the project's Python, nothing downloaded).
+#                 Any other version is installed from PyPI into a throwaway venv, reused.
 # BI_COMPAT_VENV  where that venv lives (default: ${TMPDIR:-/tmp}/bi-compat-duckdb-<version>)
 #
 # Exit 0 when every view reads; non-zero (with DuckDB's error) otherwise.
 set -euo pipefail
 
+root="$(cd "$(dirname "$0")/.." && pwd)"
 db="${1:-data/published/current/published.duckdb}"
-version="${2:-1.1.3}"
+version="${2:-1.0.0}"
 venv="${BI_COMPAT_VENV:-${TMPDIR:-/tmp}/bi-compat-duckdb-${version}}"
 python="${PYTHON:-python3}"
 
@@ -20,12 +23,17 @@ if [ ! -f "$db" ]; then
     echo "error: $db not found (run: personalization publish)" >&2
     exit 2
 fi
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import duckdb, pytz" 2>/dev/null; then
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "duckdb==${version}" pytz
+if [ -f "$root/.venv/duckdb-${version}/.installed" ]; then
+    run=(env PYTHONPATH="$root/.venv/duckdb-${version}" "$root/.venv/bin/python")
+else
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import duckdb, pytz" 2>/dev/null; then
+        "$python" -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "duckdb==${version}" pytz
+    fi
+    run=("$venv/bin/python")
 fi
 
-"$venv/bin/python" - "$db" <<'EOF'
+"${run[@]}" - "$db" <<'EOF'
 import sys
 
 import duckdb
@@ -43,6 +51,10 @@ if not views:
 for schema, name in views + tables:
     rows = con.sql(f'select * from "{schema}"."{name}"').fetchall()
     print(f"ok {schema}.{name}: {len(rows)} rows")
+(comments,) = con.sql(
+    "select count(comment) from duckdb_columns() where schema_name <> 'publish_meta'"
+).fetchone()
+print(f"{comments} column comments")
 version = con.sql("select version_id from publish_meta.version_info").fetchone()[0]
 print(f"duckdb {duckdb.__version__} read {len(views)} views of version {version} from {path}")
 EOF

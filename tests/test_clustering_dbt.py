@@ -97,7 +97,7 @@ def test_cluster_ids_stable_between_dbt_runs_and_memory_guard(generated_warehous
         )
     tests = [
         "assert_every_user_clustered_once_per_method",
-        "unique_combination_fct_user_clusters_canonical_user_id__method",
+        "unique_combination_of_columns_fct_user_clusters_canonical_user_id__method",
     ]
     failed = run_dbt(["test", "--select", *tests], warehouse, check=False)
     assert failed.returncode != 0

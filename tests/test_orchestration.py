@@ -22,6 +22,7 @@ from orchestration.dbt_assets import (
     LANDING_KEY,
     TRANSLATOR,
     dbt_models,
+    manifest_for_database,
 )
 from orchestration.definitions import defs
 from orchestration.landing import landing_events
@@ -35,7 +36,7 @@ TESTS = {k: v for k, v in MANIFEST["nodes"].items() if v["resource_type"] == "te
 STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
-RAW_PK_CHECK = "unique_combination_raw_landing_events_file_path__line_number"
+RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
 
 
 def dbt_key(name: str) -> dg.AssetKey:
@@ -279,6 +280,49 @@ def test_materialise_every_asset_on_fixture_data(
     assert any((root / "published").iterdir())
     # dbt wrote its artefacts under the run's own folder, not the project's target/
     assert list((root / "dbt_runs").glob("*/run_results.json"))
+
+
+def test_materialisations_carry_row_counts_and_column_schema(
+    built: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    """dagster-dbt's fetch_row_counts / fetch_column_metadata, although the manifest was parsed
+    with another database file (conftest: target/parse.duckdb) than the run writes."""
+    root, result = built
+    materialisations = [
+        e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+    ]
+    metadata = {m.asset_key: m.metadata for m in materialisations}
+    profiles = metadata[PROFILES]
+    rows = query(
+        Warehouse(root / "warehouse.duckdb", root / "landing"),
+        "select count(*) from marts.dim_user_profiles",
+    )[0][0]
+    assert rows > 0
+    assert profiles["dagster/row_count"].value == rows
+    columns = {c.name: c.type for c in profiles["dagster/column_schema"].schema.columns}
+    # dbt's names for DuckDB's types (VARCHAR is dbt's "character varying")
+    assert columns["canonical_user_id"].startswith("character varying")
+    assert (columns["revenue"], columns["orders"]) == ("DOUBLE", "BIGINT")
+    assert "average_order_value_30d" in columns
+    # every model's materialisation has both (views have no row count: not counted by design)
+    for name in ("fct_sessions", "raw_landing_events", "fct_user_clusters"):
+        assert "dagster/row_count" in metadata[dbt_key(name)], name
+        assert "dagster/column_schema" in metadata[dbt_key(name)], name
+
+
+def test_manifest_names_the_database_the_run_writes() -> None:
+    """The project is parsed with one database file (the tests: target/parse.duckdb, catalog
+    `parse`); a run writing another (prod.duckdb) looks its relations up in `prod`."""
+    (props,) = [v for v in MODELS.values() if v["name"] == "dim_user_profiles"]
+    parsed = props["database"]
+    assert parsed != "prod"
+    manifest = manifest_for_database(DBT_MANIFEST, "prod")
+    (moved,) = [v for v in manifest["nodes"].values() if v["name"] == "dim_user_profiles"]
+    assert moved["database"] == "prod"
+    assert moved["relation_name"] == '"prod"."marts"."dim_user_profiles"'
+    assert all(v["database"] == "prod" for v in manifest["sources"].values())
+    assert props["database"] == parsed  # the definitions' manifest is left as it was
+    assert manifest_for_database(manifest, "prod") is manifest
 
 
 @pytest.fixture(scope="module")

@@ -430,7 +430,8 @@ def test_nothing_to_publish_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_older_duckdb_reads_the_published_file(tmp_path: Path) -> None:
-    """DuckDB 1.1.3 from PyPI in a throwaway venv (scripts/check_bi_compat.sh) reads every view."""
+    """DuckDB 1.1.3 from PyPI in a throwaway venv (scripts/check_bi_compat.sh) reads every view
+    (the oldest claimed, 1.0.0, installed by `make install`: tests/test_mart_docs.py)."""
     db = make_marts_db(tmp_path / "build.duckdb", CLEAN_TABLES)
     version = publish(db, tmp_path / "published")
     result = subprocess.run(

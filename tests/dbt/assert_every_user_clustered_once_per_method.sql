@@ -1,6 +1,6 @@
 {#- Every profile (dim_user_profiles) and every user of int_user_behaviour_vectors is in
     fct_user_clusters exactly once per method - clustered, or explicitly 'insufficient_data'
-    (unique_combination covers "at most once"; this covers "at least once"). -#}
+    (unique_combination_of_columns covers "at most once"; this covers "at least once"). -#}
 
 with
 

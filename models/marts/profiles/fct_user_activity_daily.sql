@@ -27,7 +27,7 @@ final as (
     select
         canonical_user_id,
         activity_date,
-        {{- sum_activity_counts() }}
+        {{- sum_activity_counts(as_money=true) }}
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
     from keyed
