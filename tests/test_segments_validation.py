@@ -340,6 +340,19 @@ CASES: dict[str, tuple[list[dict[str, Any]] | None, str | None]] = {
         [segment("t", {"trait": {"name": "first_seen_at", "op": "between", "value": "7d"}})],
         "segment 't': operator 'between' on trait 'first_seen_at' needs {from: D, to: D}",
     ),
+    # plain `dbt compile --vars '{segment_definitions: ...}'`: dbt parses under the var, and used
+    # to compile the unvalidated rules there ("'str object' has no attribute 'get'", "segment
+    # '?'"); now the rules compile only after validation, and the error names the var
+    "parse_rule_is_a_string": (
+        [segment("s", {"event": "Product Added"})],
+        "--vars segment_definitions: segment 's': an event condition must be a mapping, "
+        "got 'Product Added'",
+    ),
+    "parse_malformed_window": (
+        [segment("s", {"all": [VIEWED, {"event": {"name": "Product Added", "within": "7 days"}}]})],
+        "--vars segment_definitions: segment 's': malformed window within '7 days' (expected a "
+        "positive number and a unit m, h, d or w",
+    ),
     "cluster_without_var": (
         [segment("k", {"cluster": {"method": "kmeans", "cluster_id": 1}})],
         "segment 'k': cluster conditions need the var segment_cluster_conditions: true",
@@ -386,5 +399,7 @@ def test_segment_validation(outcomes: dict[str, str | None], case: str) -> None:
     else:
         assert outcomes[case] is not None, f"{case} compiled but should fail"
         assert expected in outcomes[case]
-        # raised by the validation, before any SQL ran
+        # raised by the validation, before any SQL ran, and never a raw Jinja error
         assert "Compilation Error" in outcomes[case]
+        assert "has no attribute" not in outcomes[case]
+        assert "segment '?'" not in outcomes[case]

@@ -7,11 +7,15 @@
     the segment ("segment 'cart_abandoners': unknown event 'Product Addded' ..."). -#}
 
 {% macro segment_definitions() -%}
+    {#- dbt renders every model once while parsing (execute false): the rules are compiled only
+        at execution, after validate_segments (compiling an unvalidated var at parse time gave
+        raw Jinja errors such as "'str object' has no attribute 'get'"). -#}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set override = var('segment_definitions', none) -%}
     {%- if override is not none -%}
         {%- set definitions = override -%}
-    {%- elif not execute -%}
-        {{ return([]) }}
     {%- else -%}
         {%- set node = graph.nodes.get('model.personalization.fct_segment_membership') -%}
         {%- if node is none or 'segments' not in node.config.meta -%}
@@ -34,8 +38,17 @@
 {%- endmacro %}
 
 
+{#- Where the definitions come from: the var, else the file. -#}
+{% macro segment_source() -%}
+    {{ return('--vars segment_definitions' if var('segment_definitions', none) is not none
+        else 'models/marts/segments/segments.yml') }}
+{%- endmacro %}
+
+
+{#- A compiler error naming the source of the definitions and the segment. -#}
 {%- macro segment_error(segment_name, message) -%}
-    {{ exceptions.raise_compiler_error("segment '" ~ segment_name ~ "': " ~ message) }}
+    {{ exceptions.raise_compiler_error(personalization.segment_source() ~ ": segment '" ~ segment_name ~ "': "
+        ~ message) }}
 {%- endmacro %}
 
 
@@ -434,7 +447,7 @@
 {% macro validate_segments(definitions) -%}
     {%- set grammar = personalization.segment_grammar() -%}
     {%- if definitions is string or definitions is mapping or definitions is not iterable -%}
-        {{ exceptions.raise_compiler_error("segment definitions must be a list of segments") }}
+        {{ exceptions.raise_compiler_error(personalization.segment_source() ~ ": segment definitions must be a list of segments") }}
     {%- endif -%}
     {%- set profile_columns = personalization.segment_profile_columns() -%}
     {%- set names = [] -%}
