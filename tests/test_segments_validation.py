@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
 
 import pytest
+import yaml
 from conftest import FIXTURE_LANDING, FIXTURES
 
 from personalization.tracking_plan import PROJECT_ROOT
@@ -403,3 +405,53 @@ def test_segment_validation(outcomes: dict[str, str | None], case: str) -> None:
         assert "Compilation Error" in outcomes[case]
         assert "has no attribute" not in outcomes[case]
         assert "segment '?'" not in outcomes[case]
+
+
+MACRO = re.compile(r"{%-?\s*macro\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*(?:\[[^\]]*\][^)]*)*)\)")
+
+
+def _argument_names(signature: str) -> list[str]:
+    """Argument names of a macro signature (defaults may hold lists with commas)."""
+    names, depth, current = [], 0, ""
+    for char in signature + ",":
+        depth += char in "[({"
+        depth -= char in "])}"
+        if char == "," and depth == 0:
+            if current.strip():
+                names.append(current.split("=")[0].strip())
+            current = ""
+        else:
+            current += char
+    return names
+
+
+def test_every_macro_is_documented_with_arguments_and_an_example() -> None:
+    """Each macro (adapter implementations x__y aside: their dispatcher is documented) has an
+    entry in a macros YAML file with an example in its description and its arguments in order.
+    macros/traits.sql is the issue-11 engineer's this round: its entries are in
+    _traits__macros.yml but not enforced here."""
+    macros_dir = PROJECT_ROOT / "macros"
+    documented: dict[str, dict[str, Any]] = {}
+    for path in macros_dir.rglob("*.yml"):
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("macros") or []:
+            assert entry["name"] not in documented, f"{entry['name']} documented twice"
+            documented[entry["name"]] = entry
+    problems, checked = [], 0
+    for path in sorted(macros_dir.rglob("*.sql")):
+        if path.name == "traits.sql":
+            continue
+        for name, signature in MACRO.findall(path.read_text()):
+            if "__" in name:
+                continue
+            checked += 1
+            entry = documented.get(name)
+            if entry is None:
+                problems.append(f"{path.name}: {name} is not documented")
+                continue
+            if "Example" not in (entry.get("description") or ""):
+                problems.append(f"{path.name}: {name} has no example")
+            arguments = [argument["name"] for argument in entry.get("arguments") or []]
+            if arguments != _argument_names(signature):
+                problems.append(f"{path.name}: {name} documents {arguments}, takes {signature}")
+    assert problems == []
+    assert checked > 60

@@ -140,8 +140,8 @@ def _template(path: Path) -> jinja2.Template:
     return _compiled(path, path.stat().st_mtime_ns)
 
 
-def _macro_files() -> list[Path]:
-    return sorted((PROJECT_ROOT / "macros").rglob("*.sql"))
+def _macro_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    return sorted((root / "macros").rglob("*.sql"))
 
 
 def _dbt_macro_files() -> list[Path]:
@@ -169,11 +169,16 @@ def _project_vars() -> dict[str, Any]:
 class Renderer:
     """The project's macros, loaded on first use; render(definitions, ...) gives the model's SQL."""
 
-    def __init__(self, relation: Callable[[str], str]) -> None:
+    def __init__(
+        self, relation: Callable[[str], str], root: Path = PROJECT_ROOT, model: Path = MODEL
+    ) -> None:
+        """`root`: the dbt project whose macros/ are used (another checkout for a benchmark of an
+        older compiler); `model`: the model file rendered."""
         self.relation = relation
+        self.model = model
         self.vars: dict[str, Any] = {}
         namespaces = {
-            "personalization": _Namespace(_macro_files(), self._load),
+            "personalization": _Namespace(_macro_files(root), self._load),
             "dbt": _Namespace(_dbt_macro_files(), self._load),
         }
         self.context: dict[str, Any] = {
@@ -211,7 +216,7 @@ class Renderer:
     def render(self, definitions: list[dict[str, Any]], dbt_vars: Mapping[str, Any]) -> str:
         self.vars = {**dbt_vars, "segment_definitions": definitions}
         try:
-            return _template(MODEL).render(self.context)
+            return _template(self.model).render(self.context)
         except _MacroReturn as returned:  # a bare {{ return() }} in the model
             return str(returned.value)
 
@@ -228,7 +233,7 @@ def render_membership_sql(
 
 def main(argv: list[str] | None = None) -> int:
     """Write the SQL the segment macros generate for the shipped definitions (as_of fixed,
-    relations as dbt-duckdb names them) to OUT/fct_segment_membership.sql, for `make lint`:
+    relations as schema.name) to OUT/fct_segment_membership.sql, for `make lint`:
     sqlfluff's dbt templater does not lint what macros generate, so this file is linted raw."""
     import argparse
 
@@ -241,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     definitions = list(validate.segment_definitions(document) or [])
     sql = render_membership_sql(
         definitions,
-        lambda name: f'"warehouse"."{name.split("_")[0]}"."{name}"',
+        lambda name: f"{name.split('_')[0]}.{name}",
         {"as_of": "2026-01-01T00:00:00Z"},
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fct_segment_membership.sql").write_text(sql)
+    # the model's own leading/trailing whitespace is linted by the templated pass
+    (args.out / "fct_segment_membership.sql").write_text(sql.strip() + "\n")
     return 0
 
 
