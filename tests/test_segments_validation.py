@@ -342,6 +342,21 @@ CASES: dict[str, tuple[list[dict[str, Any]] | None, str | None]] = {
         [segment("t", {"trait": {"name": "first_seen_at", "op": "between", "value": "7d"}})],
         "segment 't': operator 'between' on trait 'first_seen_at' needs {from: D, to: D}",
     ),
+    # the compile-time checks suggest too (edit distance in Jinja; difflib in Python)
+    "did_you_mean_key": (
+        [segment("k", {"event": {"name": "Product Added", "withn": "24h"}})],
+        "--vars segment_definitions: segment 'k': unknown key 'withn' in an event condition "
+        "(did you mean 'within'?) (expected one of",
+    ),
+    "did_you_mean_reference": (
+        [segment("viewers", VIEWED), segment("r", {"segment": "viewrs"})],
+        "segment 'r': unknown segment 'viewrs' referenced (did you mean 'viewers'?)",
+    ),
+    "did_you_mean_event": (
+        [segment("e", {"event": {"name": "Order Complete"}})],
+        "segment 'e': unknown event 'Order Complete' (not in the tracking plan) "
+        "(did you mean 'Order Completed'?)",
+    ),
     # plain `dbt compile --vars '{segment_definitions: ...}'`: dbt parses under the var, and used
     # to compile the unvalidated rules there ("'str object' has no attribute 'get'", "segment
     # '?'"); now the rules compile only after validation, and the error names the var

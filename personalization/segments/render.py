@@ -182,6 +182,7 @@ class Renderer:
             "dbt": _Namespace(_dbt_macro_files(), self._load),
         }
         self.context: dict[str, Any] = {
+            **_ENV.globals,  # range, dict, namespace, ... (a shared context does not add them)
             "return": _return,
             "var": self._var,
             "env_var": self._env_var,
