@@ -22,6 +22,25 @@ class DbtError(RuntimeError):
     """A dbt command failed; the message carries dbt's own output tail."""
 
 
+class DbtVarsError(DbtError):
+    """A var that replaces a YAML file (segment_definitions, trait_catalogue) is invalid: found
+    before dbt starts, with the var, the key path and a suggestion."""
+
+
+def check_file_vars(dbt_vars: dict[str, Any] | None) -> None:
+    """Raise DbtVarsError listing every problem of the vars segment_definitions and
+    trait_catalogue (the checks of `personalization segments validate`), without dbt."""
+    if not dbt_vars or not any(
+        name in dbt_vars for name in ("segment_definitions", "trait_catalogue")
+    ):
+        return
+    from personalization.segments.validate import check_dbt_vars
+
+    problems = check_dbt_vars(dbt_vars)
+    if problems:
+        raise DbtVarsError("invalid dbt vars:\n" + "\n".join(str(problem) for problem in problems))
+
+
 @dataclass(frozen=True)
 class Warehouse:
     """Where a build reads landing files and writes its DuckDB database."""
@@ -62,7 +81,9 @@ def run_dbt(
 ) -> subprocess.CompletedProcess[str]:
     """Run `dbt <command>` in the project directory; raise DbtError on failure when check.
 
-    With stream, dbt's per-node lines are logged as they come (see stream_dbt_output)."""
+    With stream, dbt's per-node lines are logged as they come (see stream_dbt_output). The vars
+    that replace a YAML file are validated first (DbtVarsError, no dbt start-up)."""
+    check_file_vars(dbt_vars)
     warehouse.db_path.parent.mkdir(parents=True, exist_ok=True)
     args = [
         dbt_executable(),

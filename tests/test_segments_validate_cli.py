@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from personalization import cli
-from personalization.segments import validate
+from personalization.dbt_runner import DbtVarsError, Warehouse, run_dbt
+from personalization.segments import core, validate
 
 # Each case: YAML of a list of segments, the 1-based line the problem is on, and the message.
 # Line 1 is the first line of the YAML text.
@@ -221,7 +222,7 @@ def test_catalogue_and_tracking_plan_problems(tmp_path: Path) -> None:
         f"{catalogue}:8: trait 'spend': unknown event 'Order Complete' (not in the tracking plan)"
         " (did you mean 'Order Completed'?)",
         f"{catalogue}:9: trait 'price_max': unknown property 'prise' for event 'Product Viewed' "
-        "(did you mean 'price'?)",
+        "(not in the tracking plan) (did you mean 'price'?)",
     ]
     plan = tmp_path / "plan.yml"
     plan.write_text(
@@ -272,3 +273,127 @@ def test_derived_trait_expressions(tmp_path: Path, expression: str, problem: str
     else:
         assert len(problems) == 1 and f"{catalogue}:11: trait 'net': " in problems[0], problems
         assert problem in problems[0], problems
+
+
+def _segment(rule: object) -> dict[str, object]:
+    return {"name": "s", "description": "d", "owner": "o", "rule": rule}
+
+
+# The var route (`--vars segment_definitions` / `trait_catalogue` through any project entry point
+# that runs dbt): dbt var -> the problems run_dbt raises before dbt starts.
+VAR_CASES: dict[str, tuple[dict[str, object], list[str]]] = {
+    "rule_is_a_string": (
+        {"segment_definitions": [_segment({"event": "Product Added"})]},
+        [
+            "--vars segment_definitions[0].rule.event: segment 's': an event condition must be "
+            "a mapping, got 'Product Added'"
+        ],
+    ),
+    "malformed_window_deep": (
+        {
+            "segment_definitions": [
+                _segment({"all": [{"event": {"name": "Product Added", "within": "7 days"}}]})
+            ]
+        },
+        [
+            "--vars segment_definitions[0].rule.all[0].event.within: segment 's': malformed "
+            "window within '7 days' (expected a positive number and a unit m, h, d or w, e.g. "
+            "'24h' or '7d')"
+        ],
+    ),  # fmt: skip
+    "misspelt_key_and_event": (
+        {"segment_definitions": [_segment({"event": {"name": "Product Addded", "withn": "7d"}})]},
+        [
+            "--vars segment_definitions[0].rule.event.withn: segment 's': unknown key 'withn' in "
+            "an event condition (did you mean 'within'?) (allowed: name, type, where, min_count, "
+            "max_count, within, between, not_followed_by, aggregate)",
+            "--vars segment_definitions[0].rule.event.name: segment 's': unknown event "
+            "'Product Addded' (not in the tracking plan) (did you mean 'Product Added'?)",
+        ],
+    ),
+    "not_a_list": (
+        {"segment_definitions": "cart_abandoners"},
+        ["--vars segment_definitions: segment definitions must be a list of segments"],
+    ),
+    "misspelt_reference": (
+        {
+            "segment_definitions": [
+                _segment({"trait": {"name": "revenue", "op": ">", "value": 1}}),
+                {**_segment({"segment": "z"}), "name": "t"},
+            ]
+        },
+        ["--vars segment_definitions[1].rule.segment: segment 't': unknown segment 'z' referenced"],
+    ),  # fmt: skip
+    "cluster_allowed_by_var": (
+        {
+            "segment_definitions": [_segment({"cluster": {"cluster_id": 1}})],
+            "segment_cluster_conditions": True,
+        },
+        [],
+    ),
+    "catalogue_misspelt_type": (
+        {"trait_catalogue": [{"name": "x", "type": "countr", "event": "Order Completed"}]},
+        [
+            "--vars trait_catalogue[0].type: trait 'x': unknown type 'countr'; expected one of "
+            "counter, sum, avg, min, max, first, last, most_frequent, unique_list, unique_count, "
+            "first_at, last_at, derived (did you mean 'counter'?)"
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VAR_CASES))
+def test_file_vars_are_checked_before_dbt_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """run_dbt (every entry point's way to dbt) refuses a bad var with the var, the key path and
+    a suggestion, and starts no dbt process; a good var reaches dbt."""
+    dbt_vars, expected = VAR_CASES[case]
+    started: list[object] = []
+
+    def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        started.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    warehouse = Warehouse(
+        tmp_path / "w.duckdb", tmp_path / "landing", tmp_path / "target", "2026-01-01"
+    )
+    if expected:
+        with pytest.raises(DbtVarsError) as raised:
+            run_dbt(["compile"], warehouse, dict(dbt_vars))
+        assert str(raised.value).splitlines()[1:] == expected
+        assert started == []
+    else:
+        run_dbt(["compile"], warehouse, dict(dbt_vars))
+        assert len(started) == 1
+
+
+def test_traits_and_segments_share_the_core(tmp_path: Path) -> None:
+    """One duration parser (segments m/h/d/w, catalogue h/d) and one property-condition checker:
+    the catalogue's where filters get the segments' messages and suggestions."""
+    assert core.duration_minutes("30m") == 30
+    assert core.duration_minutes("2w") == 20160
+    assert core.duration_minutes("30m", core.TRAIT_UNITS) is None
+    assert core.duration_minutes("7d", core.TRAIT_UNITS) == 10080
+    assert core.duration_minutes("0d") is None and core.duration_minutes(7) is None
+    assert core.sql_literal("O'Brien") == "'O''Brien'" and core.sql_literal(2.5) == "2.5"
+    catalogue = tmp_path / "catalogue.yml"
+    catalogue.write_text(
+        "version: 2\nmodels:\n  - name: int_user_catalogue_traits\n    config:\n      meta:\n"
+        "        traits:\n"
+        "          - name: cheap_views\n            type: counter\n"
+        "            event: Product Viewed\n"
+        "            window: 30m\n            where:\n"
+        "              - {property: prise, op: '<', value: 10}\n"
+        "              - {property: price, op: '=<', value: 10}\n"
+    )
+    problems = [str(problem) for problem in validate.validate_catalogue_file(catalogue)]
+    assert problems == [
+        f"{catalogue}:12: trait 'cheap_views': unknown property 'prise' for event 'Product Viewed' "
+        "(not in the tracking plan) (did you mean 'price'?)",
+        f"{catalogue}:13: trait 'cheap_views': unknown operator '=<' on property 'price' (expected "
+        "one of =, !=, <, <=, >, >=, in, not_in) (did you mean '<='?)",
+        f"{catalogue}:10: trait 'cheap_views': bad window '30m'; use a positive whole number of "
+        "hours or days such as '24h' or '7d', or 'all'",
+    ]

@@ -173,7 +173,7 @@
             'steps': steps,
             'gap_end': personalization.segment_plus_minutes('previous.event_at', gap) if gap else none,
             'condition': reached if open is none else 'case\n            when ' ~ reached ~ ' then true\n            when '
-                ~ open ~ ' then null\n            else false\n            end',
+                ~ open ~ ' then null\n            else false\n        end',
         }) }}
     {%- elif spec.get('not_followed_by') is not none -%}
         {%- do registry.follows.append(leaf) -%}
@@ -215,11 +215,12 @@
         {%- do is_false.append(lower ~ ' > ' ~ max_count) -%}
     {%- endif -%}
     {%- set indent = '\n            ' -%}
+    {%- set close = '\n        end' -%}
     {%- if lower == upper -%}
         {%- set closed = is_true | join(' and ') -%}
     {%- else -%}
         {%- set closed = 'case' ~ indent ~ 'when ' ~ is_true | join(' and ') ~ ' then true' ~ indent ~ 'when '
-            ~ is_false | join(' or ') ~ ' then false' ~ indent ~ 'end' -%}
+            ~ is_false | join(' or ') ~ ' then false' ~ close -%}
     {%- endif -%}
     {%- set open = personalization.segment_window_open(spec) -%}
     {%- if open is none -%}
@@ -228,7 +229,7 @@
     {#- open window: upper is unbounded, so only lower decides -#}
     {%- set while_open = 'case when ' ~ lower ~ ' > ' ~ max_count ~ ' then false end' if max_count is not none
         else 'case when ' ~ lower ~ ' >= ' ~ min_count ~ ' then true end' -%}
-    {{ return('case' ~ indent ~ 'when ' ~ open ~ ' then ' ~ while_open ~ indent ~ 'else ' ~ closed ~ indent ~ 'end') }}
+    {{ return('case' ~ indent ~ 'when ' ~ open ~ ' then ' ~ while_open ~ indent ~ 'else ' ~ closed ~ close) }}
 {%- endmacro %}
 
 
@@ -266,7 +267,7 @@
         {{ return(comparison) }}
     {%- endif -%}
     {%- set indent = '\n            ' -%}
-    {{ return('case' ~ indent ~ 'when ' ~ open ~ ' then null' ~ indent ~ 'else ' ~ comparison ~ indent ~ 'end') }}
+    {{ return('case' ~ indent ~ 'when ' ~ open ~ ' then null' ~ indent ~ 'else ' ~ comparison ~ '\n        end') }}
 {%- endmacro %}
 
 
@@ -334,14 +335,15 @@
 {%- endmacro %}
 
 
-{#- SQL literal of a YAML scalar. -#}
+{#- SQL literal of a YAML scalar: booleans and numbers bare, text through the project's one
+    quoting function (quoted_literal; personalization.segments.core.sql_literal in Python). -#}
 {% macro segment_literal(value) -%}
     {%- if value is boolean -%}
         {{ return('true' if value else 'false') }}
     {%- elif value is number -%}
         {{ return(value | string) }}
     {%- else -%}
-        {{ return("'" ~ (value | string | replace("'", "''")) ~ "'") }}
+        {{ return(personalization.quoted_literal(value)) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -362,17 +364,25 @@
         {{ return('coalesce(position(' ~ personalization.segment_literal(value | string) ~ ' in cast(' ~ expression
             ~ ' as ' ~ dbt.type_string() ~ ')) > 0, false)') }}
     {%- elif op == 'within' -%}
-        {{ return('coalesce(' ~ expression ~ ' > ' ~ personalization.segment_bound(registry, value)
-            ~ '\n            and ' ~ expression ~ ' <= params.as_of, false)') }}
+        {{ return(personalization.segment_coalesce_and(
+            expression ~ ' > ' ~ personalization.segment_bound(registry, value),
+            expression ~ ' <= params.as_of')) }}
     {%- elif op == 'between' -%}
         {#- relative: as_of - from < expression <= as_of - to -#}
-        {{ return('coalesce(' ~ expression ~ ' > ' ~ personalization.segment_bound(registry, value['from'])
-            ~ '\n            and ' ~ expression ~ ' <= ' ~ personalization.segment_bound(registry, value.to) ~ ', false)') }}
+        {{ return(personalization.segment_coalesce_and(
+            expression ~ ' > ' ~ personalization.segment_bound(registry, value['from']),
+            expression ~ ' <= ' ~ personalization.segment_bound(registry, value.to))) }}
     {%- elif op == 'not_within' -%}
         {{ return('coalesce(' ~ expression ~ ' <= ' ~ personalization.segment_bound(registry, value) ~ ', false)') }}
     {%- else -%}
         {{ return('coalesce(' ~ expression ~ ' ' ~ op ~ ' ' ~ personalization.segment_literal(value) ~ ', false)') }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- `coalesce(first and second, false)`, one operand per line (a condition column). -#}
+{% macro segment_coalesce_and(first, second) -%}
+    {{ return('coalesce(\n            ' ~ first ~ '\n            and ' ~ second ~ ',\n            false\n        )') }}
 {%- endmacro %}
 
 

@@ -7,11 +7,15 @@
     the segment ("segment 'cart_abandoners': unknown event 'Product Addded' ..."). -#}
 
 {% macro segment_definitions() -%}
+    {#- dbt renders every model once while parsing (execute false): the rules are compiled only
+        at execution, after validate_segments (compiling an unvalidated var at parse time gave
+        raw Jinja errors such as "'str object' has no attribute 'get'"). -#}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set override = var('segment_definitions', none) -%}
     {%- if override is not none -%}
         {%- set definitions = override -%}
-    {%- elif not execute -%}
-        {{ return([]) }}
     {%- else -%}
         {%- set node = graph.nodes.get('model.personalization.fct_segment_membership') -%}
         {%- if node is none or 'segments' not in node.config.meta -%}
@@ -34,8 +38,53 @@
 {%- endmacro %}
 
 
+{#- Where the definitions come from: the var, else the file. -#}
+{% macro segment_source() -%}
+    {{ return('--vars segment_definitions' if var('segment_definitions', none) is not none
+        else 'models/marts/segments/segments.yml') }}
+{%- endmacro %}
+
+
+{#- ' (did you mean 'x'?)' for the option closest to a misspelt value, or '': an option with the
+    same characters (a transposition: '=>' is '>='), else the nearest within an edit distance of a
+    third of the value's length (at least 1). The Python validator uses difflib, which dbt's Jinja
+    lacks; the two agree on the usual typos. -#}
+{% macro segment_did_you_mean(value, options) -%}
+    {%- if value is not string -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- for option in options if (option | string | list | sort) == (value | list | sort) -%}
+        {{ return(" (did you mean '" ~ option ~ "'?)") }}
+    {%- endfor -%}
+    {%- set best = {'option': none, 'distance': [1, (value | length) // 3] | max + 1} -%}
+    {%- for option in options -%}
+        {%- set distance = personalization.segment_edit_distance(value, option | string) -%}
+        {%- if distance < best.distance -%}
+            {%- do best.update({'option': option, 'distance': distance}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return('' if best.option is none else " (did you mean '" ~ best.option ~ "'?)") }}
+{%- endmacro %}
+
+
+{#- Levenshtein distance of two strings (insertions, deletions, substitutions). -#}
+{% macro segment_edit_distance(a, b) -%}
+    {%- set rows = [range(b | length + 1) | list] -%}
+    {%- for i in range(a | length) -%}
+        {%- set current = [i + 1] -%}
+        {%- for j in range(b | length) -%}
+            {%- do current.append([rows[-1][j + 1] + 1, current[j] + 1, rows[-1][j] + (0 if a[i] == b[j] else 1)] | min) -%}
+        {%- endfor -%}
+        {%- do rows.append(current) -%}
+    {%- endfor -%}
+    {{ return(rows[-1][-1]) }}
+{%- endmacro %}
+
+
+{#- A compiler error naming the source of the definitions and the segment. -#}
 {%- macro segment_error(segment_name, message) -%}
-    {{ exceptions.raise_compiler_error("segment '" ~ segment_name ~ "': " ~ message) }}
+    {{ exceptions.raise_compiler_error(personalization.segment_source() ~ ": segment '" ~ segment_name ~ "': "
+        ~ message) }}
 {%- endmacro %}
 
 
@@ -135,7 +184,7 @@
     {%- for key in spec -%}
         {%- if key not in allowed -%}
             {{ personalization.segment_error(segment_name, "unknown key '" ~ key ~ "' in " ~ what
-                ~ " (expected one of " ~ allowed | join(', ') ~ ")") }}
+                ~ personalization.segment_did_you_mean(key, allowed) ~ " (expected one of " ~ allowed | join(', ') ~ ")") }}
         {%- endif -%}
     {%- endfor -%}
 {%- endmacro %}
@@ -152,7 +201,8 @@
             {{ personalization.segment_error(segment_name, "an event condition needs a name (or a type: page, screen, identify)") }}
         {%- endif -%}
         {%- if spec.name not in plan -%}
-            {{ personalization.segment_error(segment_name, "unknown event '" ~ spec.name ~ "' (not in the tracking plan)") }}
+            {{ personalization.segment_error(segment_name, "unknown event '" ~ spec.name ~ "' (not in the tracking plan)"
+                ~ personalization.segment_did_you_mean(spec.name, plan.keys() | list)) }}
         {%- endif -%}
         {%- set properties = (plan[spec.name] or {}).get('properties') or {} -%}
     {%- elif event_type in grammar.non_track_types -%}
@@ -174,11 +224,12 @@
         {%- set properties = personalization.segment_check_array_item(segment_name, filter, label, properties) -%}
         {%- if filter.get('property') not in properties -%}
             {{ personalization.segment_error(segment_name, "unknown property '" ~ filter.get('property')
-                ~ "' for event '" ~ label ~ "' (not in the tracking plan)") }}
+                ~ "' for event '" ~ label ~ "' (not in the tracking plan)" ~ personalization.segment_did_you_mean(filter.get('property'), properties.keys() | list)) }}
         {%- endif -%}
         {%- if filter.get('op') not in grammar.property_ops -%}
             {{ personalization.segment_error(segment_name, "unknown operator '" ~ filter.get('op')
-                ~ "' on property '" ~ filter.property ~ "' (expected one of " ~ grammar.property_ops | join(', ') ~ ")") }}
+                ~ "' on property '" ~ filter.property ~ "' (expected one of " ~ grammar.property_ops | join(', ') ~ ")"
+                ~ personalization.segment_did_you_mean(filter.get('op'), grammar.property_ops)) }}
         {%- endif -%}
         {%- set property_type = properties[filter.property].get('type', 'string') -%}
         {%- if property_type in ['array', 'object'] and filter.op not in ['is_set', 'is_not_set'] -%}
@@ -368,11 +419,11 @@
         {%- do personalization.segment_check_keys(segment_name, spec, ['name', 'op', 'value'], 'a trait condition') -%}
         {%- if spec.get('name') not in profile_columns -%}
             {{ personalization.segment_error(segment_name, "unknown trait '" ~ spec.get('name')
-                ~ "' (not a column of dim_user_profiles)") }}
+                ~ "' (not a column of dim_user_profiles)" ~ personalization.segment_did_you_mean(spec.get('name'), profile_columns)) }}
         {%- endif -%}
         {%- if spec.get('op') not in grammar.trait_ops -%}
             {{ personalization.segment_error(segment_name, "unknown operator '" ~ spec.get('op') ~ "' on trait '"
-                ~ spec.name ~ "' (expected one of " ~ grammar.trait_ops | join(', ') ~ ")") }}
+                ~ spec.name ~ "' (expected one of " ~ grammar.trait_ops | join(', ') ~ ")" ~ personalization.segment_did_you_mean(spec.get('op'), grammar.trait_ops)) }}
         {%- endif -%}
         {%- do personalization.segment_check_value(segment_name, spec.op, spec.get('value'), "trait '" ~ spec.name ~ "'") -%}
     {%- elif key == 'segment' -%}
@@ -394,8 +445,8 @@
                 ~ "segment_cluster_conditions: true (dbt_project.yml; it makes the segments wait on fct_user_clusters)") }}
         {%- endif -%}
     {%- else -%}
-        {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "' (expected one of "
-            ~ grammar.rule_keys | join(', ') ~ ")") }}
+        {{ personalization.segment_error(segment_name, "unknown rule key '" ~ key ~ "'" ~ personalization.segment_did_you_mean(key, grammar.rule_keys)
+            ~ " (expected one of " ~ grammar.rule_keys | join(', ') ~ ")") }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -440,7 +491,7 @@
 {% macro validate_segments(definitions) -%}
     {%- set grammar = personalization.segment_grammar() -%}
     {%- if definitions is string or definitions is mapping or definitions is not iterable -%}
-        {{ exceptions.raise_compiler_error("segment definitions must be a list of segments") }}
+        {{ exceptions.raise_compiler_error(personalization.segment_source() ~ ": segment definitions must be a list of segments") }}
     {%- endif -%}
     {%- set profile_columns = personalization.segment_profile_columns() -%}
     {%- set names = [] -%}
@@ -474,7 +525,8 @@
     {%- for name, references in graph_edges.items() -%}
         {%- for reference in references -%}
             {%- if reference not in names -%}
-                {{ personalization.segment_error(name, "unknown segment '" ~ reference ~ "' referenced") }}
+                {{ personalization.segment_error(name, "unknown segment '" ~ reference ~ "' referenced"
+                    ~ personalization.segment_did_you_mean(reference, names)) }}
             {%- endif -%}
         {%- endfor -%}
     {%- endfor -%}

@@ -1,17 +1,21 @@
-"""Preview a segment against the current warehouse, read-only, without a build.
+"""Preview a segment against the current warehouse, read-only, without a build or dbt.
 
 `personalization segments preview NAME [--file FILE] --db PATH [--as-of ISO]` validates the
-definitions (as `segments validate` does), compiles fct_segment_membership for them with dbt
-against an empty scratch database (no build, nothing written to the warehouse), runs the
-compiled SQL on the warehouse opened read-only, and reports the segment's size, pending count,
-overlap with the segments already built (marts.fct_segment_membership) and a sample of member
-ids (canonical ids, pseudonymous).
+definitions (as `segments validate` does), renders fct_segment_membership's SQL for the segment
+(and the segments it references) with the project's own macros in Python
+(personalization.segments.render: no dbt invocation, well under a second), runs it on the
+warehouse opened read-only, and reports the segment's size, pending count, overlap with the
+segments already built (marts.fct_segment_membership) and a sample of member ids (canonical ids,
+pseudonymous).
+
+The reference time is --as-of, else PERSONALIZATION_AS_OF, else the as_of the built segments
+were computed at (so the figures and the overlap compare with the build like for like).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,12 @@ from typing import Any
 import duckdb
 import yaml
 
-from personalization.dbt_runner import Warehouse, run_dbt
-from personalization.segments import validate
+from personalization.reference_time import AS_OF_ENV
+from personalization.segments import render, validate
 
 log = logging.getLogger(__name__)
+
+BUILT = "marts.fct_segment_membership"
 
 
 class PreviewError(RuntimeError):
@@ -44,7 +50,8 @@ def load_definitions(file: Path | None) -> list[dict[str, Any]]:
     shipped_doc = yaml.safe_load(validate.SEGMENTS_PATH.read_text())
     definitions = list(validate.segment_definitions(shipped_doc) or [])
     if file is not None:
-        problems = validate.validate_segments_file(file)
+        shipped = [segment["name"] for segment in definitions]
+        problems = validate.validate_segments_file(file, known=shipped)
         if problems:
             raise PreviewError("\n".join(str(problem) for problem in problems))
         document = yaml.safe_load(file.read_text())
@@ -57,18 +64,57 @@ def load_definitions(file: Path | None) -> list[dict[str, Any]]:
     return definitions
 
 
-def compiled_membership_sql(
-    definitions: list[dict[str, Any]], db_path: Path, scratch: Path, as_of: str | None
-) -> str:
-    """dbt compile of fct_segment_membership for `definitions`, against an empty database named
-    like the warehouse (so the compiled relation names resolve in it)."""
-    warehouse = Warehouse(scratch / db_path.name, scratch / "landing", scratch / "target", as_of)
-    run_dbt(
-        ["compile", "--select", "fct_segment_membership", "--quiet"],
-        warehouse,
-        dbt_vars={"segment_definitions": definitions},
+def referenced_segments(rule: Any) -> list[str]:
+    """The names of the segments a rule refers to with `segment:`, at any depth."""
+    if isinstance(rule, list):
+        return [name for child in rule for name in referenced_segments(child)]
+    if not isinstance(rule, dict):
+        return []
+    return [
+        name
+        for key, spec in rule.items()
+        for name in ([spec] if key == "segment" else referenced_segments(spec))
+    ]
+
+
+def with_references(name: str, definitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The segment `name` and every segment it references (directly or not), in file order."""
+    by_name = {segment["name"]: segment for segment in definitions}
+    needed: set[str] = set()
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current not in needed:
+            needed.add(current)
+            pending.extend(referenced_segments(by_name[current]["rule"]))
+    return [segment for segment in definitions if segment["name"] in needed]
+
+
+def relation_resolver(con: duckdb.DuckDBPyConnection, db_path: Path) -> Any:
+    """ref(name) -> "database"."schema"."name" of the warehouse, as dbt-duckdb compiles it."""
+    schemas = dict(
+        con.execute(
+            "select table_name, min(table_schema) from information_schema.tables "
+            "where table_catalog = current_database() group by table_name"
+        ).fetchall()
     )
-    return next((scratch / "target").glob("compiled/**/fct_segment_membership.sql")).read_text()
+
+    def relation(name: str) -> str:
+        if name not in schemas:
+            raise render.RenderError(f"{db_path} has no relation {name}: run dbt build first")
+        return f'"{db_path.stem}"."{schemas[name]}"."{name}"'
+
+    return relation
+
+
+def reference_time(con: duckdb.DuckDBPyConnection, explicit: str | None) -> str:
+    """--as-of, else the environment, else the as_of of the built segments."""
+    if explicit or os.environ.get(AS_OF_ENV):
+        return str(explicit or os.environ[AS_OF_ENV])
+    (computed_at,) = con.execute(f"select max(computed_at) from {BUILT}").fetchone()
+    if computed_at is None:
+        raise PreviewError(f"{BUILT} is empty: give --as-of")
+    return f"{computed_at.isoformat()}Z"
 
 
 def preview_segment(
@@ -80,16 +126,19 @@ def preview_segment(
     if name not in {segment["name"] for segment in definitions}:
         known = [segment["name"] for segment in definitions]
         raise PreviewError(f"unknown segment '{name}'{validate.did_you_mean(name, known)}")
-    with tempfile.TemporaryDirectory(prefix="segment-preview-") as tmp:
-        sql = compiled_membership_sql(definitions, db_path, Path(tmp), as_of)
     with duckdb.connect(str(db_path), read_only=True) as con:
         try:
+            con.execute(f"select 1 from {BUILT} limit 0")
+            reference = reference_time(con, as_of)
+            sql = render.render_membership_sql(
+                with_references(name, definitions),
+                relation_resolver(con, db_path),
+                {"as_of": reference},
+            )
             con.execute(
                 f"create temp table preview as select * from ({sql}) where segment_name = ?", [name]
             )
-            built = "marts.fct_segment_membership"
-            con.execute(f"select 1 from {built} limit 0")
-        except duckdb.Error as error:
+        except (duckdb.Error, render.RenderError) as error:
             raise PreviewError(f"{db_path}: {error} (run dbt build first)") from error
         (size, pending) = con.execute(
             "select count(*) filter (where status = 'member'), "
@@ -98,7 +147,7 @@ def preview_segment(
         overlap = con.execute(
             f"""
             with mine as (select canonical_user_id from preview where status = 'member'),
-            theirs as (select segment_name, canonical_user_id from {built} where status = 'member')
+            theirs as (select segment_name, canonical_user_id from {BUILT} where status = 'member')
             select
                 theirs.segment_name,
                 count(mine.canonical_user_id) as shared,

@@ -9,8 +9,8 @@ macros/traits.sql (which stays authoritative for a build); this is the fast feed
 
 from __future__ import annotations
 
-import difflib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,22 @@ from typing import Any
 
 import yaml
 
+from personalization.segments.core import (
+    ARRAY_ITEM_OPS,
+    COMPARISON_OPS,
+    PRESENCE_OPS,
+    PROPERTY_OPS,
+    TRAIT_FILTER_OPS,
+    TRAIT_OPS,
+    TRAIT_UNITS,
+    check_property_condition,
+    did_you_mean,
+    duration_message,
+    duration_minutes,
+)
 from personalization.tracking_plan import PROJECT_ROOT, PROPERTY_TYPES, TRACKING_PLAN_PATH
+
+__all__ = ["COMPARISON_OPS", "PROPERTY_OPS", "TRAIT_OPS", "did_you_mean", "duration_minutes"]
 
 SEGMENTS_PATH = PROJECT_ROOT / "models" / "marts" / "segments" / "segments.yml"
 SEGMENTS_MODEL = "fct_segment_membership"
@@ -27,9 +42,6 @@ CATALOGUE_PATH = PROJECT_ROOT / "models" / "intermediate" / "profiles" / "trait_
 PROFILES_PATH = PROJECT_ROOT / "models" / "marts" / "profiles" / "_profiles__models.yml"
 
 RULE_KEYS = ("all", "any", "not", "event", "funnel", "trait", "segment", "cluster")
-PROPERTY_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "is_set", "is_not_set")
-TRAIT_OPS = (*PROPERTY_OPS, "within", "not_within", "between")
-COMPARISON_OPS = ("=", "!=", "<", "<=", ">", ">=")
 # Segment's e-commerce product fields: `products[].category` matches when some item does
 ARRAY_ITEM_FIELDS = {
     "product_id": "string",
@@ -43,7 +55,6 @@ ARRAY_ITEM_FIELDS = {
     "coupon": "string",
     "position": "integer",
 }
-ARRAY_ITEM_OPS = (*COMPARISON_OPS, "in", "not_in", "contains")
 AGGREGATE_FUNCTIONS = ("sum", "avg", "min", "max", "count_distinct")
 NON_TRACK_TYPES = ("page", "screen", "identify")
 PAGE_PROPERTIES = ("name", "path", "url", "title", "referrer")
@@ -68,7 +79,6 @@ TRAIT_KEYS = ("name", "op", "value")
 CLUSTER_KEYS = ("method", "cluster_id", "cluster_name")
 CONSENTS = ("personalization", "advertising")
 CLUSTER_METHODS = ("kmeans", "hierarchical")
-DURATION = re.compile(r"([1-9][0-9]*)([mhdw])")
 ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9:]+)?)?")
 SNAKE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -100,7 +110,6 @@ TRAIT_CATALOGUE_KEYS = (
 )
 DERIVED_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?|[-+*/()]|[^ ]")
 DERIVED_OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:[.][0-9]+)?")
-TRAIT_FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in")
 PLAN_PROPERTY_KEYS = ("type", "required", "min", "description")
 PLAN_EVENT_KEYS = ("properties", "required_one_of", "description")
 
@@ -179,24 +188,16 @@ class Problem:
     path: Path
     line: int
     message: str
+    where: str | None = None  # a dbt var and key path, instead of file:line
 
     def __str__(self) -> str:
+        if self.where is not None:
+            return f"{self.where}: {self.message}"
         try:
             shown = self.path.relative_to(PROJECT_ROOT)
         except ValueError:
             shown = self.path
         return f"{shown}:{self.line}: {self.message}"
-
-
-def did_you_mean(value: Any, options: Any) -> str:
-    """' (did you mean 'x'?)' for the closest option, or ''."""
-    if not isinstance(value, str):
-        return ""
-    names = [str(option) for option in options]
-    # transposed characters first ('=>' is '>='), then the closest spelling
-    matches = [name for name in names if sorted(name) == sorted(value)]
-    matches = matches or difflib.get_close_matches(value, names, n=1, cutoff=0.6)
-    return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
 def _is_number(value: Any) -> bool:
@@ -209,14 +210,6 @@ def _is_whole(value: Any) -> bool:
 
 def _is_list(value: Any) -> bool:
     return isinstance(value, list)
-
-
-def duration_minutes(value: Any) -> int | None:
-    """'30m', '24h', '7d', '2w' in minutes; None when malformed."""
-    match = DURATION.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    return int(match.group(1)) * {"m": 1, "h": 60, "d": 1440, "w": 10080}[match.group(2)]
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -233,6 +226,10 @@ class _Reporter:
 
     def error(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.path, line, message))
+
+    def on(self, owner: str) -> Callable[[Any, str, str], None]:
+        """A core.Report: a problem on `key` of `node`, prefixed with its owner."""
+        return lambda node, key, message: self.error(line_of(node, key), f"{owner}: {message}")
 
     def keys(
         self, owner: str, node: Any, allowed: tuple[str, ...], what: str, line: int = 0
@@ -330,12 +327,16 @@ def profile_columns(
 
 class _SegmentChecker:
     def __init__(
-        self, report: _Reporter, events: dict[str, dict[str, str]], columns: set[str]
+        self,
+        report: _Reporter,
+        events: dict[str, dict[str, str]],
+        columns: set[str],
+        clusters: bool | None = None,
     ) -> None:
         self.report = report
         self.events = events
         self.columns = columns
-        self.clusters_enabled = clusters_enabled()[0]
+        self.clusters_enabled = clusters_enabled()[0] if clusters is None else clusters
 
     def event_ref(self, owner: str, spec: dict[str, Any]) -> dict[str, str]:
         """Check name/type and where filters; returns the event's property types."""
@@ -389,22 +390,13 @@ class _SegmentChecker:
             properties = self.array_item_properties(owner, item, label, properties)
             if not properties:
                 return
-        if prop not in properties:
-            error(
-                line_of(item, "property"),
-                f"{owner}: unknown property '{prop}' for event '{label}' (not in the tracking plan)"
-                f"{did_you_mean(prop, properties)}",
-            )
-            return
-        if op not in PROPERTY_OPS:
-            error(
-                line_of(item, "op"),
-                f"{owner}: unknown operator '{op}' on property '{prop}' (expected one of "
-                f"{', '.join(PROPERTY_OPS)}){did_you_mean(op, PROPERTY_OPS)}",
-            )
+        if (
+            check_property_condition(self.report.on(owner), item, label, properties, PROPERTY_OPS)
+            is None
+        ):
             return
         prop_type = properties[prop]
-        if prop_type in ("array", "object") and op not in ("is_set", "is_not_set"):
+        if prop_type in ("array", "object") and op not in PRESENCE_OPS:
             error(
                 line_of(item, "op"),
                 f"{owner}: operator '{op}' does not apply to the {prop_type} property '{prop}' "
@@ -492,10 +484,7 @@ class _SegmentChecker:
 
     @staticmethod
     def _duration_message(value: Any, what: str) -> str:
-        return (
-            f"malformed window {what} '{value}' (expected a positive number and a unit m, h, d "
-            "or w, e.g. '24h' or '7d')"
-        )
+        return duration_message(value, f"window {what}")
 
     def duration(self, owner: str, node: dict[str, Any], key: str, what: str) -> int | None:
         minutes = duration_minutes(node.get(key))
@@ -770,13 +759,18 @@ def check_segments(
     path: Path = SEGMENTS_PATH,
     events: dict[str, dict[str, str]] | None = None,
     columns: set[str] | None = None,
+    known: Iterable[str] = (),
+    clusters: bool | None = None,
 ) -> list[Problem]:
-    """Every problem in a list of segment definitions (marked or plain)."""
+    """Every problem in a list of segment definitions (marked or plain); `known` names segments
+    defined elsewhere (the shipped ones, for a preview file) that references may use; `clusters`
+    overrides the var segment_cluster_conditions of dbt_project.yml."""
     report = _Reporter(path)
     checker = _SegmentChecker(
         report,
         plan_properties() if events is None else events,
         profile_columns() if columns is None else columns,
+        clusters,
     )
     if not _is_list(definitions):
         report.error(line_of(definitions), "segment definitions must be a list of segments")
@@ -823,13 +817,14 @@ def check_segments(
             checker.rule(owner, segment["rule"], references, line_of(segment, "rule", line))
         if isinstance(name, str):
             edges[name] = references
+    defined = [*names, *known]
     for name, references in edges.items():
         for reference, line in references:
-            if reference not in names:
+            if reference not in defined:
                 report.error(
                     line,
                     f"segment '{name}': unknown segment '{reference}' referenced"
-                    f"{did_you_mean(reference, names)}",
+                    f"{did_you_mean(reference, defined)}",
                 )
     for name in edges:
         cycle = _cycle(name, edges, [name])
@@ -849,8 +844,9 @@ def _cycle(name: str, edges: dict[str, list[tuple[str, int]]], path: list[str]) 
     return None
 
 
-def validate_segments_file(path: Path = SEGMENTS_PATH) -> list[Problem]:
-    """Every problem of a segments YAML file: the dbt properties file, or a bare list."""
+def validate_segments_file(path: Path = SEGMENTS_PATH, known: Iterable[str] = ()) -> list[Problem]:
+    """Every problem of a segments YAML file: the dbt properties file, or a bare list (`known`:
+    segments defined elsewhere that its rules may reference)."""
     if not path.is_file():
         return [Problem(path, 0, "no such file")]
     try:
@@ -868,7 +864,7 @@ def validate_segments_file(path: Path = SEGMENTS_PATH) -> list[Problem]:
                 f"{SEGMENTS_MODEL}",
             )
         ]
-    return check_segments(definitions, path)
+    return check_segments(definitions, path, known=known)
 
 
 # --------------------------------------------------------------------------------------------
@@ -882,9 +878,8 @@ CATALOGUE_AMOUNT_EVENTS = ("Order Completed", "Order Refunded", "Order Cancelled
 
 
 def _window_ok(value: Any) -> bool:
-    if value is None or value == "all":
-        return True
-    return isinstance(value, str) and re.fullmatch(r"[1-9][0-9]*[hd]", value) is not None
+    """A catalogue window: 'all' (or none), or a duration in hours or days."""
+    return value in (None, "all") or duration_minutes(value, TRAIT_UNITS) is not None
 
 
 def derived_problem(expression: Any, known: list[str]) -> str | None:
@@ -927,13 +922,28 @@ def validate_catalogue_file(
     declared_numeric: list[str] | None = None,
 ) -> list[Problem]:
     """Every problem of the trait catalogue (the checks of macros/traits.sql, with lines)."""
-    events = plan_properties() if events is None else events
-    declared_numeric = declared_numeric_traits() if declared_numeric is None else declared_numeric
-    report = _Reporter(path)
     document = load_marked(path.read_text())
     traits = _meta(_models(document).get("int_user_catalogue_traits")).get("traits")
     if not _is_list(traits):
-        report.error(1, "no traits: expected config.meta.traits on int_user_catalogue_traits")
+        return [
+            Problem(path, 1, "no traits: expected config.meta.traits on int_user_catalogue_traits")
+        ]
+    return check_catalogue(traits, path, events, declared_numeric)
+
+
+def check_catalogue(
+    traits: Any,
+    path: Path = CATALOGUE_PATH,
+    events: dict[str, dict[str, str]] | None = None,
+    declared_numeric: list[str] | None = None,
+) -> list[Problem]:
+    """Every problem in a list of catalogue traits (marked or plain); a derived trait may name
+    the tracking plan's declared numeric traits (declared_numeric; default: the plan's)."""
+    events = plan_properties() if events is None else events
+    declared_numeric = declared_numeric_traits() if declared_numeric is None else declared_numeric
+    report = _Reporter(path)
+    if not _is_list(traits):
+        report.error(line_of(traits), "the trait catalogue must be a list of traits")
         return report.problems
     seen: dict[str, int] = {}
     for index, trait in enumerate(traits):
@@ -985,25 +995,16 @@ def validate_catalogue_file(
         )
         if needs_property and not trait.get("property"):
             report.error(line, f"{owner}: type {trait_type} needs a property")
-        for node, key in [(trait, "property")] + [
-            (condition, "property") for condition in trait.get("where") or []
-        ]:
-            prop = node.get(key) if isinstance(node, dict) else None
-            if prop is not None and prop not in known:
-                report.error(
-                    line_of(node, key, line),
-                    f"{owner}: unknown property '{prop}' for event '{event}'"
-                    f"{did_you_mean(prop, known)}",
-                )
+        if trait.get("property") is not None:
+            # the aggregated property: a condition without an operator
+            check_property_condition(
+                report.on(owner), trait, event, known, TRAIT_FILTER_OPS, default_op="="
+            )
         for condition in trait.get("where") or []:
             if report.keys(owner, condition, FILTER_KEYS, "a where filter", line):
-                op = condition.get("op", "=")
-                if op not in TRAIT_FILTER_OPS:
-                    report.error(
-                        line_of(condition, "op", line),
-                        f"{owner}: unknown operator '{op}'; expected one of "
-                        f"{', '.join(TRAIT_FILTER_OPS)}{did_you_mean(op, TRAIT_FILTER_OPS)}",
-                    )
+                check_property_condition(
+                    report.on(owner), condition, event, known, TRAIT_FILTER_OPS, default_op="="
+                )
         if not _window_ok(trait.get("window")):
             report.error(
                 line_of(trait, "window", line),
@@ -1050,3 +1051,59 @@ def validate_tracking_plan_file(path: Path = TRACKING_PLAN_PATH) -> list[Problem
                     f"{prop_owner}: min must be a number",
                 )
     return report.problems
+
+
+# --------------------------------------------------------------------------------------------
+# dbt vars that replace a file (--vars segment_definitions / trait_catalogue)
+# --------------------------------------------------------------------------------------------
+
+VAR_CHECKS = ("segment_definitions", "trait_catalogue")
+
+
+def key_path_at(node: Any, line: int, prefix: str) -> str | None:
+    """The key path ('segment_definitions[0].rule.event.within') of the deepest key or item of a
+    marked document on `line`, or None."""
+    if isinstance(node, MarkedDict):
+        children = [(f"{prefix}.{key}", value, node.lines.get(key)) for key, value in node.items()]
+    elif isinstance(node, MarkedList):
+        children = [
+            (f"{prefix}[{index}]", value, node.lines[index]) for index, value in enumerate(node)
+        ]
+    else:
+        return None
+    for path, value, child_line in children:
+        deeper = key_path_at(value, line, path)
+        if deeper is not None:
+            return deeper
+        if child_line == line:
+            return path
+    return None
+
+
+def check_dbt_vars(dbt_vars: dict[str, Any]) -> list[Problem]:
+    """Problems of the vars that replace a YAML file, checked as the file would be. The value is
+    laid out as block YAML to recover the structure's positions; each problem names the var and
+    the key path of the offending node (`--vars segment_definitions[0].rule.event.within: ...`)."""
+    problems: list[Problem] = []
+    for name in VAR_CHECKS:
+        if name not in dbt_vars or dbt_vars[name] is None:
+            continue
+        document = load_marked(yaml.safe_dump(dbt_vars[name], sort_keys=False))
+        source = Path(f"--vars {name}")
+        if name == "segment_definitions":
+            clusters = dbt_vars.get("segment_cluster_conditions")
+            found = check_segments(
+                document, source, clusters=None if clusters is None else bool(clusters)
+            )
+        else:
+            found = check_catalogue(document, source)
+        problems += [
+            Problem(
+                source,
+                problem.line,
+                problem.message,
+                where=f"--vars {key_path_at(document, problem.line, name) or name}",
+            )
+            for problem in found
+        ]
+    return problems
