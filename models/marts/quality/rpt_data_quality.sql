@@ -285,6 +285,25 @@ landing_outcomes as (
     group by status
 ),
 
+scrubbed_fields as (
+    -- issue 13: e-mails, phone numbers and IPs scrubbed from free text at staging, per field
+    -- (every scrubbed field listed, zero included)
+    select unnest({{ quoted_literal_array(scrubbed_text_fields().keys() | list + ['custom_traits']) }})
+        as field_name
+),
+
+scrub_counts as (
+    select
+        'privacy' as metric_group,
+        'values_scrubbed' as metric_name,
+        scrubbed_fields.field_name as dimension,
+        cast(count(scrubbed.field_name) as double) as metric_value
+    from scrubbed_fields
+    left join (select unnest(scrubbed_fields) as field_name from checked) as scrubbed
+        on scrubbed_fields.field_name = scrubbed.field_name
+    group by scrubbed_fields.field_name
+),
+
 unioned as (
     select * from quarantine_reasons
     union all
@@ -307,6 +326,8 @@ unioned as (
     select * from unconverted_orders
     union all
     select * from landing_outcomes
+    union all
+    select * from scrub_counts
 ),
 
 final as (
