@@ -52,3 +52,22 @@
         'postal_code': 'declared_postal_code',
     }) }}
 {%- endmacro %}
+
+
+{#- The consent categories every line is read for (int_user_consent, dim_user_profiles). -#}
+{% macro consent_categories() -%}
+    {{ return(['personalization', 'advertising', 'analytics']) }}
+{%- endmacro %}
+
+
+{#- One consent category of a judged line, from the places the consent_signals var names, the
+    most explicit first: a consent event's payload (consent_event_json), identify traits
+    (consent_traits_json), then context.consent.categoryPreferences (consent_json). Null when
+    the line says nothing about it. -#}
+{% macro consent_signal(category) -%}
+    coalesce(
+        {{ try_cast(json_text('consent_event_json', '$.' ~ category), 'boolean') }},
+        {{ try_cast(json_text('consent_traits_json', '$.' ~ category), 'boolean') }},
+        {{ try_cast(json_text('consent_json', '$.' ~ category), 'boolean') }}
+    )
+{%- endmacro %}

@@ -2,7 +2,8 @@
     (restricted_identity_keys) of the userId when present, else of the user its anonymous id was
     identified as (also for events before that identify), else of the anonymous id itself. The
     raw ids (userId, anonymousId, previousId) stop here: no mart can select them. Every model
-    downstream sees no event after as_of (including the rest of its day). Grain: one row per message_id. A view: a join this cheap costs less than writing every event
+    downstream sees no event after as_of (including the rest of its day). Users the
+    analytics_consent_policy does not allow to be profiled are left out (int_user_consent). Grain: one row per message_id. A view: a join this cheap costs less than writing every event
     again, and it always reflects the current identity map. -#}
 {{ config(materialized='view') }}
 
@@ -18,6 +19,10 @@ identity_map as (
 
 identity_keys as (
     select * from {{ ref('restricted_identity_keys') }}
+),
+
+consent as (
+    select * from {{ ref('int_user_consent') }}
 ),
 
 resolved as (
@@ -42,6 +47,10 @@ final as (
     from resolved
     left join identity_keys
         on resolved.raw_canonical_id = identity_keys.raw_identity
+    -- the analytics consent policy: a user it does not allow to be profiled is not seen here
+    inner join consent
+        on identity_keys.user_key = consent.canonical_user_id
+    where consent.is_profiling_allowed
 )
 
 select * from final

@@ -4,7 +4,9 @@
 {{ config(materialized='incremental', on_schema_change='fail') }}
 
 {#- the top-level fields every line is read for, extracted with one parse per line; each is
-    named once here and read by name (raw_<name>) after that -#}
+    named once here and read by name (raw_<name>) after that. The consent fields come from the
+    consent_signals var (docs/privacy.md, "Consent"). -#}
+{%- set consent_signals = var('consent_signals') -%}
 {%- set top_fields = {
     'message_id': '$.messageId',
     'type': '$.type',
@@ -19,7 +21,9 @@
     'properties': '$.properties',
     'traits': '$.traits',
     'context_traits': '$.context.traits',
-    'consent': '$.context.consent.categoryPreferences',
+    'consent': consent_signals.context_path,
+    'consent_event': consent_signals.event_path,
+    'consent_traits': consent_signals.trait_path,
     'device_type': '$.context.device.type',
     'locale': '$.context.locale',
 } -%}
@@ -156,6 +160,11 @@ fields as (
             else raw_context_traits
         end as trait_source,
         raw_consent as consent_json,
+        case
+            when lower(raw_type) = 'track' and raw_event in {{ quoted_literal_list(consent_signals.events) }}
+                then raw_consent_event
+        end as consent_event_json,
+        case when lower(raw_type) = 'identify' then raw_consent_traits end as consent_traits_json,
         raw_device_type as device_type,
         raw_locale as user_locale
     from top_named
@@ -428,10 +437,9 @@ final as (
         order_text_order_id as order_id,
         {{ try_cast('coalesce(order_text_revenue, order_text_total)', 'decimal(18, 2)') }} as order_amount,
         upper(trim(order_text_currency)) as order_currency,
-        {{ try_cast(json_text('consent_json', '$.personalization'), 'boolean') }}
-            as consent_personalization,
-        {{ try_cast(json_text('consent_json', '$.advertising'), 'boolean') }} as consent_advertising,
-        {{ try_cast(json_text('consent_json', '$.analytics'), 'boolean') }} as consent_analytics,
+        {%- for category in consent_categories() %}
+            {{ consent_signal(category) }} as consent_{{ category }},
+        {%- endfor %}
         device_type,
         user_locale
     from scrubbed
