@@ -271,3 +271,12 @@ def test_a_real_build_with_planted_identifiers_publishes_and_exports_no_identifi
         "postal_code": 0.0,
         "custom_traits": 1.0,
     }
+
+
+@pytest.mark.parametrize("schema", ["restricted", "raw", "staging"])
+def test_schemas_that_hold_raw_identifiers_are_never_published(tmp_path: Path, schema) -> None:
+    from personalization.publish import PublishError
+
+    with pytest.raises(PublishError, match=f"{schema} hold raw identifiers"):
+        publish(tmp_path / "w.duckdb", tmp_path / "published", schemas=("marts", schema))
+    assert not (tmp_path / "published").exists()
