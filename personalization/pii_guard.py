@@ -271,10 +271,17 @@ def scrub_expression(value: str) -> str:
     placeholder (REDACTIONS), with the guard's own PATTERNS and decodings: a text that carries
     an identifier, plain or percent-encoded, is decoded and redacted; any other text is returned
     unchanged (byte for byte). Each pattern is applied twice, because a boundary character
-    consumed by one match cannot start the next (`1.2.3.4,5.6.7.8`)."""
+    consumed by one match cannot start the next (`1.2.3.4,5.6.7.8`).
+
+    Cost: one regular expression (the patterns combined) per text; only a text with an encoding
+    marker (`%`, `\\u`) is decoded to be matched again, and only a matching one is rewritten
+    (decoding every text was 90% of the cost)."""
+    combined = _quote_literal("|".join(f"({pattern})" for pattern in PATTERNS.values()))
     decoded = decoded_expression(value)
-    found = " or ".join(
-        f"regexp_matches({decoded}, {_quote_literal(pattern)})" for pattern in PATTERNS.values()
+    encoded = f"(contains({value}, '%') or contains({value}, {_quote_literal(chr(92) + 'u')}))"
+    found = (
+        f"(regexp_matches({value}, {combined}) "
+        f"or ({encoded} and regexp_matches({decoded}, {combined})))"
     )
     redacted = decoded
     for kind, pattern in PATTERNS.items():

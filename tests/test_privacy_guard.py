@@ -280,3 +280,29 @@ def test_schemas_that_hold_raw_identifiers_are_never_published(tmp_path: Path, s
     with pytest.raises(PublishError, match=f"{schema} hold raw identifiers"):
         publish(tmp_path / "w.duckdb", tmp_path / "published", schemas=("marts", schema))
     assert not (tmp_path / "published").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("/search?q=jane%40example.com&x=1", "/search?q=[email]&x=1"),
+        ("/search?q=jane%2540example.com", "/search?q=[email]"),  # encoded twice
+        ('{"q":"jane\\u0040example.com"}', '{"q":"[email]"}'),  # a JSON escape
+        ("call +49 170 1234567 now", "call [phone] now"),
+        ("order (555) 123-4567", "order [phone]"),
+        ("ip 10.0.0.1,10.0.0.2", "ip [ip],[ip]"),  # adjacent matches
+        ("/?ip=2001%3Adb8%3A%3A1", "/?ip=[ip]"),
+        ("https://x.test/?ref=2001:db8::8a2e:370:7334&a=1", "https://x.test/?ref=[ip]&a=1"),
+        # no identifier: byte for byte, encodings and all
+        ("/products/P00133?page=2&q=red%20chair", "/products/P00133?page=2&q=red%20chair"),
+        ('{"price":120.5,"date":"2025-12-30"}', '{"price":120.5,"date":"2025-12-30"}'),
+        (None, None),
+    ],
+)
+def test_scrub_expression_redacts_identifiers_and_keeps_other_text(text, scrubbed) -> None:
+    """The staging scrub (generated from the guard's patterns) leaves nothing the guard finds."""
+    con = duckdb.connect()
+    con.execute(f"create macro scrub_pii(value) as ({pii_guard.scrub_expression('value')})")
+    [(result,)] = con.execute("select scrub_pii(?)", [text]).fetchall()
+    assert result == scrubbed
+    assert pii_guard.scan(con, {"t": "select scrub_pii($$" + (text or "") + "$$) as v"}) == []
