@@ -104,10 +104,19 @@ ACTIVATED = ("c-control", "c-later", "c-no-analytics")
 def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
     run_dbt(
         ["build", "--select", "+people", "+audience_memberships", "+dim_user_profiles",
-         "--exclude-resource-type", "unit_test"],
+         "+rpt_data_quality", "--exclude-resource-type", "unit_test"],
         warehouse,
         dbt_vars={"segment_definitions": SEGMENTS, "segment_clusters_enabled": False, **dbt_vars},
     )  # fmt: skip
+
+
+def consent_report(warehouse: Warehouse) -> dict[tuple[str, str], float]:
+    rows = query(
+        warehouse,
+        "select metric_name, dimension, metric_value from marts.rpt_data_quality "
+        "where metric_group = 'privacy' and metric_name != 'values_scrubbed'",
+    )
+    return {(name, dimension): value for name, dimension, value in rows}
 
 
 def activated(warehouse: Warehouse) -> dict[str, set[str]]:
@@ -161,6 +170,14 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
         # analytics was not withdrawn: only the categories a signal names change
         assert consent[user_key(user)] == [False, False, True, True], user
     assert consent[user_key("c-no-analytics")] == [True, True, False, True]
+    # rpt_data_quality counts the signal lines by status and the users on the default
+    assert consent_report(consent_warehouse) == {
+        # 7 day-one grants and 8 more lines; the unknown event and Consent Updated are quarantined
+        ("consent_signal_lines", "staged"): 15.0,
+        ("consent_signal_lines", "quarantined"): 2.0,
+        ("users_without_consent_signal", "all"): 0.0,
+        ("users_not_profiled_by_policy", "all"): 0.0,
+    }
 
 
 def test_analytics_refusal_follows_the_policy(consent_warehouse, tmp_path) -> None:
@@ -171,6 +188,7 @@ def test_analytics_refusal_follows_the_policy(consent_warehouse, tmp_path) -> No
     build(warehouse, analytics_consent_policy="exclude")
     keys = {key for (key,) in query(warehouse, profiles)}
     assert user_key("c-no-analytics") not in keys and user_key("c-control") in keys
+    assert consent_report(warehouse)[("users_not_profiled_by_policy", "all")] == 1.0
     for table, members in activated(warehouse).items():
         assert user_key("c-no-analytics") not in members, table
         assert user_key("c-control") in members, table

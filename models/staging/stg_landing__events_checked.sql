@@ -356,7 +356,7 @@ scrubbed as (
     -- reads it. A suppressed line (an erased person) keeps nothing but its place and reason.
     select
         ranked.*,
-        list_contains(ranked.reasons, 'suppressed') as is_suppressed_line,
+        {{ array_contains('ranked.reasons', "'suppressed'") }} as is_suppressed_line,
         {%- for column in scrubbed_text_fields().values() %}
             {{ scrub_pii('ranked.' ~ column) }} as scrubbed_{{ column }},
         {%- endfor %}
