@@ -38,6 +38,7 @@ from orchestration import sensors  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E402
 from personalization import cli  # noqa: E402
+from personalization.api.keys import mart_key  # noqa: E402
 from personalization.dbt_runner import Warehouse, run_dbt  # noqa: E402
 
 log = logging.getLogger("bench_microbatch")
@@ -66,7 +67,7 @@ def visible(db: Path, table: str, user: str) -> bool:
     try:
         with duckdb.connect(str(db), read_only=True) as con:
             found = con.execute(
-                f"select count(*) from {table} where canonical_user_id = ?", [user]
+                f"select count(*) from {table} where canonical_user_id = ?", [mart_key(user)]
             ).fetchone()
         return bool(found and found[0])
     except duckdb.Error:  # the build holds the file: try again

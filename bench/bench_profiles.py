@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # the models between stg_events and dim_user_profiles that the hand-written query replaces
 PROFILE_PATH_MODELS = (
+    "restricted_identity_keys",
     "int_identity_links",
     "int_identity_map",
     "int_events_stitched",
@@ -50,7 +51,7 @@ with identity_map as (
     having count(*) <= 1
 )
 select
-    coalesce(e.user_id, m.user_id, e.anonymous_id) as canonical_user_id,
+    k.user_key as canonical_user_id,
     min(e.event_at) as first_seen_at,
     max(e.event_at) as last_seen_at,
     count(*) as events,
@@ -62,6 +63,9 @@ select
         filter (where e.event_name = 'Order Completed'), 0) as revenue
 from staging.stg_events as e
 left join identity_map as m on e.anonymous_id = m.anonymous_id
+-- the marts key a user by the pseudonym of the raw id (the restricted key table)
+left join restricted.restricted_identity_keys as k
+    on coalesce(e.user_id, m.user_id, e.anonymous_id) = k.raw_identity
 group by 1
 """
 

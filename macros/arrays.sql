@@ -37,3 +37,21 @@
 {% macro default__array_size(expr) -%}
     {{ exceptions.raise_compiler_error("array_size is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}
+
+
+{#- Whether an array holds a value. -#}
+{% macro array_contains(expr, value) -%}
+    {{ return(adapter.dispatch('array_contains', 'personalization')(expr, value)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_contains(expr, value) -%}
+    list_contains({{ expr }}, {{ value }})
+{%- endmacro %}
+
+{% macro spark__array_contains(expr, value) -%}
+    array_contains({{ expr }}, {{ value }})
+{%- endmacro %}
+
+{% macro default__array_contains(expr, value) -%}
+    {{ exceptions.raise_compiler_error("array_contains is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}

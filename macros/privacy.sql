@@ -12,3 +12,62 @@
         )
     )
 {%- endmacro %}
+
+
+{#- The marts' user key of a raw userId / anonymousId: a keyed HMAC (personalization.privacy
+    .user_pseudonym, registered on DuckDB by personalization.duckdb_plugin). Called once per
+    distinct identity, in restricted_identity_keys; every other model joins that table. -#}
+{% macro user_pseudonym(expr) -%}
+    {{ return(adapter.dispatch('user_pseudonym', 'personalization')(expr)) }}
+{%- endmacro %}
+
+{% macro default__user_pseudonym(expr) -%}
+    user_pseudonym({{ expr }})
+{%- endmacro %}
+
+
+{#- Free text with every e-mail, phone number and IP (percent-encoded too) replaced by a
+    placeholder; other text unchanged. The SQL is generated from the PII guard's patterns
+    (personalization.pii_guard.scrub_expression) and registered on DuckDB by
+    personalization.duckdb_plugin as a per-connection macro: call it in tables only. -#}
+{% macro scrub_pii(expr) -%}
+    {{ return(adapter.dispatch('scrub_pii', 'personalization')(expr)) }}
+{%- endmacro %}
+
+{% macro default__scrub_pii(expr) -%}
+    scrub_pii({{ expr }})
+{%- endmacro %}
+
+
+{#- The free-text columns of a judged line scrubbed by scrub_pii at staging, as
+    {field name in rpt_data_quality: column}, besides the custom traits: properties carry search
+    queries, paths, URLs with query strings, referrers and titles; page_name is the page call's
+    name; city, state and postal code are free-text traits. -#}
+{% macro scrubbed_text_fields() -%}
+    {{ return({
+        'page_name': 'page_name',
+        'properties': 'properties',
+        'city': 'declared_city',
+        'state': 'declared_state',
+        'postal_code': 'declared_postal_code',
+    }) }}
+{%- endmacro %}
+
+
+{#- The consent categories every line is read for (int_user_consent, dim_user_profiles). -#}
+{% macro consent_categories() -%}
+    {{ return(['personalization', 'advertising', 'analytics']) }}
+{%- endmacro %}
+
+
+{#- One consent category of a judged line, from the places the consent_signals var names, the
+    most explicit first: a consent event's payload (consent_event_json), identify traits
+    (consent_traits_json), then context.consent.categoryPreferences (consent_json). Null when
+    the line says nothing about it. -#}
+{% macro consent_signal(category) -%}
+    coalesce(
+        {{ try_cast(json_text('consent_event_json', '$.' ~ category), 'boolean') }},
+        {{ try_cast(json_text('consent_traits_json', '$.' ~ category), 'boolean') }},
+        {{ try_cast(json_text('consent_json', '$.' ~ category), 'boolean') }}
+    )
+{%- endmacro %}

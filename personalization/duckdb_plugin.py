@@ -2,6 +2,13 @@
 
 - pseudonymise(text) -> text: keyed HMAC-SHA256 (personalization.privacy), so the key stays in
   the process environment and never reaches the database file.
+- user_pseudonym(text) -> text: the marts' user key of a raw userId / anonymousId
+  (personalization.privacy.user_pseudonym), computed once per distinct identity
+  (restricted.restricted_identity_keys).
+- scrub_pii(text) -> text: a SQL macro (vectorised, no Python per row) generated from the PII
+  guard's own patterns (personalization.pii_guard.scrub_expression): e-mails, phone numbers and
+  IPs in free text, percent-encoded ones included, become placeholders. Temporary (per
+  cursor): only tables may call it, never a view read by another connection.
 
 On every connection it also checks the key's fingerprint against the one stored with the
 warehouse (privacy.key_fingerprint): the first build records it, a build with another key is
@@ -18,16 +25,19 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
+from personalization.pii_guard import scrub_expression
 from personalization.privacy import (
     KeyMismatchError,
     key_fingerprint,
     pseudonymise,
     resolve_key,
+    user_pseudonym,
 )
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_TABLE = "privacy.key_fingerprint"
+SCRUB_SQL = scrub_expression("value")
 
 
 def _flag(value: Any) -> bool:
@@ -99,6 +109,13 @@ class Plugin(BasePlugin):
             "VARCHAR",
             side_effects=False,
         )
+        conn.create_function(
+            "user_pseudonym",
+            lambda value: user_pseudonym(value, key),
+            ["VARCHAR"],
+            "VARCHAR",
+            side_effects=False,
+        )
         # a read-only connection (dagster-dbt's row counts and column schemas after a build)
         # writes nothing, so there is no key to check and no fingerprint table it could create
         (read_only,) = conn.execute(
@@ -106,3 +123,7 @@ class Plugin(BasePlugin):
         ).fetchone()
         if not read_only:
             check_fingerprint(conn, key, _full_refresh())
+
+    def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
+        # temporary objects belong to one connection, and dbt runs SQL on cursors of it
+        cursor.execute(f"create or replace temp macro scrub_pii(value) as ({SCRUB_SQL})")

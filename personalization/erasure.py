@@ -50,7 +50,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from personalization.privacy import pseudonymise, resolve_key
+from personalization.privacy import pseudonymise, resolve_key, user_pseudonym
 from personalization.publish import VERSION_FILE, VERSIONS, quote_literal
 from personalization.raw_load import file_hash
 from personalization.tracking_plan import PROJECT_ROOT
@@ -558,6 +558,8 @@ def forget(
         identities = users | anons
         values = set(identities) | {h for (h,) in email_hashes}
         values |= {p for i in identities if (p := pseudonymise(i, key))}
+        # and their user keys: the marts' canonical_user_id / person_id / id
+        values |= {p for i in identities if (p := user_pseudonym(i, key))}
         suppress = {h for i in identities if (h := suppression_hash(i, key))}
         return values, suppress, len(identities)
 

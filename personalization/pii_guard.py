@@ -151,6 +151,11 @@ def text_expression(column: str, column_type: str) -> str:
     value = _quote_identifier(column)
     if column_type.upper() != "VARCHAR":
         value = f"cast({value} as varchar)"
+    return decoded_expression(value)
+
+
+def decoded_expression(value: str) -> str:
+    """SQL undoing the percent-encodings and JSON escapes of identifier characters in `value`."""
     for encoded, decoded in _DECODINGS:
         value = f"replace({value}, {_quote_literal(encoded)}, {_quote_literal(decoded)})"
         if encoded.startswith("%") and encoded[1:].upper() != encoded[1:].lower():
@@ -213,3 +218,77 @@ def ensure_tables_clean(
         for table in tables
     }
     ensure_no_pii(con, relations, action)
+
+
+# ---------------------------------------------------------------- scrubbing free text
+# What a scrubbed identifier is replaced with, per kind (texts that stay readable).
+REDACTIONS: dict[str, str] = {
+    "e-mail addresses": "[email]",
+    "phone numbers": "[phone]",
+    "IPv4 addresses": "[ip]",
+    "IPv6 addresses": "[ip]",
+}
+# boundary groups of PATTERNS: `(^|...)` before an identifier and `($|...)` after it
+_BOUNDARY_OPENINGS = ("(^|", "($|")
+
+
+def _boundary_pattern(pattern: str) -> tuple[str, str]:
+    """The pattern with every group but its boundary groups made non-capturing, and the RE2
+    rewrite that keeps the boundary characters around a redaction placeholder `{}`."""
+    out: list[str] = []
+    leading: list[int] = []
+    trailing: list[int] = []
+    group = 0
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(" and not pattern.startswith("(?", i):
+            opening = pattern[i : i + 3]
+            if opening in _BOUNDARY_OPENINGS:
+                group += 1
+                (leading if opening == "(^|" else trailing).append(group)
+            else:
+                out.append("(?:")
+                i += 1
+                continue
+        out.append(char)
+        i += 1
+    rewrite = "".join(f"\\{g}" for g in leading) + "{}" + "".join(f"\\{g}" for g in trailing)
+    return "".join(out), rewrite
+
+
+def scrub_expression(value: str) -> str:
+    """SQL (DuckDB) replacing every e-mail, phone number and IP in the text `value` by a
+    placeholder (REDACTIONS), with the guard's own PATTERNS and decodings: a text that carries
+    an identifier, plain or percent-encoded, is decoded and redacted; any other text is returned
+    unchanged (byte for byte). Each pattern is applied twice, because a boundary character
+    consumed by one match cannot start the next (`1.2.3.4,5.6.7.8`).
+
+    Cost: one regular expression (the patterns combined) per text; only a text with an encoding
+    marker (`%`, `\\u`) is decoded to be matched again, and only a matching one is rewritten
+    (decoding every text was 90% of the cost)."""
+    combined = _quote_literal("|".join(f"({pattern})" for pattern in PATTERNS.values()))
+    decoded = decoded_expression(value)
+    encoded = f"(contains({value}, '%') or contains({value}, {_quote_literal(chr(92) + 'u')}))"
+    found = (
+        f"(regexp_matches({value}, {combined}) "
+        f"or ({encoded} and regexp_matches({decoded}, {combined})))"
+    )
+    redacted = decoded
+    for kind, pattern in PATTERNS.items():
+        capturing, rewrite = _boundary_pattern(pattern)
+        replacement = _quote_literal(rewrite.format(REDACTIONS[kind]))
+        for _ in range(2):
+            redacted = (
+                f"regexp_replace({redacted}, {_quote_literal(capturing)}, {replacement}, 'g')"
+            )
+    return f"case when {found} then {redacted} else {value} end"

@@ -82,3 +82,20 @@ def pseudonymise(value: str | None, key: bytes) -> str | None:
     if not normalised:
         return None
     return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
+
+
+USER_KEY_LABEL = b"user-key:"
+USER_KEY_HEX_CHARS = 32
+
+
+def user_pseudonym(raw_id: str | None, key: bytes) -> str | None:
+    """The marts' user key of a raw userId or anonymousId: a keyed HMAC-SHA256, 128 bits in hex.
+
+    Ids are compared exactly (no case folding: `U1` and `u1` are two users), and the label
+    separates this pseudonym from every other one made with the same key (e-mail hashes, the
+    suppression list). None and blanks stay None.
+    """
+    if raw_id is None or not raw_id.strip():
+        return None
+    digest = hmac.new(key, USER_KEY_LABEL + raw_id.encode(), hashlib.sha256).hexdigest()
+    return digest[:USER_KEY_HEX_CHARS]

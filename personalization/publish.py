@@ -52,6 +52,8 @@ DEFAULT_LANDING = PROJECT_ROOT / "data" / "landing"
 PUBLISHED_DB_NAME = "published.duckdb"
 VERSION_FILE = "_version.json"
 CURRENT = "current"
+# schemas that hold raw identifiers by design (docs/privacy.md): never published
+RESTRICTED_SCHEMAS = ("restricted", "raw", "staging")
 VERSIONS = "versions"
 META_SCHEMA = "publish_meta"
 # Every DuckDB from 1.0 on reads this format; DuckDB 2.0's own format would lock 1.x BI tools out.
@@ -409,6 +411,12 @@ def publish(
 ) -> Path:
     """Publish every table and view of `schemas` in the build database; returns the new version
     folder. Raises PublishError (PiiFoundError for identifiers) with nothing switched."""
+    restricted = sorted(set(schemas) & set(RESTRICTED_SCHEMAS))
+    if restricted:
+        raise PublishError(
+            f"schema(s) {', '.join(restricted)} hold raw identifiers and are never published "
+            "(docs/privacy.md, where raw identifiers live)"
+        )
     if keep < MIN_KEEP:
         raise PublishError(
             f"keep must be at least {MIN_KEEP} (the current version and the previous one, which "

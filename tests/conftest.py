@@ -43,10 +43,10 @@ def make_warehouse(root: Path, landing: Path, as_of: str | None = FIXTURE_AS_OF)
 
 
 def user_key(raw_id: str) -> str:
-    """The key the marts use for a raw userId or anonymousId, in the dev target tests build.
+    """The key the marts use for a raw userId or anonymousId, in the dev target tests build: its
+    keyed HMAC pseudonym with the development key (or PERSONALIZATION_HMAC_KEY when set).
 
-    Tests that look a user up in a mart by the id the fixture sent go through this one function,
-    so the switch of the marts to keyed pseudonyms (issue 13) changes it alone."""
+    Tests that look a user up in a mart by the id the fixture sent go through this one function."""
     return mart_key(raw_id)
 
 

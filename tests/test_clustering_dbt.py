@@ -6,7 +6,7 @@ import shutil
 
 import duckdb
 import pytest
-from conftest import make_warehouse, query
+from conftest import make_warehouse, query, user_key
 
 from personalization.dbt_runner import run_dbt
 
@@ -123,7 +123,7 @@ def test_vectors_match_ground_truth(generated_warehouse, column):
 
     path = generated_warehouse.landing_path / "ground_truth" / "users.csv"
     with path.open() as f:
-        truth = {row["canonical_id"]: row for row in csv.DictReader(f)}
+        truth = {user_key(row["canonical_id"]): row for row in csv.DictReader(f)}
     as_of = datetime.fromisoformat("2026-01-11T00:00:00+00:00")
     rows = query(
         generated_warehouse,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, make_warehouse, query
+from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, make_warehouse, query, user_key
 
 from personalization import erasure
 from personalization.dbt_runner import Warehouse, run_dbt
-from personalization.privacy import DEVELOPMENT_KEY, pseudonymise
+from personalization.privacy import DEVELOPMENT_KEY, pseudonymise, user_pseudonym
 from personalization.publish import list_versions, publish
 
 KEY = DEVELOPMENT_KEY.encode()  # the tests build on the dev target
@@ -64,6 +64,8 @@ def needles() -> dict[str, str]:
         "anonymous id": token.format(ANON),
         "user pseudonym": pseudonymise(USER, KEY),
         "anonymous pseudonym": pseudonymise(ANON, KEY),
+        "user key": user_pseudonym(USER, KEY),
+        "anonymous key": user_pseudonym(ANON, KEY),
         "e-mail": re.escape(EMAIL),
         "e-mail pseudonym": pseudonymise(EMAIL, KEY),
     }
@@ -243,9 +245,19 @@ def test_a_re_sent_event_is_suppressed_and_conserved(forgotten) -> None:
         "where message_id like 'resent-%' order by 1",
     )
     assert rows == [("resent-1", "quarantined", ["suppressed"]), ("resent-other", "staged", [])]
-    profiles = "select count(*) from marts.dim_user_profiles where lower(canonical_user_id) = "
-    assert query(warehouse, profiles + "'a9'") == [(0,)]
-    assert query(warehouse, profiles + "'a-new'") == [(1,)]
+    # the suppressed line keeps its place and reason (conservation) but none of its text
+    assert query(
+        warehouse,
+        "select raw_line, user_id, anonymous_id, previous_id, properties, page_name "
+        "from staging.stg_landing__events_checked where message_id = 'resent-1'",
+    ) == [(None,) * 6]
+    assert query(
+        warehouse, "select raw_line from staging.quarantined_events where message_id = 'resent-1'"
+    ) == [(None,)]
+    profiles = "select count(*) from marts.dim_user_profiles where canonical_user_id = "
+    for anonymous_id in (ANON, ANON.upper()):
+        assert query(warehouse, profiles + f"'{user_key(anonymous_id)}'") == [(0,)]
+    assert query(warehouse, profiles + f"'{user_key('a-new')}'") == [(1,)]
 
 
 def test_retention_purges_old_raw_events(tmp_path: Path, fixture_warehouse: Warehouse) -> None:

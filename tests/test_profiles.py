@@ -7,7 +7,7 @@ import csv
 import json
 
 import pytest
-from conftest import FIXTURE_LANDING, make_warehouse, query
+from conftest import FIXTURE_LANDING, make_warehouse, query, user_key
 
 from personalization.dbt_runner import DbtError, run_dbt
 
@@ -15,7 +15,8 @@ from personalization.dbt_runner import DbtError, run_dbt
 @pytest.fixture(scope="module")
 def truth(generated_warehouse) -> dict[str, dict]:
     with (generated_warehouse.landing_path / "ground_truth" / "users.csv").open() as handle:
-        return {row["canonical_id"]: row for row in csv.DictReader(handle)}
+        # keyed as the marts key a user: by the pseudonym of the generator's canonical id
+        return {user_key(row["canonical_id"]): row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")

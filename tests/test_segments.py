@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import make_warehouse, query
+from conftest import make_warehouse, query, user_key
 
 from personalization import cli
 from personalization.dbt_runner import Warehouse, run_dbt
@@ -270,7 +270,11 @@ def funnel_completed(steps: list[list[datetime]], max_gap: timedelta) -> bool:
 def test_shipped_segments_match_independent_python(generated_warehouse: Warehouse) -> None:
     as_of = parse_time(generated_warehouse.as_of)
     assert as_of is not None
-    expected = expected_memberships(generated_warehouse.landing_path, as_of)
+    # keyed as the marts key a user: by the pseudonym of the raw id
+    expected = {
+        (name, user_key(user), status)
+        for name, user, status in expected_memberships(generated_warehouse.landing_path, as_of)
+    }
     actual = set(
         query(
             generated_warehouse,
@@ -352,7 +356,7 @@ def test_activation_holds_consenting_members_only(generated_warehouse: Warehouse
     granted; people carries no raw PII; audiences count them."""
     truth = generated_warehouse.landing_path / "ground_truth" / "users.csv"
     consenting = {
-        row[0]
+        user_key(row[0])
         for row in duckdb.sql(
             f"select canonical_id from read_csv('{truth}', all_varchar = true) "
             "where lower(consent_personalization) = 'true'"
@@ -608,12 +612,13 @@ def history_rows(root: Path) -> tuple[set[tuple], set[tuple]]:
 
 
 def test_history_across_three_builds(tmp_path: Path) -> None:
+    U1, U2, U3 = (user_key(u) for u in ("u1", "u2", "u3"))  # noqa: N806 - the users' mart keys
     landing = tmp_path / "landing"
     land(landing, "dt=2026-01-01")
     build_segments(tmp_path, landing, T1, command="build")  # build: the seeds too
     spells, events = history_rows(tmp_path)
-    assert spells == {("viewer_24h", "u1", T1, None), ("viewer_24h", "u2", T1, None)}
-    assert events == {("viewer_24h", "u1", "entered", T1), ("viewer_24h", "u2", "entered", T1)}
+    assert spells == {("viewer_24h", U1, T1, None), ("viewer_24h", U2, T1, None)}
+    assert events == {("viewer_24h", U1, "entered", T1), ("viewer_24h", U2, "entered", T1)}
 
     # day 2: u1 stops viewing (exits) and buys; u2 views again (stays); u3 arrives
     land(landing, "dt=2026-01-02")
@@ -621,17 +626,17 @@ def test_history_across_three_builds(tmp_path: Path) -> None:
     after_second = history_rows(tmp_path)
     spells, events = after_second
     assert spells == {
-        ("viewer_24h", "u1", T1, T2),
-        ("viewer_24h", "u2", T1, None),
-        ("viewer_24h", "u3", T2, None),
-        ("buyer", "u1", T2, None),
+        ("viewer_24h", U1, T1, T2),
+        ("viewer_24h", U2, T1, None),
+        ("viewer_24h", U3, T2, None),
+        ("buyer", U1, T2, None),
     }
     assert events == {
-        ("viewer_24h", "u1", "entered", T1),
-        ("viewer_24h", "u2", "entered", T1),
-        ("viewer_24h", "u1", "exited", T2),
-        ("viewer_24h", "u3", "entered", T2),
-        ("buyer", "u1", "entered", T2),
+        ("viewer_24h", U1, "entered", T1),
+        ("viewer_24h", U2, "entered", T1),
+        ("viewer_24h", U1, "exited", T2),
+        ("viewer_24h", U3, "entered", T2),
+        ("buyer", U1, "entered", T2),
     }
 
     # a re-run with the same as_of and no new data adds nothing
@@ -667,16 +672,16 @@ def test_history_across_three_builds(tmp_path: Path) -> None:
     build_segments(tmp_path, landing, T3, command="build")
     spells, events = history_rows(tmp_path)
     assert spells == {
-        ("viewer_24h", "u1", T1, T2),
-        ("viewer_24h", "u2", T1, T3),
-        ("viewer_24h", "u3", T2, T3),
-        ("viewer_24h", "u1", T3, None),
-        ("buyer", "u1", T2, None),
+        ("viewer_24h", U1, T1, T2),
+        ("viewer_24h", U2, T1, T3),
+        ("viewer_24h", U3, T2, T3),
+        ("viewer_24h", U1, T3, None),
+        ("buyer", U1, T2, None),
     }
     assert events == after_second[1] | {
-        ("viewer_24h", "u2", "exited", T3),
-        ("viewer_24h", "u3", "exited", T3),
-        ("viewer_24h", "u1", "entered", T3),
+        ("viewer_24h", U2, "exited", T3),
+        ("viewer_24h", U3, "exited", T3),
+        ("viewer_24h", U1, "entered", T3),
     }
     # the over-segmentation guard warns: viewer_24h has 1 member, min_size 3; buyer is fine
     (guard,) = [value for key, value in run_results(tmp_path).items() if "segment_min_size" in key]
@@ -688,8 +693,8 @@ def test_history_across_three_builds(tmp_path: Path) -> None:
         "from marts.fct_segment_membership",
     )
     assert set(current) == {
-        ("viewer_24h", "u1", "member", True, T3),
-        ("buyer", "u1", "member", False, T3),  # no advertising consent: not activatable
+        ("viewer_24h", U1, "member", True, T3),
+        ("buyer", U1, "member", False, T3),  # no advertising consent: not activatable
     }
     activated = query(warehouse, "select audience_id, person_id from marts.audience_memberships")
-    assert activated == [("viewer_24h", "u1")]
+    assert activated == [("viewer_24h", U1)]

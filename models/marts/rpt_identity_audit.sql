@@ -1,5 +1,6 @@
 {#- Anonymous ids linked to more users than `max_users_per_anonymous_id` (shared devices, kiosks,
-    tracking bugs). They are not merged into any user. Grain: one row per anonymous_id. -#}
+    tracking bugs). They are not merged into any user; the anonymous id is shown as its
+    pseudonymous key. Grain: one row per anonymous_id. -#}
 
 with
 
@@ -11,7 +12,11 @@ links as (
     select * from {{ ref('int_identity_links') }}
 ),
 
-final as (
+identity_keys as (
+    select * from {{ ref('restricted_identity_keys') }}
+),
+
+shared_devices as (
     select
         identity_map.anonymous_id,
         identity_map.linked_users,
@@ -22,6 +27,18 @@ final as (
         on identity_map.anonymous_id = links.anonymous_id
     where identity_map.is_shared_device
     group by identity_map.anonymous_id, identity_map.linked_users
+),
+
+final as (
+    -- the anonymous id as its pseudonymous key (raw ids stay in the restricted schema)
+    select
+        identity_keys.user_key as anonymous_id,
+        shared_devices.linked_users,
+        shared_devices.first_linked_at,
+        shared_devices.last_linked_at
+    from shared_devices
+    left join identity_keys
+        on shared_devices.anonymous_id = identity_keys.raw_identity
 )
 
 select * from final

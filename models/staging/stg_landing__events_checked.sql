@@ -4,7 +4,9 @@
 {{ config(materialized='incremental', on_schema_change='fail') }}
 
 {#- the top-level fields every line is read for, extracted with one parse per line; each is
-    named once here and read by name (raw_<name>) after that -#}
+    named once here and read by name (raw_<name>) after that. The consent fields come from the
+    consent_signals var (docs/privacy.md, "Consent"). -#}
+{%- set consent_signals = var('consent_signals') -%}
 {%- set top_fields = {
     'message_id': '$.messageId',
     'type': '$.type',
@@ -19,7 +21,9 @@
     'properties': '$.properties',
     'traits': '$.traits',
     'context_traits': '$.context.traits',
-    'consent': '$.context.consent.categoryPreferences',
+    'consent': consent_signals.context_path,
+    'consent_event': consent_signals.event_path,
+    'consent_traits': consent_signals.trait_path,
     'device_type': '$.context.device.type',
     'locale': '$.context.locale',
 } -%}
@@ -156,6 +160,11 @@ fields as (
             else raw_context_traits
         end as trait_source,
         raw_consent as consent_json,
+        case
+            when lower(raw_type) = 'track' and raw_event in {{ quoted_literal_list(consent_signals.events) }}
+                then raw_consent_event
+        end as consent_event_json,
+        case when lower(raw_type) = 'identify' then raw_consent_traits end as consent_traits_json,
         raw_device_type as device_type,
         raw_locale as user_locale
     from top_named
@@ -333,6 +342,34 @@ ranked as (
         on event_checks.message_id = already_staged.message_id
 ),
 
+{%- set scrub_change_expressions = [] -%}
+{%- for field, column in scrubbed_text_fields().items() %}
+    {%- do scrub_change_expressions.append(
+        "case when " ~ column ~ " is distinct from scrubbed_" ~ column ~ " then '" ~ field ~ "' end") -%}
+{%- endfor %}
+{%- do scrub_change_expressions.append(
+    "case when cast(custom_traits_cleaned as varchar) is distinct from scrubbed_custom_traits then 'custom_traits' end") %}
+
+scrubbed as (
+    -- free text (properties: search queries, paths, URLs, referrers, titles; page names; custom
+    -- traits) with every e-mail, phone number and IP replaced by a placeholder, before any mart
+    -- reads it. A suppressed line (an erased person) keeps nothing but its place and reason.
+    select
+        ranked.*,
+        {{ array_contains('ranked.reasons', "'suppressed'") }} as is_suppressed_line,
+        {%- for column in scrubbed_text_fields().values() %}
+            {{ scrub_pii('ranked.' ~ column) }} as scrubbed_{{ column }},
+        {%- endfor %}
+        {{ scrub_pii('cast(ranked.custom_traits_cleaned as varchar)') }} as scrubbed_custom_traits
+    from (
+        select
+            ranked.*,
+            {{ custom_traits_cleaned('ranked.custom_trait_json', declared_traits) }}
+                as custom_traits_cleaned
+        from ranked
+    ) as ranked
+),
+
 final as (
     select
         file_path,
@@ -344,20 +381,25 @@ final as (
             else 'staged'
         end as status,
         reasons,
-        -- the raw text is kept only where someone must look at it; staged rows are typed below
-        case when is_duplicate or {{ array_size('reasons') }} > 0 then raw_line end as raw_line,
+        -- the raw text is kept only where someone must look at it (staged rows are typed below),
+        -- and never for an erased person
+        case
+            when is_suppressed_line then null
+            when is_duplicate or {{ array_size('reasons') }} > 0 then raw_line
+        end as raw_line,
+        {{ non_null_array(scrub_change_expressions) }} as scrubbed_fields,
         message_id,
         event_type,
         event_name,
-        user_id,
-        anonymous_id,
-        previous_id,
+        case when not is_suppressed_line then user_id end as user_id,
+        case when not is_suppressed_line then anonymous_id end as anonymous_id,
+        case when not is_suppressed_line then previous_id end as previous_id,
         event_at,
         sent_at,
         received_at,
         {{ dbt.datediff('event_at', 'received_at', 'second') }} as arrival_delay_seconds,
-        page_name,
-        properties,
+        case when not is_suppressed_line then scrubbed_page_name end as page_name,
+        case when not is_suppressed_line then scrubbed_properties end as properties,
         {#- trait values that break a rule are nulled, and the rule is named in trait_issues -#}
         
         case
@@ -370,14 +412,14 @@ final as (
         case
             when not is_invalid_country and not is_city_country_mismatch then resolved_country
         end as trait_country,
-        case when not is_city_country_mismatch then declared_city end as trait_city,
-        declared_state as trait_state,
-        declared_postal_code as trait_postal_code,
+        case when not is_city_country_mismatch then scrubbed_declared_city end as trait_city,
+        scrubbed_declared_state as trait_state,
+        scrubbed_declared_postal_code as trait_postal_code,
         case when not is_invalid_gender then declared_gender end as trait_gender,
         {{ pseudonymise('declared_email') }} as email_hash,
         {{ pseudonymise('declared_name') }} as name_hash,
         -- custom traits: declared ones valid (pii ones as a keyed hash), undeclared ones as sent
-        {{ custom_traits_cleaned('custom_trait_json', declared_traits) }}
+        case when not is_suppressed_line then cast(scrubbed_custom_traits as json) end
             as custom_traits,
         {{ non_null_array([
             "case when is_implausible_age then 'implausible_age' end",
@@ -389,19 +431,18 @@ final as (
         case when is_implausible_age then coalesce(declared_age_text, declared_birthday_text) end
             as rejected_age,
         case when is_invalid_country then declared_country end as rejected_country,
-        case when is_city_country_mismatch then declared_city || ', ' || declared_country end
+        case when is_city_country_mismatch then scrubbed_declared_city || ', ' || declared_country end
             as rejected_city,
         case when is_invalid_gender then declared_gender end as rejected_gender,
         order_text_order_id as order_id,
         {{ try_cast('coalesce(order_text_revenue, order_text_total)', 'decimal(18, 2)') }} as order_amount,
         upper(trim(order_text_currency)) as order_currency,
-        {{ try_cast(json_text('consent_json', '$.personalization'), 'boolean') }}
-            as consent_personalization,
-        {{ try_cast(json_text('consent_json', '$.advertising'), 'boolean') }} as consent_advertising,
-        {{ try_cast(json_text('consent_json', '$.analytics'), 'boolean') }} as consent_analytics,
+        {%- for category in consent_categories() %}
+            {{ consent_signal(category) }} as consent_{{ category }},
+        {%- endfor %}
         device_type,
         user_locale
-    from ranked
+    from scrubbed
 )
 
 select * from final

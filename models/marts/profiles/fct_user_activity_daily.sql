@@ -1,5 +1,6 @@
 {#- Behaviour per canonical user and day: the incremental per-identity counts, re-keyed through
-    the current identity map (which can change retroactively). Grain: one row per
+    the current identity map (which can change retroactively) to the pseudonymous user key;
+    users the analytics_consent_policy does not allow to be profiled are left out. Grain: one row per
     (canonical_user_id, activity_date). -#}
 
 with
@@ -14,13 +15,28 @@ identity_map as (
     select * from {{ ref('int_identity_map') }}
 ),
 
+identity_keys as (
+    select * from {{ ref('restricted_identity_keys') }}
+),
+
+consent as (
+    select * from {{ ref('int_user_consent') }}
+),
+
 keyed as (
+    -- the raw identity resolved through the identity map, then replaced by its pseudonymous key
     select
-        identity_days.*,
-        coalesce(identity_map.user_id, identity_days.identity_key) as canonical_user_id
+        identity_days.* exclude (identity_key),
+        identity_keys.user_key as canonical_user_id
     from identity_days
     left join identity_map
         on identity_days.identity_key = identity_map.anonymous_id
+    left join identity_keys
+        on coalesce(identity_map.user_id, identity_days.identity_key) = identity_keys.raw_identity
+    -- the analytics consent policy: a user it does not allow to be profiled is left out
+    inner join consent
+        on identity_keys.user_key = consent.canonical_user_id
+    where consent.is_profiling_allowed
 ),
 
 final as (

@@ -285,6 +285,68 @@ landing_outcomes as (
     group by status
 ),
 
+consent as (
+    select * from {{ ref('int_user_consent') }}
+),
+
+consent_lines as (
+    -- issue 13: judged lines carrying a consent signal, by status (quarantined ones count too)
+    select
+        'privacy' as metric_group,
+        'consent_signal_lines' as metric_name,
+        status as dimension,
+        cast(count(*) as double) as metric_value
+    from checked
+    where
+        status != 'duplicate'
+        and (
+            {%- for category in consent_categories() %}
+                consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
+            {%- endfor %}
+        )
+    group by status
+),
+
+consent_user_counts as (
+    -- users on consent_default (no signal), and users the analytics policy leaves unprofiled
+    select
+        cast(count(*) filter (where not has_consent_signal) as double)
+            as users_without_consent_signal,
+        cast(count(*) filter (where not is_profiling_allowed) as double)
+            as users_not_profiled_by_policy
+    from consent
+),
+
+consent_users as (
+    select
+        'privacy' as metric_group,
+        metric_name,
+        'all' as dimension,
+        metric_value
+    from consent_user_counts unpivot (metric_value for metric_name in (
+        users_without_consent_signal, users_not_profiled_by_policy
+    ))
+),
+
+scrubbed_fields as (
+    -- issue 13: e-mails, phone numbers and IPs scrubbed from free text at staging, per field
+    -- (every scrubbed field listed, zero included)
+    select unnest({{ quoted_literal_array(scrubbed_text_fields().keys() | list + ['custom_traits']) }})
+        as field_name
+),
+
+scrub_counts as (
+    select
+        'privacy' as metric_group,
+        'values_scrubbed' as metric_name,
+        scrubbed_fields.field_name as dimension,
+        cast(count(scrubbed.field_name) as double) as metric_value
+    from scrubbed_fields
+    left join (select unnest(scrubbed_fields) as field_name from checked) as scrubbed
+        on scrubbed_fields.field_name = scrubbed.field_name
+    group by scrubbed_fields.field_name
+),
+
 unioned as (
     select * from quarantine_reasons
     union all
@@ -307,6 +369,12 @@ unioned as (
     select * from unconverted_orders
     union all
     select * from landing_outcomes
+    union all
+    select * from scrub_counts
+    union all
+    select * from consent_lines
+    union all
+    select * from consent_users
 ),
 
 final as (

@@ -1,0 +1,242 @@
+"""Consent always wins (docs/privacy.md, "Consent"): withdrawals read from every line that
+carries one, ordered by server time, the analytics policy, and the no-signal warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_warehouse, query, user_key
+
+from personalization.dbt_runner import Warehouse, run_dbt
+
+AS_OF = "2026-01-04T00:00:00Z"
+SEGMENTS = [
+    {
+        "name": "viewers",
+        "description": "viewed a product",
+        "owner": "tests",
+        "min_size": 1,
+        "rule": {"event": {"name": "Product Viewed"}},
+    },
+    {
+        "name": "viewers_ads",
+        "description": "viewed a product, for advertising",
+        "owner": "tests",
+        "min_size": 1,
+        "requires_consent": "advertising",
+        "rule": {"event": {"name": "Product Viewed"}},
+    },
+]
+GRANT = {"personalization": True, "advertising": True, "analytics": True}
+WITHDRAW = {"personalization": False, "advertising": False}
+# the tables a person is activated from
+ACTIVATION = {
+    "marts.people": "id",
+    "marts.audience_memberships": "person_id",
+}
+
+
+def line(message_id: str, user: str, timestamp: str, received: str | None = None,
+         event: str = "Product Viewed", consent: dict | None = None,
+         properties: dict | None = None, **extra: Any) -> str:  # fmt: skip
+    """A track line of `user`; its consent in context.consent.categoryPreferences."""
+    message: dict[str, Any] = {
+        "messageId": message_id,
+        "type": "track",
+        "event": event,
+        "userId": user,
+        "timestamp": timestamp,
+        "sentAt": timestamp,
+        "properties": properties
+        if properties is not None
+        else {"product_id": "P1", "category": "toys", "price": 5},
+        **extra,
+    }
+    if received is not None:
+        message["receivedAt"] = received
+    if consent is not None:
+        message["context"] = {"consent": {"categoryPreferences": consent}}
+    return json.dumps(message)
+
+
+DAY_ONE = [
+    # every user views a product on day one with every consent granted
+    *(line(f"{u}-grant", u, "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z",
+           consent=GRANT)
+      for u in ("c-quarantined", "c-event", "c-clock", "c-control", "c-late", "c-tie",
+                "c-later")),
+    # 1. the withdrawal rides on an event the tracking plan quarantines (unknown event)
+    line("c-quarantined-w", "c-quarantined", "2026-01-02T10:00:00.000Z",
+         "2026-01-02T10:00:01.000Z", event="Wishlist Shared", consent=WITHDRAW),
+    # 2. a custom Consent Updated event, its categories in the properties
+    line("c-event-w", "c-event", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         event="Consent Updated", properties=WITHDRAW),
+    # 3. the device clock is a day behind: client time before the grant, server time after it
+    line("c-clock-w", "c-clock", "2025-12-31T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    # a late event (client time before the withdrawal, received after it) still carries the
+    # grant of its own moment: the withdrawal stands
+    line("c-late-w", "c-late", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    line("c-late-stale", "c-late", "2026-01-01T12:00:00.000Z", "2026-01-02T12:00:00.000Z",
+         consent=GRANT),
+    # a grant and a withdrawal received at the same second: the withdrawal wins the tie
+    line("c-tie-g", "c-tie", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=GRANT),
+    line("c-tie-w", "c-tie", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    # a grant newer than the withdrawal by both clocks is a real change of mind
+    line("c-later-w", "c-later", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    line("c-later-g", "c-later", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
+         consent=GRANT),
+    # refuses analytics only (personalisation granted)
+    line("c-no-analytics", "c-no-analytics", "2026-01-01T10:00:00.000Z",
+         "2026-01-01T10:00:01.000Z", consent={**GRANT, "analytics": False}),
+]  # fmt: skip
+WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie")
+ACTIVATED = ("c-control", "c-later", "c-no-analytics")
+
+
+def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
+    run_dbt(
+        ["build", "--select", "+people", "+audience_memberships", "+dim_user_profiles",
+         "+rpt_data_quality", "--exclude-resource-type", "unit_test"],
+        warehouse,
+        dbt_vars={"segment_definitions": SEGMENTS, "segment_clusters_enabled": False, **dbt_vars},
+    )  # fmt: skip
+
+
+def consent_report(warehouse: Warehouse) -> dict[tuple[str, str], float]:
+    rows = query(
+        warehouse,
+        "select metric_name, dimension, metric_value from marts.rpt_data_quality "
+        "where metric_group = 'privacy' and metric_name != 'values_scrubbed'",
+    )
+    return {(name, dimension): value for name, dimension, value in rows}
+
+
+def activated(warehouse: Warehouse) -> dict[str, set[str]]:
+    return {
+        table: {key for (key,) in query(warehouse, f"select distinct {column} from {table}")}
+        for table, column in ACTIVATION.items()
+    }
+
+
+def write(landing: Path, day: str, lines: list[str]) -> None:
+    folder = landing / f"dt={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-0000.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def consent_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    root = tmp_path_factory.mktemp("consent")
+    write(root / "landing", "2026-01-02", DAY_ONE)
+    warehouse = make_warehouse(root, root / "landing", as_of=AS_OF)
+    build(warehouse)
+    return warehouse
+
+
+def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse) -> None:
+    tables = activated(consent_warehouse)
+    for table, keys in tables.items():
+        for user in WITHDRAWN:
+            assert user_key(user) not in keys, (table, user)
+        # the control users are there: the check can fail
+        for user in ACTIVATED:
+            assert user_key(user) in keys, (table, user)
+    # the quarantined line and the Consent Updated event are not staged, yet they count
+    statuses = dict(
+        query(
+            consent_warehouse,
+            "select message_id, status from staging.stg_landing__events_checked "
+            "where message_id in ('c-quarantined-w', 'c-event-w')",
+        )
+    )
+    assert statuses == {"c-quarantined-w": "quarantined", "c-event-w": "quarantined"}
+    consent = {
+        user: row
+        for user, *row in query(
+            consent_warehouse,
+            "select canonical_user_id, has_personalization_consent, has_advertising_consent, "
+            "has_analytics_consent, has_consent_signal from intermediate.int_user_consent",
+        )
+    }
+    for user in WITHDRAWN:
+        # analytics was not withdrawn: only the categories a signal names change
+        assert consent[user_key(user)] == [False, False, True, True], user
+    assert consent[user_key("c-no-analytics")] == [True, True, False, True]
+    # rpt_data_quality counts the signal lines by status and the users on the default
+    assert consent_report(consent_warehouse) == {
+        # 7 day-one grants and 8 more lines; the unknown event and Consent Updated are quarantined
+        ("consent_signal_lines", "staged"): 15.0,
+        ("consent_signal_lines", "quarantined"): 2.0,
+        ("users_without_consent_signal", "all"): 0.0,
+        ("users_not_profiled_by_policy", "all"): 0.0,
+    }
+
+
+def test_analytics_refusal_follows_the_policy(consent_warehouse, tmp_path) -> None:
+    profiles = "select canonical_user_id from marts.dim_user_profiles"
+    # the shipped policy (profile) keeps the user who refused analytics
+    assert (user_key("c-no-analytics"),) in query(consent_warehouse, profiles)
+    warehouse = make_warehouse(tmp_path, consent_warehouse.landing_path, as_of=AS_OF)
+    build(warehouse, analytics_consent_policy="exclude")
+    keys = {key for (key,) in query(warehouse, profiles)}
+    assert user_key("c-no-analytics") not in keys and user_key("c-control") in keys
+    assert consent_report(warehouse)[("users_not_profiled_by_policy", "all")] == 1.0
+    for table, members in activated(warehouse).items():
+        assert user_key("c-no-analytics") not in members, table
+        assert user_key("c-control") in members, table
+    # no event of theirs is left for any profile, session, segment or cluster
+    for table in ("intermediate.int_events_stitched", "marts.fct_user_activity_daily"):
+        refuser = user_key("c-no-analytics")
+        [(count,)] = query(
+            warehouse, f"select count(*) from {table} where canonical_user_id = '{refuser}'"
+        )
+        assert count == 0, table
+
+
+def test_no_consent_signal_takes_the_default_and_warns(tmp_path) -> None:
+    """A build without any consent signal warns; each category takes consent_default (here at
+    a non-default value: personalisation granted)."""
+    write(tmp_path / "landing", "2026-01-02", [line("n-1", "n-user", "2026-01-02T10:00:00.000Z")])
+    warehouse = make_warehouse(tmp_path, tmp_path / "landing", as_of=AS_OF)
+    default = {"personalization": True, "advertising": False, "analytics": True}
+    result = run_dbt(
+        ["build", "--select", "+int_user_consent", "assert_consent_signals_present",
+         "--exclude-resource-type", "unit_test"],
+        warehouse,
+        dbt_vars={"consent_default": default},
+    )  # fmt: skip
+    assert "Warning in test assert_consent_signals_present" in result.stdout
+    assert query(
+        warehouse,
+        "select canonical_user_id, has_personalization_consent, has_advertising_consent, "
+        "has_analytics_consent, has_consent_signal from intermediate.int_user_consent",
+    ) == [(user_key("n-user"), True, False, True, False)]
+
+
+def test_the_micro_batch_applies_a_withdrawal(consent_warehouse) -> None:
+    """The micro-batch rebuilds consent and the activation tables: a withdrawal landed after
+    the build removes the user on the next micro-batch (incremental, its own selection)."""
+    from orchestration.jobs import _manifest, microbatch_unique_ids
+
+    selected = {unique_id.split(".")[-1] for unique_id in microbatch_unique_ids(_manifest())}
+    assert {"int_user_consent", "people", "audience_memberships"} <= selected
+    write(consent_warehouse.landing_path, "2026-01-03", [
+        line("c-control-w", "c-control", "2026-01-03T09:00:00.000Z", "2026-01-03T09:00:01.000Z",
+             event="Wishlist Shared", consent=WITHDRAW),
+    ])  # fmt: skip
+    run_dbt(
+        ["build", "--select", *sorted(selected), "--exclude-resource-type", "unit_test"],
+        consent_warehouse,
+        dbt_vars={"segment_definitions": SEGMENTS, "segment_clusters_enabled": False},
+    )
+    for table, keys in activated(consent_warehouse).items():
+        assert user_key("c-control") not in keys, table
+        assert user_key("c-later") in keys, table
