@@ -299,21 +299,29 @@ def test_a_derived_catalogue_trait_may_name_a_declared_numeric_trait(tmp_path: P
 
 
 def test_catalogue_money_equals_the_profile_money_for_every_user(after: Warehouse) -> None:
-    """Two currencies, a refund without an amount, a cancellation, `total` without `revenue`,
-    an order in a currency with no rate: the catalogue's money is the profile's."""
+    """Two currencies, `total` without `revenue`, an order in a currency with no rate: the
+    catalogue's money (property reporting_amount) is the profile's. Every order of the fixture is
+    within 30 days of as_of, so revenue_30d is all of the user's gross revenue."""
     rows = query(
         after,
-        "select canonical_user_id, revenue, order_revenue_total, refunded_amount, "
-        "refunded_revenue_total + cancelled_revenue_total, net_revenue, net_revenue_total "
+        "select canonical_user_id, revenue, revenue_30d, max_order_revenue "
         "from marts.dim_user_profiles",
     )
     assert len(rows) == 6
-    for user, revenue, gross, refunded, reversed_, net, net_total in rows:
-        assert float(revenue) == pytest.approx(gross, abs=0.005), user
-        assert float(refunded) == pytest.approx(reversed_, abs=0.005), user
-        assert float(net) == pytest.approx(net_total, abs=0.005), user
-    money = {row[0]: float(row[6]) for row in rows if row[6]}
-    assert money == {user_key("17850"): 150.0, user_key("u2"): 297.77, user_key("u3"): 50.0}
+    for user, revenue, revenue_30d, _ in rows:
+        assert float(revenue) == pytest.approx(revenue_30d, abs=0.005), user
+    gross = {row[0]: round(float(row[2]), 2) for row in rows if row[2]}
+    assert gross[user_key("17850")] == 291.76 and gross[user_key("u2")] == 482.96
+    # no catalogue copy of the profile's all-time money under another name
+    columns = {name for (name,) in query(after, PROFILE_COLUMNS)}
+    assert {"revenue", "refunded_amount", "net_revenue"} <= columns
+    assert not columns & {"order_revenue_total", "refunded_revenue_total", "net_revenue_total"}
+
+
+PROFILE_COLUMNS = (
+    "select column_name from duckdb_columns() "
+    "where schema_name = 'marts' and table_name = 'dim_user_profiles'"
+)
 
 
 # --- items 2 and 3: Segment's trait locations, country names ---------------------------------

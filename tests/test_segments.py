@@ -244,7 +244,7 @@ def aggregate_memberships(own: list[Event], as_of: datetime) -> dict[str, bool]:
             lambda item: item.get("category") == "electronics", 7 * day
         ),
         "bulk_buyers": bought(lambda item: (item.get("quantity") or 0) >= 3),
-        # derived trait net_revenue_total = order money - refunded and cancelled money
+        # the profile's net_revenue = order money - refunded and cancelled money
         "net_value_customers": spent - reversed_ >= 500,
         # timestamp trait last_order_at between 9 and 3 days ago
         "last_ordered_3_to_9_days_ago": last_order is not None

@@ -130,7 +130,7 @@ rates as (
         feature_uses,
         avg_viewed_price,
         basket_units_per_order,
-        revenue / nullif(orders, 0) as avg_order_value,
+        revenue / nullif(orders, 0) as average_order_value,
         events * 1.0 / nullif(sessions, 0) as session_depth,
         events * 1.0 / nullif(active_days, 0) as events_per_active_day,
         (page_views + screen_views) * 1.0 / nullif(sessions, 0) as page_and_screen_views_per_session,

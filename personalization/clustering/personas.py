@@ -27,7 +27,7 @@ PHRASES: dict[str, tuple[str, str]] = {
     "events": ("very active", "barely active"),
     "orders": ("more orders", "fewer orders"),
     "revenue": ("high spenders", "low spenders"),
-    "avg_order_value": ("big-ticket orders", "small-ticket orders"),
+    "average_order_value": ("big-ticket orders", "small-ticket orders"),
     "basket_units_per_order": ("large baskets", "small baskets"),
     "orders_per_checkout": ("decisive at checkout", "lower checkout completion"),
     "page_and_screen_views_per_session": ("page browsers", "few pages"),
