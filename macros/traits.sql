@@ -24,7 +24,7 @@
 {%- endmacro %}
 
 {#- The tracking plan's declared numeric traits (integer or number, never pii): a derived trait's
-    expression may name them (e.g. order_revenue_total / household_size); they are read from
+    expression may name them (e.g. revenue_30d / household_size); they are read from
     int_user_attributes. -#}
 {% macro declared_numeric_traits() -%}
     {%- set names = [] -%}
