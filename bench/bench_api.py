@@ -36,11 +36,13 @@ from typing import Any
 
 import duckdb
 import httpx
+import pyarrow
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import emit, run_next_microbatch  # noqa: E402
+from personalization.api.keys import mart_key  # noqa: E402
 from personalization.collector.loopback import (  # noqa: E402
     READ_KEY,
     WRITE_KEY,
@@ -70,13 +72,18 @@ def start_api(published: Path, port: int, log_path: Path) -> Any:
 def synthetic_marts(db: Path, users: int) -> None:
     """Marts with the columns the API reads, `users` rows, ~2.5 segments per user."""
     traits = ", ".join(f"hash(i, {c}) % 1000 / 10.0 as trait_{c:02d}" for c in range(40))
+    # the marts key users by the pseudonym of their raw id, as the API computes it (mart_key)
+    keys = pyarrow.table(
+        {"i": range(users), "canonical_user_id": [mart_key(f"user-{i}") for i in range(users)]}
+    )
     with duckdb.connect(str(db)) as con:
         con.execute("create schema marts")
+        con.register("user_keys", keys)
         con.execute(
-            f"create table marts.dim_user_profiles as select 'user-' || i as canonical_user_id,"
+            f"create table marts.dim_user_profiles as select canonical_user_id,"
             f" {traits}, timestamp '2026-01-02' - to_minutes(i % 10000) as last_seen_at,"
             " i % 10 <> 0 as has_personalization_consent, i % 3 = 0 as has_advertising_consent"
-            f" from range({users}) as t(i)"
+            " from user_keys"
         )
         con.execute(
             "create table marts.fct_segment_membership as select 'segment_' || s as segment_name,"
