@@ -79,7 +79,8 @@ serve: $(INSTALLED)
 	PERSONALIZATION_API_KEYS=$${PERSONALIZATION_API_KEYS:-dev-read-key} \
 	bash -c 'trap "kill -TERM \$$collector \$$api" TERM; \
 		$(BIN)/personalization collect --port $(COLLECTOR_PORT) & collector=$$!; \
-		$(BIN)/personalization serve --port $(API_PORT) & api=$$!; \
+		$(BIN)/personalization serve --port $(API_PORT) \
+			$$([ -n "$$PERSONALIZATION_HMAC_KEY" ] || echo --development-key) & api=$$!; \
 		wait'
 
 # the dashboard over the published marts (after `make demo`): http://127.0.0.1:8501

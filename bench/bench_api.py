@@ -54,6 +54,7 @@ from personalization.collector.loopback import (  # noqa: E402
     start_server,
     stop,
 )
+from personalization.privacy import KEY_ENV_VAR  # noqa: E402
 from personalization.publish import publish  # noqa: E402
 
 log = logging.getLogger("bench_api")
@@ -63,6 +64,8 @@ SEGMENT = "viewed_top_product_24h"
 
 def start_api(published: Path, port: int, log_path: Path) -> Any:
     command = ["personalization.api", "--published", str(published), "--poll-seconds", "0.2"]
+    if not os.environ.get(KEY_ENV_VAR):  # the benchmark's own marts, keyed like the demo's
+        command.append("--development-key")
     return start_server(command, port, log_path, {"PERSONALIZATION_API_KEYS": READ_KEY})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import duckdb
 import pytest
 from starlette.testclient import TestClient
 
+from personalization import cli
 from personalization.api import app as api_app
 from personalization.api.app import ApiSettings, create_app, decode_cursor, encode_cursor
 from personalization.api.keys import mart_key
@@ -24,7 +26,7 @@ from personalization.collector.loopback import (
     start_server,
     stop,
 )
-from personalization.privacy import pseudonymise
+from personalization.privacy import KEY_ENV_VAR, pseudonymise
 from personalization.publish import current_version, publish
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -264,13 +266,28 @@ def test_nothing_published_yet_is_503(tmp_path: Path) -> None:
     assert response.json()["message"] == f"nothing published yet under {tmp_path / 'empty'}"
 
 
+def test_serve_refuses_to_start_without_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raw ids become mart keys with the warehouse's key: without it (and without asking for the
+    public development key) the API does not start; a short key is refused too."""
+    monkeypatch.setenv("PERSONALIZATION_API_KEYS", READ_KEY)
+    monkeypatch.delenv(KEY_ENV_VAR, raising=False)
+    with caplog.at_level(logging.ERROR):
+        assert cli.main(["serve", "--published", str(tmp_path)]) == 2
+    assert f"{KEY_ENV_VAR} is not set" in caplog.text
+    monkeypatch.setenv(KEY_ENV_VAR, "short")
+    assert cli.main(["serve", "--published", str(tmp_path), "--development-key"]) == 2
+    assert "must be at least 32 bytes" in caplog.text
+
+
 def test_bounded_load_on_loopback(tmp_path: Path) -> None:
     """The benchmark's open loop, small, against the API served by uvicorn (in its own process,
     so with the shipped mart_key): it stops by itself and answers every request right."""
     published = publish_marts(tmp_path, mart_key)
     port = free_port()
     process = start_server(
-        ["personalization.api", "--published", str(published)],
+        ["personalization.api", "--published", str(published), "--development-key"],
         port,
         tmp_path / "api.log",
         {"PERSONALIZATION_API_KEYS": READ_KEY},

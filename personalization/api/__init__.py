@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="how often to look for a new version"
     )
+    parser.add_argument(
+        "--development-key",
+        action="store_true",
+        help="turn raw ids into mart keys with the public development key when "
+        "PERSONALIZATION_HMAC_KEY is unset (the demo's marts only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +44,15 @@ def run(args: argparse.Namespace) -> int:
 
     from personalization.api.app import ApiSettings, create_app
     from personalization.collector.app import parse_keys
+    from personalization.privacy import MissingKeyError, WeakKeyError, resolve_key
     from personalization.publish import DEFAULT_OUT
 
+    try:
+        # the marts' pseudonyms need the warehouse's key: the public one only when asked for
+        resolve_key(require_key=not args.development_key)
+    except (MissingKeyError, WeakKeyError) as error:
+        log.error("%s", error)
+        return 2
     keys = parse_keys(os.environ.get(READ_KEYS_ENV))
     if not keys:
         log.error(
