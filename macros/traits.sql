@@ -117,24 +117,25 @@
     {{ return('(' ~ out | join('') ~ ')') }}
 {%- endmacro %}
 
+{#- The operators of a catalogue `where` filter: the segments' comparisons and lists (one list,
+    segment_grammar; TRAIT_FILTER_OPS in Python). -#}
 {% macro trait_filter_ops() -%}
-    {{ return(['=', '!=', '<', '<=', '>', '>=', 'in', 'not_in']) }}
+    {{ return(personalization.segment_grammar().comparison_ops + ['in', 'not_in']) }}
 {%- endmacro %}
 
 
-{#- A window such as '24h', '7d' or 'all' as hours (none for all time); errors name the trait. -#}
+{#- A window such as '24h', '7d' or 'all' as hours (none for all time), parsed by the segments'
+    duration parser (duration_minutes) in hours and days; errors name the trait. -#}
 {% macro window_hours(window, owner) -%}
     {%- if window is none or window == 'all' -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set text = window | string -%}
-    {%- set unit = text[-1:] -%}
-    {%- set amount = text[:-1] -%}
-    {%- if unit not in ['h', 'd'] or not amount.isdigit() or amount | int == 0 -%}
-        {{ exceptions.raise_compiler_error(owner ~ ": bad window '" ~ text
+    {%- set minutes = personalization.duration_minutes(window, 'hd') -%}
+    {%- if minutes is none -%}
+        {{ exceptions.raise_compiler_error(owner ~ ": bad window '" ~ window
             ~ "'; use a positive whole number of hours or days such as '24h' or '7d', or 'all'") }}
     {%- endif -%}
-    {{ return(amount | int * (24 if unit == 'd' else 1)) }}
+    {{ return(minutes // 60) }}
 {%- endmacro %}
 
 
@@ -200,16 +201,6 @@
 {%- endmacro %}
 
 
-{#- SQL literal for a YAML value. -#}
-{% macro sql_literal(value) -%}
-    {%- if value is number -%}
-        {{ return(value | string) }}
-    {%- else -%}
-        {{ return("'" ~ (value | string | replace("'", "''")) ~ "'") }}
-    {%- endif -%}
-{%- endmacro %}
-
-
 {#- The computed property every order event carries for the catalogue: the amount in
     var('reporting_currency') from int_order_amounts (revenue, else total, converted; a refund or
     cancellation without an amount reverses the whole order), the same money as the profile's. -#}
@@ -243,7 +234,9 @@
 {%- endmacro %}
 
 
-{#- One property condition, e.g. {property: price, op: '>=', value: 100}. -#}
+{#- One property condition, e.g. {property: price, op: '>=', value: 100}: the property as a
+    number when every value is one, else as text, compared by the segments' comparison
+    (segment_comparison_sql: the same operators, quoting and null handling). -#}
 {% macro property_condition(condition) -%}
     {%- set op = condition.get('op', '=') -%}
     {%- set values = condition.value if condition.value is iterable and condition.value is not string
@@ -251,15 +244,7 @@
     {%- set numeric = values | select('number') | list | length == values | length -%}
     {%- set text = trait_property(condition.property) -%}
     {%- set operand = try_cast(text, 'double') if numeric else text -%}
-    {%- set literals = [] -%}
-    {%- for value in values -%}{%- do literals.append(sql_literal(value)) -%}{%- endfor -%}
-    {%- if op == 'in' -%}
-        {{ return(operand ~ ' in (' ~ literals | join(', ') ~ ')') }}
-    {%- elif op == 'not_in' -%}
-        {{ return(operand ~ ' not in (' ~ literals | join(', ') ~ ')') }}
-    {%- else -%}
-        {{ return(operand ~ ' ' ~ op ~ ' ' ~ literals[0]) }}
-    {%- endif -%}
+    {{ return(personalization.segment_comparison_sql(operand, op, values if op in ['in', 'not_in'] else values[0])) }}
 {%- endmacro %}
 
 
@@ -269,7 +254,7 @@
     {%- if trait.event == 'page' -%}
         {%- do parts.append("event_type = 'page'") -%}
     {%- else -%}
-        {%- do parts.append("event_name = " ~ sql_literal(trait.event)) -%}
+        {%- do parts.append("event_name = " ~ personalization.segment_literal(trait.event)) -%}
     {%- endif -%}
     {%- for condition in trait.get('where', []) -%}
         {%- do parts.append(property_condition(condition)) -%}

@@ -442,9 +442,7 @@ def _argument_names(signature: str) -> list[str]:
 
 def test_every_macro_is_documented_with_arguments_and_an_example() -> None:
     """Each macro (adapter implementations x__y aside: their dispatcher is documented) has an
-    entry in a macros YAML file with an example in its description and its arguments in order.
-    macros/traits.sql is the issue-11 engineer's this round: its entries are in
-    _traits__macros.yml but not enforced here."""
+    entry in a macros YAML file with an example in its description and its arguments in order."""
     macros_dir = PROJECT_ROOT / "macros"
     documented: dict[str, dict[str, Any]] = {}
     for path in macros_dir.rglob("*.yml"):
@@ -453,8 +451,6 @@ def test_every_macro_is_documented_with_arguments_and_an_example() -> None:
             documented[entry["name"]] = entry
     problems, checked = [], 0
     for path in sorted(macros_dir.rglob("*.sql")):
-        if path.name == "traits.sql":
-            continue
         for name, signature in MACRO.findall(path.read_text()):
             if "__" in name:
                 continue

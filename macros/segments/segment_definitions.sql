@@ -117,13 +117,24 @@
 
 {#- A duration such as '30m', '24h', '7d', '2w' in minutes; raises on anything else. -#}
 {% macro segment_window_minutes(segment_name, value, what) -%}
-    {%- set match = modules.re.fullmatch('([1-9][0-9]*)([mhdw])', value | string) -%}
-    {%- if value is not string or match is none -%}
+    {%- set minutes = personalization.duration_minutes(value) -%}
+    {%- if minutes is none -%}
         {{ personalization.segment_error(segment_name, "malformed window " ~ what ~ " '" ~ value
             ~ "' (expected a positive number and a unit m, h, d or w, e.g. '24h' or '7d')") }}
     {%- endif -%}
-    {%- set factor = {'m': 1, 'h': 60, 'd': 1440, 'w': 10080}[match.group(2)] -%}
-    {{ return(match.group(1) | int * factor) }}
+    {{ return(minutes) }}
+{%- endmacro %}
+
+
+{#- The one duration parser of segments and the trait catalogue (personalization.segments.core.
+    duration_minutes in Python): '30m', '24h', '7d', '2w' as minutes, in the given units only;
+    none when malformed (each caller raises its own message). -#}
+{% macro duration_minutes(value, units='mhdw') -%}
+    {%- set match = modules.re.fullmatch('([1-9][0-9]*)([a-z])', value) if value is string else none -%}
+    {%- if match is none or match.group(2) not in units -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(match.group(1) | int * {'m': 1, 'h': 60, 'd': 1440, 'w': 10080}[match.group(2)]) }}
 {%- endmacro %}
 
 
