@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from personalization import warm_dbt
 from personalization.reference_time import resolve_as_of
 from personalization.tracking_plan import PROJECT_ROOT
 
@@ -110,7 +111,12 @@ def run_dbt(
     if warehouse.target_path is not None:
         process_env["DBT_LOG_PATH"] = str(warehouse.target_path / "logs")
     log.debug("running %s", " ".join(args))
-    if stream:
+    warm = None
+    if warm_dbt.enabled() and not stream:  # the test suite's forking server (warm_dbt.py)
+        warm = warm_dbt.run(args[1:], process_env, PROJECT_ROOT)
+    if warm is not None:
+        result = warm
+    elif stream:
         result = stream_dbt_output(args, process_env)
     else:
         result = subprocess.run(

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from personalization import cli
+from personalization import cli, warm_dbt
 from personalization.api.keys import mart_key
 from personalization.dbt_runner import Warehouse, run_dbt
 from personalization.tracking_plan import PROJECT_ROOT
@@ -20,12 +20,15 @@ FIXTURE_LANDING = FIXTURES / "landing"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """dagster-dbt reads target/manifest.json at import: make sure a fresh one exists."""
-    if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller parsed already
-        return
-    run_dbt(
-        ["parse", "--quiet"], Warehouse(PROJECT_ROOT / "target" / "parse.duckdb", FIXTURE_LANDING)
-    )
+    """dagster-dbt reads target/manifest.json at import: make sure a fresh one exists. Then the
+    tests' dbt commands go to a warm server (personalization/warm_dbt.py): most of their time is
+    dbt starting and parsing, and the server saves each command the start (about 40%)."""
+    if not hasattr(config, "workerinput"):  # pytest-xdist workers: the controller parsed already
+        run_dbt(
+            ["parse", "--quiet"],
+            Warehouse(PROJECT_ROOT / "target" / "parse.duckdb", FIXTURE_LANDING),
+        )
+    warm_dbt.enable()
 
 
 # The reference time of the hand-written fixture lines (they span 2025-12-30 to 2026-01-02).

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from clustering_checks import assert_everyone_assigned_once, false_claims
+from conftest import user_key
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
@@ -48,8 +49,8 @@ def vectors(generated_warehouse) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def archetypes(generated_warehouse) -> dict[str, str]:
     path = Path(generated_warehouse.landing_path) / "ground_truth" / "users.csv"
-    with path.open() as f:
-        return {row["canonical_id"]: row["archetype"] for row in csv.DictReader(f)}
+    with path.open() as f:  # keyed as the marts key users: by the pseudonym of the raw id
+        return {user_key(row["canonical_id"]): row["archetype"] for row in csv.DictReader(f)}
 
 
 @pytest.fixture(scope="module")

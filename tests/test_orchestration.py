@@ -82,6 +82,10 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
         dg.AssetCheckKey(history, name)
         for name in ("assert_membership_spells_forward", "assert_membership_spells_do_not_overlap")
     }
+    # and the consent guard (warns when no line carries any consent signal) is int_user_consent's
+    expected_checks.add(
+        dg.AssetCheckKey(dbt_key("int_user_consent"), "assert_consent_signals_present")
+    )
     assert expected_checks <= check_keys
     # the volume check is the dbt tests on rpt_event_volume_daily: no check defined in Python
     assert check_keys == expected_checks

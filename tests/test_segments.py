@@ -654,14 +654,14 @@ def test_history_across_three_builds(tmp_path: Path) -> None:
     build_segments(tmp_path, landing, T2, definitions=edited)
     spells, events = history_rows(tmp_path)
     assert spells == {
-        ("viewer_24h", "u1", T1, None),
-        ("viewer_24h", "u2", T1, None),
-        ("viewer_24h", "u3", T2, None),
+        ("viewer_24h", U1, T1, None),
+        ("viewer_24h", U2, T1, None),
+        ("viewer_24h", U3, T2, None),
     }
     assert events == {
-        ("viewer_24h", "u1", "entered", T1),
-        ("viewer_24h", "u2", "entered", T1),
-        ("viewer_24h", "u3", "entered", T2),
+        ("viewer_24h", U1, "entered", T1),
+        ("viewer_24h", U2, "entered", T1),
+        ("viewer_24h", U3, "entered", T2),
     }
     # and back to the shipped definitions at T2: the same history as the first build at T2
     build_segments(tmp_path, landing, T2)

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from conftest import FIXTURE_AS_OF, query, user_key
 
-from personalization import dbt_runner
+from personalization import dbt_runner, warm_dbt
 from personalization.dbt_runner import Warehouse
 from personalization.segments import preview, render
 
@@ -23,6 +23,7 @@ def no_dbt(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"preview started a process: {args}")
 
     monkeypatch.setattr(dbt_runner, "run_dbt", refuse)
+    monkeypatch.setattr(warm_dbt, "run", refuse)  # the suite's warm dbt server
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
 

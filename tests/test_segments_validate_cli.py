@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from personalization import cli
+from personalization import cli, warm_dbt
 from personalization.dbt_runner import DbtVarsError, Warehouse, run_dbt
 from personalization.segments import core, validate
+from personalization.segments.validate import check_dbt_vars
+from personalization.tracking_plan import TRACKING_PLAN_PATH
 
 # Each case: YAML of a list of segments, the 1-based line the problem is on, and the message.
 # Line 1 is the first line of the YAML text.
@@ -356,6 +359,7 @@ def test_file_vars_are_checked_before_dbt_starts(
         return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(warm_dbt, "_enabled", False)  # a dbt process, which fake_run stands in for
     warehouse = Warehouse(
         tmp_path / "w.duckdb", tmp_path / "landing", tmp_path / "target", "2026-01-01"
     )
@@ -367,6 +371,24 @@ def test_file_vars_are_checked_before_dbt_starts(
     else:
         run_dbt(["compile"], warehouse, dict(dbt_vars))
         assert len(started) == 1
+
+
+def test_file_vars_see_the_traits_a_var_plan_declares() -> None:
+    """A segment on a trait declared by a var `tracking_plan` (as tests and own-data users feed
+    plans) passes the check that dbt would pass; without the declaration it is refused."""
+    models = yaml.safe_load(TRACKING_PLAN_PATH.read_text())["models"]
+    plan = next(m for m in models if m["name"] == "stg_tracking_plan")["config"]["meta"]
+    segment = {"name": "rich", "description": "d", "owner": "o",
+               "rule": {"trait": {"name": "income_band", "op": "=", "value": "high"}}}  # fmt: skip
+    declaring = {**plan["tracking_plan"], "traits": {"income_band": {"type": "string"}}}
+    assert check_dbt_vars({"tracking_plan": declaring, "segment_definitions": [segment]}) == []
+    (problem,) = check_dbt_vars({"segment_definitions": [segment]})
+    assert "unknown trait 'income_band'" in problem.message
+    # a var catalogue's derived trait may name the var plan's declared numeric trait
+    numeric = {**plan["tracking_plan"], "traits": {"household_size": {"type": "integer"}}}
+    derived = [{"name": "per_member", "type": "derived", "expression": "2 / household_size"}]
+    assert check_dbt_vars({"tracking_plan": numeric, "trait_catalogue": derived}) == []
+    assert check_dbt_vars({"trait_catalogue": derived})
 
 
 def test_traits_and_segments_share_the_core(tmp_path: Path) -> None:

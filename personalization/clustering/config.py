@@ -45,7 +45,10 @@ class ClusteringConfig:
     # of the best silhouette wins (parsimony).
     selection_sample_size: int = 5_000
     silhouette_tolerance: float = 0.01
-    n_init: int = 4
+    # k-means restarts per fit: with 4, one seed in five settled in another local optimum on the
+    # generated data (cross-seed ARI 0.889 once users were keyed by pseudonyms, which reorders the
+    # rows); with 10 every pair of seeds agrees at ARI >= 0.99
+    n_init: int = 10
     # Above this many users the final fit is MiniBatchKMeans.
     minibatch_threshold: int = 50_000
     minibatch_batch_size: int = 8_192

@@ -271,7 +271,12 @@ def _meta(model: Any) -> dict[str, Any]:
 def plan_properties(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str, str]]:
     """event -> property -> type, from the tracking plan (empty when it cannot be read)."""
     document = load_marked(plan_path.read_text())
-    raw = _meta(_models(document).get("stg_tracking_plan")).get("tracking_plan") or {}
+    return properties_of(_meta(_models(document).get("stg_tracking_plan")).get("tracking_plan"))
+
+
+def properties_of(raw: Any) -> dict[str, dict[str, str]]:
+    """event -> property -> type of a tracking plan's content (its `events:`)."""
+    raw = raw if isinstance(raw, dict) else {}
     events: dict[str, dict[str, str]] = {}
     for event, spec in (raw.get("events") or {}).items():
         properties = (spec or {}).get("properties") or {}
@@ -292,10 +297,17 @@ def declared_traits(plan_path: Path = TRACKING_PLAN_PATH) -> dict[str, dict[str,
 def declared_numeric_traits(plan_path: Path = TRACKING_PLAN_PATH) -> list[str]:
     """Declared integer or number traits, not pii: a derived catalogue trait may name them
     (declared_numeric_traits in macros/traits.sql)."""
+    return numeric_traits_of(declared_traits(plan_path))
+
+
+def numeric_traits_of(traits: dict[str, Any]) -> list[str]:
+    """The integer or number traits of a plan's `traits:`, pii ones left out."""
     return sorted(
-        name
-        for name, rule in declared_traits(plan_path).items()
-        if rule.get("type") in ("integer", "number") and not rule.get("pii")
+        str(name)
+        for name, rule in traits.items()
+        if isinstance(rule, dict)
+        and rule.get("type") in ("integer", "number")
+        and not rule.get("pii")
     )
 
 
@@ -1080,6 +1092,26 @@ def key_path_at(node: Any, line: int, prefix: str) -> str | None:
     return None
 
 
+def _var_plan_events(dbt_vars: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+    """The events of a tracking plan given as the var `tracking_plan` (None: the plan file's)."""
+    plan = dbt_vars.get("tracking_plan")
+    return properties_of(plan) if isinstance(plan, dict) and "events" in plan else None
+
+
+def _var_profile_columns(dbt_vars: dict[str, Any]) -> set[str]:
+    """The profile columns a build with these vars has: the files', plus the traits a var
+    `tracking_plan` declares (with _source, _observed_at) and a var `trait_catalogue`'s traits."""
+    columns = profile_columns()
+    plan = dbt_vars.get("tracking_plan")
+    for trait in (plan.get("traits") or {}) if isinstance(plan, dict) else {}:
+        columns |= {f"{trait}{suffix}".lower() for suffix in ("", "_source", "_observed_at")}
+    catalogue = dbt_vars.get("trait_catalogue")
+    for trait in catalogue if isinstance(catalogue, list) else []:
+        if isinstance(trait, dict) and trait.get("name"):
+            columns.add(str(trait["name"]).lower())
+    return columns
+
+
 def check_dbt_vars(dbt_vars: dict[str, Any]) -> list[Problem]:
     """Problems of the vars that replace a YAML file, checked as the file would be. The value is
     laid out as block YAML to recover the structure's positions; each problem names the var and
@@ -1093,10 +1125,21 @@ def check_dbt_vars(dbt_vars: dict[str, Any]) -> list[Problem]:
         if name == "segment_definitions":
             clusters = dbt_vars.get("segment_cluster_conditions")
             found = check_segments(
-                document, source, clusters=None if clusters is None else bool(clusters)
+                document,
+                source,
+                events=_var_plan_events(dbt_vars),
+                columns=_var_profile_columns(dbt_vars),
+                clusters=None if clusters is None else bool(clusters),
             )
         else:
-            found = check_catalogue(document, source)
+            plan = dbt_vars.get("tracking_plan")
+            declared = (plan.get("traits") or {}) if isinstance(plan, dict) else None
+            found = check_catalogue(
+                document,
+                source,
+                _var_plan_events(dbt_vars),
+                None if declared is None else numeric_traits_of(declared),
+            )
         problems += [
             Problem(
                 source,
