@@ -86,6 +86,10 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
         dg.AssetCheckKey(history, name)
         for name in ("assert_membership_spells_forward", "assert_membership_spells_do_not_overlap")
     }
+    # and the warning when no consent signal was seen at all
+    expected_checks.add(
+        dg.AssetCheckKey(dbt_key("int_user_consent"), "assert_consent_signals_present")
+    )
     assert expected_checks <= check_keys
     # the volume check is the dbt tests on rpt_event_volume_daily: no check defined in Python
     assert check_keys == expected_checks
@@ -192,6 +196,34 @@ def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
         assert "assert_every_user_clustered_once_per_method" in deferred
     assert not [name for name in deferred if "stg_events" in name or "user_profiles" in name]
     assert dbt_assets.tests_left_for_daily(DBT_MANIFEST, dbt_models.keys) == []
+
+
+def test_sensor_batches_run_only_the_guard_tests() -> None:
+    """A sensor-started micro-batch runs keys, conservation and the history guards, no unit
+    tests; the hourly run (no batch tag) runs every test of the same models."""
+    selected = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    dbt_vars = {"as_of": FIXTURE_AS_OF}
+    sensor = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=True)
+    hourly = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=False)
+    assert sensor[:3] == hourly[:3] == ["build", "--vars", json.dumps(dbt_vars)]
+    assert sensor[sensor.index("--exclude-resource-type") + 1] == "unit_test"
+    assert "--exclude-resource-type" not in hourly
+    deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected))
+    left = set(sensor[sensor.index("--exclude") + 1].split())
+    assert deferred <= left
+    left -= deferred
+    by_name = {t["name"]: t for t in TESTS.values()}
+    kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
+    assert {"accepted_values", "accepted_range"} <= kinds
+    assert not kinds & {"unique", "not_null", "unique_combination_of_columns"}
+    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_stg_events_message_id"):
+        assert guard in by_name and guard not in left
+    assert "assert_consent_signals_present" in left
+    # the hourly run leaves out only the tests reading daily-only models
+    hourly_left = (
+        set(hourly[hourly.index("--exclude") + 1].split()) if "--exclude" in hourly else set()
+    )
+    assert hourly_left == deferred
 
 
 # ---------------------------------------------------------------- in-process builds
