@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import shutil
 import statistics
@@ -98,14 +99,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     resources = {"dbt": dbt_resource(), "warehouse": resource}
     job = defs.resolve_job_def("microbatch_job")
     instance = dg.DagsterInstance.ephemeral()
-    import os
-
     os.environ["PERSONALIZATION_LANDING"] = str(landing)
     # the sensor's first tick sees the whole history: that is the initial load, already built
     cursor = sensors.landing_microbatch_sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance)
     ).cursor
 
+    # the first run after the build: no sensor tag (as the hourly schedule), cold dbt parse
     t0 = time.perf_counter()
     job.execute_in_process(instance=instance, resources=resources, raise_on_error=False)
     noop_run_s = time.perf_counter() - t0
@@ -121,24 +121,36 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
         time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
         cursor, detected, outcome = run_next_microbatch(instance, cursor, job, resources)
+        tags = outcome.dagster_run.tags
         finished = time.perf_counter()
+        runs = 1
+        # a file younger than the raw load's settle time (var landing_settle_seconds) waits for
+        # the next run (in production: the hourly schedule); the latency counts that run
         while not visible(warehouse.db_path, args.target, user):
-            if time.perf_counter() - finished > 60:
-                raise RuntimeError(f"{user} never reached {args.target}")
-            time.sleep(0.2)
+            if runs >= 3:
+                raise RuntimeError(f"{user} never reached {args.target} after {runs} runs")
+            job.execute_in_process(instance=instance, resources=resources, tags=tags,
+                                   raise_on_error=False)  # fmt: skip
+            runs += 1
         seen = time.perf_counter()
-        batches.append({"batch": i, "success": outcome.success,
+        batches.append({"batch": i, "success": outcome.success, "runs": runs,
                         "detect_s": round(detected - landed, 2),
                         "run_s": round(finished - detected, 2),
                         "latency_s": round(seen - landed, 2)})  # fmt: skip
         log.info("batch %s", batches[-1])
+    # an empty batch as the sensor starts it (warm dbt, guard tests only): the fixed cost
+    t0 = time.perf_counter()
+    job.execute_in_process(instance=instance, resources=resources, tags=tags,
+                           raise_on_error=False)  # fmt: skip
+    empty_batch_s = time.perf_counter() - t0
     latencies = [b["latency_s"] for b in batches]
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "events": args.events, "target": args.target, "batches": batches,
         "generate_s": round(generate_s, 1), "full_build_s": round(full_build_s, 1),
-        "noop_microbatch_s": round(noop_run_s, 2), "sensor_interval_s": interval,
+        "noop_microbatch_s": round(noop_run_s, 2), "empty_sensor_batch_s": round(empty_batch_s, 2),
+        "sensor_interval_s": interval, "load_average": [round(x, 2) for x in os.getloadavg()],
         "median_latency_s": round(statistics.median(latencies), 2),
         "max_latency_s": round(max(latencies), 2),
     }  # fmt: skip
@@ -158,6 +170,7 @@ def run_benchmark(
         ("microbatch (median)", per_batch, float(figures["median_latency_s"]), peak),
         ("microbatch (max)", per_batch, float(figures["max_latency_s"]), peak),
         ("microbatch (no-op)", 0, float(figures["noop_microbatch_s"]), peak),
+        ("microbatch (empty sensor batch)", 0, float(figures["empty_sensor_batch_s"]), peak),
     ]
 
 

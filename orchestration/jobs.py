@@ -2,65 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
-
 import dagster as dg
+from dagster_dbt import build_dbt_asset_selection
 
-from orchestration.dbt_assets import TRANSLATOR, dbt_models, is_daily_only, is_report, layer
+from orchestration.dbt_assets import dbt_models
 from orchestration.publish import published_marts
-from orchestration.resources import DBT_PROJECT
 
-SEGMENTS_PATH = "models/marts/segments/"
-
-
-def _manifest() -> dict[str, Any]:
-    return json.loads(DBT_PROJECT.manifest_path.read_text())
-
-
-def microbatch_unique_ids(manifest: Mapping[str, Any]) -> set[str]:
-    """dbt models a micro-batch rebuilds: the profile and segment marts and everything upstream.
-
-    Targets: every model under models/marts except reports (rpt_*, audits: daily) and marts fed
-    by daily-only models (clustering refits, models tagged `daily`); every non-report model
-    under models/marts/segments/ (even one that reads cluster membership). Upstream: the
-    targets' ancestors, minus seeds and daily-only models (rebuilt by the daily build; the
-    micro-batch reads their last tables).
-    """
-    nodes = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] in ("model", "seed")}
-    parents = manifest["parent_map"]
-
-    def ancestors(unique_id: str) -> set[str]:
-        seen: set[str] = set()
-        stack = [unique_id]
-        while stack:
-            for parent in parents.get(stack.pop(), []):
-                if parent in nodes and parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return seen
-
-    daily_only = {k for k, v in nodes.items() if is_daily_only(v)}
-    targets = set()
-    for unique_id, props in nodes.items():
-        if props["resource_type"] != "model" or layer(props) != "marts":
-            continue
-        if is_report(props):
-            continue
-        in_segments = str(props.get("original_file_path", "")).startswith(SEGMENTS_PATH)
-        if in_segments or not ancestors(unique_id) & daily_only:
-            targets.add(unique_id)
-    selected = set(targets)
-    for unique_id in targets:
-        selected |= ancestors(unique_id)
-    return {k for k in selected if nodes[k]["resource_type"] == "model" and k not in daily_only}
+# The dbt selector (selectors.yml) of what a micro-batch rebuilds: one definition for the
+# Dagster job, plain `dbt build --selector microbatch` and the equivalence test.
+MICROBATCH_SELECTOR = "microbatch"
 
 
 def microbatch_selection() -> dg.AssetSelection:
-    manifest = _manifest()
-    keys = [TRANSLATOR.get_asset_key(manifest["nodes"][k]) for k in microbatch_unique_ids(manifest)]
-    return dg.AssetSelection.assets(*sorted(keys, key=lambda key: key.to_user_string()))
+    """The micro-batch job's assets: dagster-dbt resolves the dbt selector against the manifest
+    (raw load -> staging -> profiles -> segments; no reports, seeds or daily-only fits)."""
+    return build_dbt_asset_selection([dbt_models], dbt_selector=MICROBATCH_SELECTOR)
 
 
 MICROBATCH_TAGS = {"personalization/kind": "incremental"}

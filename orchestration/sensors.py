@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.dbt_assets import LANDING_KEY
+from orchestration.dbt_assets import LANDING_KEY, SENSOR_BATCH_TAG
 from orchestration.jobs import microbatch_job
 from orchestration.landing import landing_metadata
 from orchestration.resources import landing_root
@@ -86,7 +86,7 @@ def landing_microbatch_sensor(
             dg.RunRequest(
                 run_key=key,
                 tags={
-                    "personalization/batch": key,
+                    SENSOR_BATCH_TAG: key,
                     "personalization/batch_files": str(len(new)),
                     "personalization/batch_first_file": new[0],
                     "personalization/batch_last_file": new[-1],

@@ -224,16 +224,17 @@ def test_no_consent_signal_takes_the_default_and_warns(tmp_path) -> None:
 def test_the_micro_batch_applies_a_withdrawal(consent_warehouse) -> None:
     """The micro-batch rebuilds consent and the activation tables: a withdrawal landed after
     the build removes the user on the next micro-batch (incremental, its own selection)."""
-    from orchestration.jobs import _manifest, microbatch_unique_ids
+    from orchestration.definitions import defs
 
-    selected = {unique_id.split(".")[-1] for unique_id in microbatch_unique_ids(_manifest())}
+    job = defs.resolve_job_def("microbatch_job")
+    selected = {key.path[-1] for key in job.asset_layer.selected_asset_keys}
     assert {"int_user_consent", "people", "audience_memberships"} <= selected
     write(consent_warehouse.landing_path, "2026-01-03", [
         line("c-control-w", "c-control", "2026-01-03T09:00:00.000Z", "2026-01-03T09:00:01.000Z",
              event="Wishlist Shared", consent=WITHDRAW),
     ])  # fmt: skip
     run_dbt(
-        ["build", "--select", *sorted(selected), "--exclude-resource-type", "unit_test"],
+        ["build", "--selector", "microbatch", "--exclude-resource-type", "unit_test"],
         consent_warehouse,
         dbt_vars={"segment_definitions": SEGMENTS, "segment_clusters_enabled": False},
     )

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, query
 
-from orchestration import dbt_assets, jobs, sensors
+from orchestration import dbt_assets, sensors
 from orchestration.dbt_assets import (
     DBT_MANIFEST,
     LANDING_KEY,
@@ -37,6 +37,10 @@ STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
 RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
+
+
+def is_ephemeral(props: dict[str, Any]) -> bool:
+    return props["config"]["materialized"] == "ephemeral"
 
 
 def dbt_key(name: str) -> dg.AssetKey:
@@ -162,54 +166,26 @@ def test_microbatch_job_selects_raw_load_to_marts_only() -> None:
 
 
 def test_microbatch_selection_includes_segments_and_leaves_out_clustering() -> None:
-    """On a manifest with segment marts and a clustering model, as they will land."""
-
-    def node(name: str, path: str, parents: list[str], language: str = "sql") -> dict[str, Any]:
-        return {
-            "unique_id": f"model.p.{name}",
-            "name": name,
-            "resource_type": "model",
-            "original_file_path": path,
-            "language": language,
-            "fqn": ["p", *path.split("/")[1:-1], name],
-            "tags": [],
-            "_parents": [f"model.p.{p}" for p in parents],
-        }
-
-    nodes = [
-        node("raw_landing_events", "python_models/raw_landing_events.py", [], "python"),
-        node("stg_events", "models/staging/stg_events.sql", ["raw_landing_events"]),
-        node("int_user_age_knn", "python_models/int_user_age_knn.py", ["stg_events"], "python"),
-        node(
-            "dim_user_profiles", "models/marts/profiles/dim_user_profiles.sql", ["int_user_age_knn"]
-        ),
-        node("user_clusters", "python_models/user_clusters.py", ["dim_user_profiles"], "python"),
-        node(
-            "dim_cluster_personas",
-            "models/marts/clusters/dim_cluster_personas.sql",
-            ["user_clusters"],
-        ),
-        node(
-            "fct_segment_membership",
-            "models/marts/segments/fct_segment_membership.sql",
-            ["dim_user_profiles", "user_clusters"],
-        ),  # fmt: skip
-        node("rpt_segment_bias", "models/marts/rpt_segment_bias.sql", ["fct_segment_membership"]),
-        node(
-            "rpt_segment_overlap",
-            "models/marts/segments/rpt_segment_overlap.sql",
-            ["fct_segment_membership"],
-        ),  # fmt: skip
-    ]
-    manifest = {
-        "nodes": {n["unique_id"]: n for n in nodes},
-        "parent_map": {n["unique_id"]: n["_parents"] for n in nodes},
-    }
-    selected = {uid.split(".")[-1] for uid in jobs.microbatch_unique_ids(manifest)}
-    assert selected == {
-        "raw_landing_events", "stg_events", "int_user_age_knn", "dim_user_profiles",
-        "fct_segment_membership",
-    }  # fmt: skip
+    """The dbt selector `microbatch` (selectors.yml), resolved by dagster-dbt: every non-report
+    segment mart with all its upstream models, except seeds and daily-only fits (imputation,
+    clustering), whose last tables the micro-batch reads."""
+    selected = set(defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys)
+    by_key = {TRANSLATOR.get_asset_key(v): v for v in MODELS.values()}
+    chosen = {uid for uid, v in MODELS.items() if TRANSLATOR.get_asset_key(v) in selected}
+    assert {k for k in selected if k in by_key} == selected  # only dbt models
+    daily = {uid for uid, v in MODELS.items() if dbt_assets.is_daily_only(v)}
+    assert daily >= {"model.personalization.int_user_age_knn"}
+    assert not chosen & daily
+    assert not [uid for uid in chosen if "cluster" in uid or MODELS[uid]["name"].startswith("rpt_")]
+    assert not [uid for uid in chosen if MODELS[uid]["resource_type"] == "seed"]
+    # closed upwards: every model upstream of a selected one is selected, or daily-only, or a seed
+    for uid in chosen:
+        for parent in MANIFEST["parent_map"][uid]:
+            props = MODELS.get(parent)
+            if props and props["resource_type"] == "model" and not is_ephemeral(props):
+                assert parent in chosen or parent in daily or "cluster" in parent, (uid, parent)
+    for name in ("fct_sessions", "fct_user_activity_daily", "int_user_consent", "people"):
+        assert dbt_key(name) in selected
 
 
 def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
@@ -220,6 +196,34 @@ def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
         assert "assert_every_user_clustered_once_per_method" in deferred
     assert not [name for name in deferred if "stg_events" in name or "user_profiles" in name]
     assert dbt_assets.tests_left_for_daily(DBT_MANIFEST, dbt_models.keys) == []
+
+
+def test_sensor_batches_run_only_the_guard_tests() -> None:
+    """A sensor-started micro-batch runs keys, conservation and the history guards, no unit
+    tests; the hourly run (no batch tag) runs every test of the same models."""
+    selected = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    dbt_vars = {"as_of": FIXTURE_AS_OF}
+    sensor = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=True)
+    hourly = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=False)
+    assert sensor[:3] == hourly[:3] == ["build", "--vars", json.dumps(dbt_vars)]
+    assert sensor[sensor.index("--exclude-resource-type") + 1] == "unit_test"
+    assert "--exclude-resource-type" not in hourly
+    deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected))
+    left = set(sensor[sensor.index("--exclude") + 1].split())
+    assert deferred <= left
+    left -= deferred
+    by_name = {t["name"]: t for t in TESTS.values()}
+    kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
+    assert {"accepted_values", "accepted_range"} <= kinds
+    assert not kinds & {"unique", "not_null", "unique_combination_of_columns"}
+    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_stg_events_message_id"):
+        assert guard in by_name and guard not in left
+    assert "assert_consent_signals_present" in left
+    # the hourly run leaves out only the tests reading daily-only models
+    hourly_left = (
+        set(hourly[hourly.index("--exclude") + 1].split()) if "--exclude" in hourly else set()
+    )
+    assert hourly_left == deferred
 
 
 # ---------------------------------------------------------------- in-process builds
