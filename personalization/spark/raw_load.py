@@ -109,9 +109,7 @@ def load_landing(
         raise LandingFolderError(f"no settled landing file (.jsonl, .ndjson, .gz) under {root}")
 
     manifest = spark.createDataFrame(
-        [
-            (f.path, f.size, _micros(f.modified_at), file_hash(root / f.path)) for f in ready
-        ],
+        [(f.path, f.size, _micros(f.modified_at), file_hash(root / f.path)) for f in ready],
         "file_path string, file_size bigint, modified_micros bigint, file_hash string",
     ).select(
         "file_path",
@@ -141,7 +139,7 @@ def load_landing(
     load_id = uuid.uuid4().hex
     log_rows = [
         (load_id, _micros(loaded_at), f.path, f.size, _micros(f.modified_at),
-         file_hash(root / f.path), "loaded", counts.get(f.path, 0), None)
+         file_hash(root / f.path), "loaded", counts.get(f.path, 0), "")
         for f in ready
     ] + [
         (load_id, _micros(loaded_at), e.path, e.size,
@@ -177,3 +175,33 @@ def load_landing(
     total = sum(counts.values())
     log.info("spark raw load: %d files, %d lines from %s", len(ready), total, root)
     return SparkLoadResult(files=len(ready), lines=total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m personalization.spark.raw_load --landing DIR --loaded-at ISO [--warehouse DIR]`:
+    the load in a process of its own (its JVM holds the embedded metastore until it exits, so
+    dbt's session can open it afterwards)."""
+    import argparse
+
+    from personalization.spark.session import spark_session
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--landing", type=Path, required=True)
+    parser.add_argument("--loaded-at", required=True, help="naive UTC ISO time of the run")
+    parser.add_argument("--warehouse", default=None)
+    parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE_SECONDS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    loaded_at = datetime.fromisoformat(args.loaded_at.replace("Z", "+00:00"))
+    if loaded_at.tzinfo is not None:
+        loaded_at = loaded_at.astimezone(UTC).replace(tzinfo=None)
+    spark = spark_session(args.warehouse)
+    try:
+        load_landing(spark, args.landing, loaded_at, args.settle_seconds)
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
