@@ -8,7 +8,8 @@ DEMO_EVENTS ?= 300000
 DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
-.PHONY: install demo test lint format ui serve dashboard docs column-docs bench clean
+.PHONY: install demo test lint format ui serve dashboard docs column-docs bench clean \
+	install-spark test-spark
 
 $(INSTALLED): pyproject.toml
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)"
@@ -58,6 +59,20 @@ test: lint $(OLDEST_DUCKDB_DIR)/.installed
 	@# pytest exits 5 when it collected nothing: a suite that ran no test is a failure here
 	$(BIN)/pytest -n auto --dist loadfile; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# Spark as a second engine (docs/scale-out.md): the `spark` extra (dbt-spark, pyspark; Java 17)
+# in the same .venv, only when asked; `make install` and `make test` never touch it.
+SPARK_INSTALLED := $(VENV)/.installed-spark
+$(SPARK_INSTALLED): pyproject.toml | $(INSTALLED)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,spark]'
+	touch $@
+
+install-spark: install $(SPARK_INSTALLED)
+
+# The Spark lane: tests/fixtures/landing built on DuckDB and on local Spark, compared table by
+# table (the equality report is logged). Marked `spark`, which make test deselects.
+test-spark: install-spark
+	$(BIN)/pytest -m spark tests/spark -p no:cacheprovider -o log_cli=true --log-cli-level=INFO
 
 # dagster dev parses the dbt project itself (DbtProject.prepare_if_dev in orchestration/dbt_assets.py)
 # Runs use PERSONALIZATION_HMAC_KEY when set (prod target); without it, the demo's warehouse and

@@ -55,3 +55,17 @@
 {% macro default__array_contains(expr, value) -%}
     {{ exceptions.raise_compiler_error("array_contains is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}
+
+
+{#- The value of `value` on the row where `ordering` is largest (an aggregate). -#}
+{% macro arg_max(value, ordering) -%}
+    {{ return(adapter.dispatch('arg_max', 'personalization')(value, ordering)) }}
+{%- endmacro %}
+
+{% macro spark__arg_max(value, ordering) -%}
+    max_by({{ value }}, {{ ordering }})
+{%- endmacro %}
+
+{% macro default__arg_max(value, ordering) -%}
+    arg_max({{ value }}, {{ ordering }})
+{%- endmacro %}

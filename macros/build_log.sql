@@ -10,7 +10,16 @@
 {%- endmacro %}
 
 {% macro is_logged_build() -%}
+    {{ return(adapter.dispatch('is_logged_build', 'personalization')()) }}
+{%- endmacro %}
+
+{% macro default__is_logged_build() -%}
     {{ return(execute and flags.WHICH in ('build', 'run')) }}
+{%- endmacro %}
+
+{#- Spark: no build log yet (its SQL is DuckDB's; docs/scale-out.md). -#}
+{% macro spark__is_logged_build() -%}
+    {{ return(false) }}
 {%- endmacro %}
 
 {% macro record_build_start() %}

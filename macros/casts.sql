@@ -39,3 +39,17 @@
 {% macro default__to_utc_timestamp(expr) -%}
     {{ exceptions.raise_compiler_error("to_utc_timestamp is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}
+
+
+{#- The SQL type of text: DuckDB's varchar; Spark 4 accepts varchar only with a length. -#}
+{% macro text_type() -%}
+    {{ return(adapter.dispatch('text_type', 'personalization')()) }}
+{%- endmacro %}
+
+{% macro spark__text_type() -%}
+    string
+{%- endmacro %}
+
+{% macro default__text_type() -%}
+    varchar
+{%- endmacro %}

@@ -8,6 +8,19 @@
     list_sum(try_cast(json_extract({{ json }}, '{{ path }}') as double[]))
 {%- endmacro %}
 
+{#- Spark: a wildcard path matching one value gives that value, several give a JSON array. An
+    item that is not a number is skipped (DuckDB's try_cast nulls the whole list). -#}
+{% macro spark__json_number_sum(json, path) -%}
+    aggregate(
+        coalesce(
+            from_json(get_json_object({{ json }}, '{{ path }}'), 'array<double>'),
+            array(try_cast(get_json_object({{ json }}, '{{ path }}') as double))
+        ),
+        cast(null as double),
+        (total, item) -> case when item is null then total else coalesce(total, 0) + item end
+    )
+{%- endmacro %}
+
 {% macro default__json_number_sum(json, path) -%}
     {{ exceptions.raise_compiler_error("json_number_sum is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}

@@ -27,6 +27,26 @@
     {{ duckdb_json_type_as_kind("json_type(" ~ json ~ ", " ~ quoted_literal(path) ~ ")") }}
 {%- endmacro %}
 
+{#- Spark: the per-row type of a VARIANT (parse_json, Spark 4). An integer beyond BIGINT is a
+    DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. -#}
+{% macro spark__json_kind(json, path) -%}
+    {{ spark_variant_type_as_kind(
+        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(path) ~ "))"
+    ) }}
+{%- endmacro %}
+
+{% macro spark_variant_type_as_kind(type_expr) -%}
+    case
+        when {{ type_expr }} = 'STRING' then 'string'
+        when {{ type_expr }} in ('BIGINT', 'INT', 'SMALLINT', 'TINYINT') then 'integer'
+        when {{ type_expr }} in ('DOUBLE', 'FLOAT') or {{ type_expr }} like 'DECIMAL%' then 'number'
+        when {{ type_expr }} = 'BOOLEAN' then 'boolean'
+        when {{ type_expr }} like 'ARRAY%' then 'array'
+        when {{ type_expr }} like 'OBJECT%' then 'object'
+        when {{ type_expr }} = 'VOID' then 'null'
+    end
+{%- endmacro %}
+
 {#- DuckDB's json_type names in the tracking plan's vocabulary. -#}
 {% macro duckdb_json_type_as_kind(type_expr) -%}
     case {{ type_expr }}
@@ -92,6 +112,10 @@
         json_type({{ json }}, {{ quoted_literal_array(paths) }}),
         kind -> {{ duckdb_json_type_as_kind('kind') }}
     )
+{%- endmacro %}
+
+{% macro spark__json_kind_many(json, paths) -%}
+    array({% for path in paths %}{{ spark__json_kind(json, path) }}{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {% macro default__json_kind_many(json, paths) -%}

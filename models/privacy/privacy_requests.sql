@@ -13,8 +13,8 @@ with
 
 final as (
     select
-        cast(null as varchar) as request_id,
-        cast(null as varchar) as request_type,
+        cast(null as {{ text_type() }}) as request_id,
+        cast(null as {{ text_type() }}) as request_type,
         cast(null as timestamp) as requested_at,
         cast(null as timestamp) as completed_at,
         cast(null as integer) as identities,

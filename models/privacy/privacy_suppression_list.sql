@@ -15,8 +15,8 @@ with
 
 final as (
     select
-        cast(null as varchar) as identity_hash,
-        cast(null as varchar) as request_id,
+        cast(null as {{ text_type() }}) as identity_hash,
+        cast(null as {{ text_type() }}) as request_id,
         cast(null as timestamp) as suppressed_at
     where false
 )

@@ -19,9 +19,9 @@ file_log as (
 loaded_files as (
     select
         file_path,
-        arg_max(file_size, line_number) as file_size,
-        arg_max(file_hash, line_number) as file_hash,
-        arg_max(file_modified_at, line_number) as file_modified_at,
+        {{ arg_max('file_size', 'line_number') }} as file_size,
+        {{ arg_max('file_hash', 'line_number') }} as file_hash,
+        {{ arg_max('file_modified_at', 'line_number') }} as file_modified_at,
         count(*) as row_count,
         min(loaded_at) as loaded_at
     from raw_lines
@@ -31,11 +31,11 @@ loaded_files as (
 latest_log as (
     select
         file_path,
-        arg_max(status, logged_at) as load_status,
-        arg_max(detail, logged_at) as load_detail,
-        arg_max(file_size, logged_at) as logged_file_size,
-        arg_max(file_hash, logged_at) as logged_file_hash,
-        arg_max(file_modified_at, logged_at) as logged_file_modified_at,
+        {{ arg_max('status', 'logged_at') }} as load_status,
+        {{ arg_max('detail', 'logged_at') }} as load_detail,
+        {{ arg_max('file_size', 'logged_at') }} as logged_file_size,
+        {{ arg_max('file_hash', 'logged_at') }} as logged_file_hash,
+        {{ arg_max('file_modified_at', 'logged_at') }} as logged_file_modified_at,
         max(logged_at) as logged_at
     from file_log
     group by file_path

@@ -17,16 +17,16 @@ plan as (
     {%- for row in rows %}
     select
         {{ quoted_literal(row[0]) }} as event_name,
-        {{ quoted_literal(row[1]) if row[1] is not none else 'cast(null as varchar)' }} as property_name,
-        {{ quoted_literal(row[2]) if row[2] is not none else 'cast(null as varchar)' }} as property_type,
+        {{ quoted_literal(row[1]) if row[1] is not none else 'cast(null as ' ~ text_type() ~ ')' }} as property_name,
+        {{ quoted_literal(row[2]) if row[2] is not none else 'cast(null as ' ~ text_type() ~ ')' }} as property_type,
         {{ 'true' if row[3] else 'false' }} as is_required,
         cast({{ row[4] if row[4] is not none else 'null' }} as double) as minimum_value
     {% if not loop.last %}union all{% endif %}
     {%- else %}
     select
-        cast(null as varchar) as event_name,
-        cast(null as varchar) as property_name,
-        cast(null as varchar) as property_type,
+        cast(null as {{ text_type() }}) as event_name,
+        cast(null as {{ text_type() }}) as property_name,
+        cast(null as {{ text_type() }}) as property_type,
         false as is_required,
         cast(null as double) as minimum_value
     where false
