@@ -16,6 +16,7 @@ answer {"returncode"}.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -75,6 +76,19 @@ def _warm() -> None:
             getattr(importlib.import_module(module), qualname).json_schema()
 
 
+def _close_databases() -> None:
+    """Close dbt-duckdb's database as a dbt process does when it exits: closing the last
+    connection checkpoints the write-ahead log into the file (os._exit alone would leave the
+    build in warehouse.duckdb.wal, and a copy of the .duckdb file would miss it)."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV  # noqa: SLF001 - dbt-duckdb keeps one per process
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()
+
+
 def _child(request: dict[str, Any]) -> None:
     """In the forked child: become the command's process and run dbt; never returns."""
     code = 1
@@ -92,6 +106,7 @@ def _child(request: dict[str, Any]) -> None:
             code = 0
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else 1
+        _close_databases()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
