@@ -90,6 +90,10 @@ def summarise(db_path: Path, manifest: dict, published: Path) -> str:
             "count(*) filter (where has_personalization_consent), sum(orders), sum(revenue) "
             "from marts.dim_user_profiles"
         ).fetchone()
+        not_profiled = scalar(
+            "select coalesce(sum(metric_value), 0)::bigint from marts.rpt_data_quality "
+            "where metric_name = 'users_not_profiled_by_policy'"
+        )
         shared = scalar("select count(*) from marts.rpt_identity_audit")
         lifecycle = con.sql(
             "select lifecycle_stage, count(*) from marts.dim_user_profiles group by all order by 1"
@@ -136,7 +140,8 @@ def summarise(db_path: Path, manifest: dict, published: Path) -> str:
         f"{'ok' if raw == staged + quarantined + duplicates else 'BROKEN'}",
         f"defect reasons matching the generator's manifest exactly: {matching}/{len(injected)}",
         f"profiles          {profiles[0]:>10,}  ({profiles[1]:,} identified, "
-        f"{profiles[2]:,} with personalisation consent)",
+        f"{profiles[2]:,} with personalisation consent; {not_profiled:,} not profiled: "
+        "no analytics consent, analytics_consent_policy)",
         f"orders / revenue  {profiles[3]:>10,}  / {profiles[4]:,.2f}",
         f"shared devices    {shared:>10,}  (not merged; see marts.rpt_identity_audit)",
         "lifecycle         " + ", ".join(f"{stage} {count:,}" for stage, count in lifecycle),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections.abc import Callable
@@ -51,6 +52,22 @@ def user_key(raw_id: str) -> str:
 
     Tests that look a user up in a mart by the id the fixture sent go through this one function."""
     return mart_key(raw_id)
+
+
+def ground_truth(warehouse: Warehouse, profiled: bool | None = True) -> dict[str, dict[str, str]]:
+    """The generator's ground-truth users (ground_truth/users.csv of the warehouse's landing
+    folder), keyed as the marts key a user: by the pseudonym of the canonical id.
+
+    The shipped analytics_consent_policy (`exclude`) profiles only users whose final analytics
+    consent holds (`consent_analytics`): profiled=True gives those (who the marts must hold),
+    False the users who refused analytics (who no mart may hold), None every user."""
+    with (warehouse.landing_path / "ground_truth" / "users.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        user_key(row["canonical_id"]): row
+        for row in rows
+        if profiled is None or (row["consent_analytics"] == "true") == profiled
+    }
 
 
 def query(warehouse: Warehouse, sql: str) -> list[tuple]:

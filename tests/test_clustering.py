@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from clustering_checks import assert_everyone_assigned_once, false_claims
-from conftest import user_key
+from conftest import ground_truth
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
@@ -48,9 +46,8 @@ def vectors(generated_warehouse) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def archetypes(generated_warehouse) -> dict[str, str]:
-    path = Path(generated_warehouse.landing_path) / "ground_truth" / "users.csv"
-    with path.open() as f:  # keyed as the marts key users: by the pseudonym of the raw id
-        return {user_key(row["canonical_id"]): row["archetype"] for row in csv.DictReader(f)}
+    """Of the users the shipped analytics policy profiles and clusters."""
+    return {user: row["archetype"] for user, row in ground_truth(generated_warehouse).items()}
 
 
 @pytest.fixture(scope="module")

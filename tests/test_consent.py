@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from conftest import make_warehouse, query, user_key
 
 from personalization.dbt_runner import Warehouse, run_dbt
+from personalization.publish import PUBLISHED_DB_NAME, publish
 
 AS_OF = "2026-01-04T00:00:00Z"
 SEGMENTS = [
@@ -98,7 +100,9 @@ DAY_ONE = [
          "2026-01-01T10:00:01.000Z", consent={**GRANT, "analytics": False}),
 ]  # fmt: skip
 WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie")
-ACTIVATED = ("c-control", "c-later", "c-no-analytics")
+# at the shipped analytics_consent_policy (exclude) c-no-analytics is not profiled, so it is in no
+# activation table either; at `profile` it is activated too
+ACTIVATED = ("c-control", "c-later")
 
 
 def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
@@ -170,35 +174,79 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
         # analytics was not withdrawn: only the categories a signal names change
         assert consent[user_key(user)] == [False, False, True, True], user
     assert consent[user_key("c-no-analytics")] == [True, True, False, True]
-    # rpt_data_quality counts the signal lines by status and the users on the default
+    # rpt_data_quality counts the signal lines by status, the users on the default and the users
+    # the shipped analytics policy (exclude) leaves unprofiled
     assert consent_report(consent_warehouse) == {
         # 7 day-one grants and 8 more lines; the unknown event and Consent Updated are quarantined
         ("consent_signal_lines", "staged"): 15.0,
         ("consent_signal_lines", "quarantined"): 2.0,
         ("users_without_consent_signal", "all"): 0.0,
-        ("users_not_profiled_by_policy", "all"): 0.0,
+        ("users_not_profiled_by_policy", "all"): 1.0,
     }
 
 
-def test_analytics_refusal_follows_the_policy(consent_warehouse, tmp_path) -> None:
-    profiles = "select canonical_user_id from marts.dim_user_profiles"
-    # the shipped policy (profile) keeps the user who refused analytics
-    assert (user_key("c-no-analytics"),) in query(consent_warehouse, profiles)
-    warehouse = make_warehouse(tmp_path, consent_warehouse.landing_path, as_of=AS_OF)
-    build(warehouse, analytics_consent_policy="exclude")
-    keys = {key for (key,) in query(warehouse, profiles)}
-    assert user_key("c-no-analytics") not in keys and user_key("c-control") in keys
-    assert consent_report(warehouse)[("users_not_profiled_by_policy", "all")] == 1.0
-    for table, members in activated(warehouse).items():
-        assert user_key("c-no-analytics") not in members, table
-        assert user_key("c-control") in members, table
+def in_marts(warehouse: Warehouse, raw_id: str) -> list[str]:
+    """The marts tables and views with a row holding the user's key in some column."""
+    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+        return key_hits(con, "marts", user_key(raw_id))
+
+
+def key_hits(con: duckdb.DuckDBPyConnection, schema: str, key: str) -> list[str]:
+    names = con.execute(
+        "select table_name from duckdb_tables() where schema_name = $s union all "
+        "select view_name from duckdb_views() where schema_name = $s",
+        {"s": schema},
+    ).fetchall()
+    return [
+        name
+        for (name,) in names
+        if con.execute(
+            f'select count(*) from {schema}."{name}" as t where contains(cast(t as varchar), $k)',
+            {"k": key},
+        ).fetchone()[0]
+    ]
+
+
+def test_an_analytics_refusal_excludes_the_user_by_default(consent_warehouse, tmp_path) -> None:
+    """The shipped analytics_consent_policy (exclude): the user who refused analytics (with
+    personalization and advertising granted) is in no marts table or view and no published
+    file; their events are staged and counted; the control users are published."""
+    staged = query(
+        consent_warehouse,
+        "select count(*) from staging.stg_events where user_id = 'c-no-analytics'",
+    )
+    assert staged == [(1,)]
     # no event of theirs is left for any profile, session, segment or cluster
-    for table in ("intermediate.int_events_stitched", "marts.fct_user_activity_daily"):
-        refuser = user_key("c-no-analytics")
-        [(count,)] = query(
-            warehouse, f"select count(*) from {table} where canonical_user_id = '{refuser}'"
-        )
-        assert count == 0, table
+    assert in_marts(consent_warehouse, "c-no-analytics") == []
+    assert {"dim_user_profiles", "people", "audience_memberships"} <= set(
+        in_marts(consent_warehouse, "c-control")
+    )
+    [(stitched,)] = query(
+        consent_warehouse,
+        "select count(*) from intermediate.int_events_stitched "
+        f"where canonical_user_id = '{user_key('c-no-analytics')}'",
+    )
+    assert stitched == 0
+    published = publish(consent_warehouse.db_path, tmp_path / "published")
+    with duckdb.connect(str(published / PUBLISHED_DB_NAME), read_only=True) as con:
+        assert key_hits(con, "marts", user_key("c-no-analytics")) == []
+        assert "dim_user_profiles" in key_hits(con, "marts", user_key("c-control"))
+
+
+def test_the_profile_policy_profiles_an_analytics_refusal(consent_warehouse, tmp_path) -> None:
+    """At `profile` the refusal is recorded but the user is profiled and, with personalization
+    consent, activated; the withdrawals still win."""
+    warehouse = make_warehouse(tmp_path, consent_warehouse.landing_path, as_of=AS_OF)
+    build(warehouse, analytics_consent_policy="profile")
+    refuser = user_key("c-no-analytics")
+    profiles = {key for (key,) in query(warehouse, "select canonical_user_id from "
+                                                   "marts.dim_user_profiles")}  # fmt: skip
+    assert refuser in profiles
+    assert consent_report(warehouse)[("users_not_profiled_by_policy", "all")] == 0.0
+    for table, members in activated(warehouse).items():
+        assert refuser in members, table
+        assert user_key("c-control") in members, table
+        assert not members & {user_key(user) for user in WITHDRAWN}, table
 
 
 def test_no_consent_signal_takes_the_default_and_warns(tmp_path) -> None:

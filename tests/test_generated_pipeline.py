@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from decimal import Decimal
 
+import duckdb
 import pytest
-from conftest import query, user_key
+from conftest import ground_truth, query, user_key
 
 from personalization.dbt_runner import run_dbt
+from personalization.publish import publish
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +20,8 @@ def manifest(generated_warehouse) -> dict:
 
 @pytest.fixture(scope="module")
 def truth(generated_warehouse) -> dict[str, dict]:
-    with (generated_warehouse.landing_path / "ground_truth" / "users.csv").open() as handle:
-        # keyed as the marts key a user: by the pseudonym of the generator's canonical id
-        return {user_key(row["canonical_id"]): row for row in csv.DictReader(handle)}
+    """The users the shipped analytics policy profiles (who refused analytics are in no mart)."""
+    return ground_truth(generated_warehouse)
 
 
 def test_every_generated_line_is_loaded(generated_warehouse, manifest):
@@ -94,6 +94,73 @@ def test_profile_revenue_equals_the_ground_truth(generated_warehouse, truth):
     }
     assert mismatches == {}
     assert len(actual) == len(truth)
+
+
+def test_users_who_refused_analytics_are_in_no_mart_and_no_published_file(
+    generated_warehouse, tmp_path
+):
+    """The shipped analytics_consent_policy (exclude) on generated users who refused analytics
+    (from their first event, or withdrawn halfway through their sessions): their keys are in no
+    table or view of the marts schema and in no published file, while the same scan finds every
+    profiled user; the quality report counts them as not profiled."""
+    refused = ground_truth(generated_warehouse, profiled=False)
+    profiled = ground_truth(generated_warehouse)
+    everyone = ground_truth(generated_warehouse, profiled=None)
+    withdrawn = set(refused) & granted_once(generated_warehouse)
+    # both kinds are there: refused from the first event, and withdrawn after granting
+    assert 0 < len(withdrawn) < len(refused) < 0.15 * len(everyone)
+    published = publish(generated_warehouse.db_path, tmp_path / "published")
+    with duckdb.connect() as con:
+        con.execute(f"attach '{generated_warehouse.db_path}' as w (read_only)")
+        relations = [
+            f'w.marts."{name}"'
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'w' and "
+                "schema_name = 'marts' union all select view_name from duckdb_views() where "
+                "database_name = 'w' and schema_name = 'marts'"
+            ).fetchall()
+        ]
+        files = [f"read_parquet('{path}')" for path in sorted(published.rglob("*.parquet"))]
+        assert 'w.marts."dim_user_profiles"' in relations and len(files) >= len(relations) - 5
+
+        def found(keys: dict[str, dict], sources: list[str]) -> dict[str, int]:
+            """source -> how many of `keys` appear in some column of some row."""
+            con.execute("create or replace temp table needles as select unnest($k) as k",
+                        {"k": sorted(keys)})  # fmt: skip
+            counts = {}
+            for source in sources:
+                [(hits,)] = con.execute(
+                    f"select count(distinct needles.k) from {source} as t join needles "
+                    "on contains(cast(t as varchar), needles.k)"
+                ).fetchall()
+                counts[source] = hits
+            return counts
+
+        leaks = {source: n for source, n in found(refused, relations + files).items() if n}
+        assert leaks == {}
+        # the scan can fail: every profiled user is found in the profiles and their file
+        profile_file = next(f for f in files if "dim_user_profiles" in f)
+        assert set(found(profiled, ['w.marts."dim_user_profiles"', profile_file]).values()) == {
+            len(profiled)
+        }
+    [(not_profiled,)] = query(
+        generated_warehouse,
+        "select metric_value from marts.rpt_data_quality "
+        "where metric_name = 'users_not_profiled_by_policy'",
+    )
+    assert not_profiled == len(refused)
+
+
+def granted_once(warehouse) -> set[str]:
+    """Mart keys of the users (stitched) who granted analytics consent on some staged line: the
+    refusers among them withdrew it later."""
+    rows = query(
+        warehouse,
+        "select distinct coalesce(events.user_id, map.user_id, events.anonymous_id) "
+        "from staging.stg_events as events left join intermediate.int_identity_map as map "
+        "on events.anonymous_id = map.anonymous_id where events.consent_analytics",
+    )
+    return {user_key(raw) for (raw,) in rows}
 
 
 def test_source_freshness_reports_on_the_landing_files(generated_warehouse):

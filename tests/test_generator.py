@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from personalization.cli import main
+from personalization.generator.shard import analytics_consent
 from personalization.tracking_plan import PROJECT_ROOT, load_tracking_plan
 
 EVENTS, USERS, DAYS = 20_000, 1_000, 30
@@ -370,6 +371,68 @@ def test_consent_revocations(dataset):
     revoked = [v for v in consent.values() if v[0] and not v[-1]]
     assert revoked  # a few users revoke personalization consent
     assert all(v.index(False) == len(v) - v[::-1].index(True) for v in revoked)
+
+
+def analytics_by_rule(events: list[dict]) -> bool:
+    """The documented consent rule (docs/privacy.md), written here on its own: a withdrawal
+    stands until a grant received later and timestamped later than every withdrawal (a tie goes
+    to the withdrawal); without a withdrawal, granted. ISO-ms texts order as times."""
+    lines = [
+        (e["receivedAt"], e["timestamp"], e["context"]["consent"]["categoryPreferences"])
+        for e in events
+    ]
+    refusals = [(received, at) for received, at, c in lines if not c["analytics"]]
+    if not refusals:
+        return True
+    received_max = max(received for received, _ in refusals)
+    at_max = max(at for _, at in refusals)
+    return any(
+        c["analytics"] and received > received_max and at > at_max for received, at, c in lines
+    )
+
+
+def test_analytics_consent_follows_the_consent_rule(dataset):
+    """consent_analytics is the consent rule over each canonical user's clean lines; some users
+    refuse analytics from their first event, some withdraw it after granting, a few percent in
+    all."""
+    grouped = stitch(dataset["clean"])
+    truth = {row["canonical_id"]: row["consent_analytics"] for row in dataset["truth"]}
+    expected = {cid: str(analytics_by_rule(events)).lower() for cid, events in grouped.items()}
+    assert truth == expected
+    refused = [cid for cid, value in expected.items() if value == "false"]
+    withdrew = [
+        cid
+        for cid in refused
+        if any(e["context"]["consent"]["categoryPreferences"]["analytics"] for e in grouped[cid])
+    ]
+    assert 0 < len(withdrew) < len(refused)
+    assert 0.02 <= len(refused) / len(truth) <= 0.10
+    # a withdrawal is final: after a user's first refusing line (client time), no grant
+    for cid in withdrew:
+        flags = [
+            e["context"]["consent"]["categoryPreferences"]["analytics"]
+            for e in sorted(grouped[cid], key=lambda e: e["timestamp"])
+        ]
+        assert True not in flags[flags.index(False) :], cid
+
+
+@pytest.mark.parametrize(
+    ("lines", "granted"),
+    [
+        ([], True),
+        ([(1, 1, True), (2, 2, True)], True),
+        ([(1, 1, True), (2, 2, False)], False),
+        # a grant newer by both clocks (another person on a shared device, later)
+        ([(1, 1, False), (2, 2, True)], True),
+        # a tie on either clock goes to the withdrawal
+        ([(1, 1, False), (1, 2, True)], False),
+        ([(1, 1, False), (2, 1, True)], False),
+        # a late line: received after the withdrawal, timestamped before it
+        ([(5, 5, False), (6, 4, True)], False),
+    ],
+)
+def test_shared_device_analytics_consent_rule(lines, granted):
+    assert analytics_consent(lines) is granted
 
 
 # ---------------------------------------------------------------- behaviour

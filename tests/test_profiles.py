@@ -3,20 +3,18 @@ trait catalogue's validation errors."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
-from conftest import FIXTURE_LANDING, make_warehouse, query, user_key
+from conftest import FIXTURE_LANDING, ground_truth, make_warehouse, query
 
 from personalization.dbt_runner import DbtError, run_dbt
 
 
 @pytest.fixture(scope="module")
 def truth(generated_warehouse) -> dict[str, dict]:
-    with (generated_warehouse.landing_path / "ground_truth" / "users.csv").open() as handle:
-        # keyed as the marts key a user: by the pseudonym of the generator's canonical id
-        return {user_key(row["canonical_id"]): row for row in csv.DictReader(handle)}
+    """The users the shipped analytics policy profiles (who refused analytics have no profile)."""
+    return ground_truth(generated_warehouse)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import make_warehouse, query, user_key
+from conftest import ground_truth, make_warehouse, query, user_key
 
 from personalization import cli
 from personalization.dbt_runner import Warehouse, run_dbt
@@ -270,11 +270,15 @@ def funnel_completed(steps: list[list[datetime]], max_gap: timedelta) -> bool:
 def test_shipped_segments_match_independent_python(generated_warehouse: Warehouse) -> None:
     as_of = parse_time(generated_warehouse.as_of)
     assert as_of is not None
-    # keyed as the marts key a user: by the pseudonym of the raw id
+    # keyed as the marts key a user: by the pseudonym of the raw id; who refused analytics is
+    # in no segment (the shipped analytics_consent_policy)
+    profiled = ground_truth(generated_warehouse)
     expected = {
         (name, user_key(user), status)
         for name, user, status in expected_memberships(generated_warehouse.landing_path, as_of)
+        if user_key(user) in profiled
     }
+    assert len(profiled) < len(ground_truth(generated_warehouse, profiled=None))
     actual = set(
         query(
             generated_warehouse,
@@ -353,14 +357,12 @@ def test_preview_reads_the_warehouse_without_a_build(
 
 def test_activation_holds_consenting_members_only(generated_warehouse: Warehouse) -> None:
     """audience_memberships = members whose final personalization consent (ground truth) is
-    granted; people carries no raw PII; audiences count them."""
-    truth = generated_warehouse.landing_path / "ground_truth" / "users.csv"
+    granted (and, by the shipped analytics policy, their analytics consent); people carries no
+    raw PII; audiences count them."""
     consenting = {
-        user_key(row[0])
-        for row in duckdb.sql(
-            f"select canonical_id from read_csv('{truth}', all_varchar = true) "
-            "where lower(consent_personalization) = 'true'"
-        ).fetchall()
+        user
+        for user, row in ground_truth(generated_warehouse).items()
+        if row["consent_personalization"] == "true"
     }
     members = set(
         query(

@@ -102,7 +102,8 @@ class Tally:
     sessions: set = field(default_factory=set)
     first_ms: int | None = None
     last_ms: int | None = None
-    consent: bool | None = None
+    consent: bool | None = None  # personalization consent of the latest session
+    analytics: bool | None = None  # analytics consent of the latest session
 
     def merge(self, other: Tally) -> None:
         for i, v in enumerate(other.counts):
@@ -115,6 +116,7 @@ class Tally:
             if self.last_ms is None or other.last_ms > self.last_ms:
                 self.last_ms = other.last_ms
                 self.consent = other.consent
+                self.analytics = other.analytics
 
 
 class Behaviour:

@@ -40,9 +40,9 @@ from personalization.tracking_plan import load_tracking_plan
 
 GT_COLUMNS = (
     "canonical_id", "user_id", "anonymous_ids", "archetype", "age", "birthday", "country", "city",
-    "gender", "email", "consent_personalization", "sessions", "page_views", "product_views",
-    "cart_adds", "checkouts_started", "orders", "revenue", "feature_uses", "searches",
-    "first_seen_at", "last_seen_at",
+    "gender", "email", "consent_personalization", "consent_analytics", "sessions", "page_views",
+    "product_views", "cart_adds", "checkouts_started", "orders", "revenue", "feature_uses",
+    "searches", "first_seen_at", "last_seen_at",
 )  # fmt: skip
 GZIP_LEVEL = 1
 MILLIS = [f".{i:03d}Z" for i in range(1000)]
@@ -152,6 +152,7 @@ def run_shard(shard: int) -> ShardResult:
     late_rate = cfg.late_rate
     rows: list[list[str]] = []
     shared_tallies: dict[str, Tally] = {}
+    shared_logs: dict[str, list[tuple[int, int, bool]]] = {}
     for user in users:
         sessions, _ = build_sessions(user, r, bh)
         if cfg.purchase_only:
@@ -182,18 +183,23 @@ def run_shard(shard: int) -> ShardResult:
                 sep = max(60_000, (window_end - sum(durations)) // max(1, k - 1))
                 free = max(0, window_end - sum(durations) - sep * (k - 1))
         marks = sorted(rnd() for _ in range(k))
-        revoke_at = max(1, k // 2) if user.revoke and k >= 2 else k + 1
-        contexts = (user.context(False), user.context(user.consent[0]))
+        # consent changes (if the user changes it) at the first event of session revoke_at
+        revoke_at = max(1, k // 2) if user.changes_consent and k >= 2 else k + 1
+        consents = ((user.consent[0], user.consent[2]), user.consent_after_change())
+        contexts = tuple(user.context(*c) for c in consents)
         uid = "null"
         anon = user.anonymous_id
+        # a shared device's anonymous-only lines (server time, client time, analytics consent)
+        shared_log = shared_logs.setdefault(anon, []) if user.shared else None
         tallies = (Tally(), Tally())
         phase = 0
         elapsed = 0
         for si, toks in enumerate(sessions):
             s0 = start_ms + window_start + int(marks[si] * free) + elapsed
             elapsed += durations[si] + sep
-            consent = si < revoke_at and user.consent[0]
-            ctx = contexts[1] if si < revoke_at else contexts[0]
+            changed = si >= revoke_at
+            consent = consents[changed]
+            ctx = contexts[changed]
             tally = tallies[phase]
             counts = tally.counts
             run_first = ts = (
@@ -237,6 +243,8 @@ def run_shard(shard: int) -> ShardResult:
                 recv.append(ra)
                 codes.append(code)
                 mix[head] += 1
+                if shared_log is not None and phase == 0:
+                    shared_log.append((ra, ts, consent[1]))
                 counts[code] += 1
                 if cents:
                     tally.revenue_cents += cents
@@ -252,6 +260,7 @@ def run_shard(shard: int) -> ShardResult:
             tallies[1].merge(tallies[0])
             rows.append(_row(user, user.user_id, tallies[1], fmt, with_traits=True))
     for anon, tally in shared_tallies.items():
+        tally.analytics = analytics_consent(shared_logs[anon])
         rows.append(_shared_row(anon, tally, fmt))
 
     # ---- defects and duplicates (extra lines)
@@ -316,13 +325,35 @@ def run_shard(shard: int) -> ShardResult:
     return result
 
 
-def _flush(t: Tally, session: tuple[int, int], first: int, last: int, consent: bool) -> None:
-    """Record that `t`'s phase had events from `first` to `last` in `session`."""
+def _flush(
+    t: Tally, session: tuple[int, int], first: int, last: int, consent: tuple[bool, bool]
+) -> None:
+    """Record that `t`'s phase had events from `first` to `last` in `session`, with `consent`
+    (personalization, analytics)."""
     t.sessions.add(session)
     if t.first_ms is None:
         t.first_ms = first
     t.last_ms = last
-    t.consent = consent
+    t.consent, t.analytics = consent
+
+
+def analytics_consent(lines: list[tuple[int, int, bool]]) -> bool:
+    """The pipeline's consent rule (docs/privacy.md) over (server ms, client ms, granted) lines:
+    a withdrawal stands unless a grant is newer by server time and by client time (a tie goes to
+    the withdrawal); no withdrawal: granted. One person's withdrawal is final, so their answer
+    is their latest session's; a shared device mixes two people's anonymous lines."""
+    withdrawals = [(server, client) for server, client, granted in lines if not granted]
+    if not withdrawals:
+        return True
+    server_max = max(server for server, _ in withdrawals)
+    client_max = max(client for _, client in withdrawals)
+    return any(
+        granted and server > server_max and client > client_max for server, client, granted in lines
+    )
+
+
+def _bool(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
 
 
 def _counts(t: Tally, fmt) -> list[str]:
@@ -337,14 +368,16 @@ def _counts(t: Tally, fmt) -> list[str]:
 
 def _row(user: User, canonical: str, t: Tally, fmt, with_traits: bool) -> list[str]:
     tr = user.true_traits if with_traits else {}
-    consent = "" if t.consent is None else str(t.consent).lower()
     return [
         canonical, user.user_id or "", user.anonymous_id, user.archetype.name,
         str(tr.get("age", "")), tr.get("birthday", ""), tr.get("country", ""), tr.get("city", ""),
-        tr.get("gender", ""), tr.get("email", ""), consent, *_counts(t, fmt),
+        tr.get("gender", ""), tr.get("email", ""), _bool(t.consent), _bool(t.analytics),
+        *_counts(t, fmt),
     ]  # fmt: skip
 
 
 def _shared_row(anon: str, t: Tally, fmt) -> list[str]:
-    consent = "" if t.consent is None else str(t.consent).lower()
-    return [anon, "", anon, "shared_device", "", "", "", "", "", "", consent, *_counts(t, fmt)]
+    return [
+        anon, "", anon, "shared_device", "", "", "", "", "", "", _bool(t.consent),
+        _bool(t.analytics), *_counts(t, fmt),
+    ]  # fmt: skip

@@ -122,6 +122,10 @@ WRONG_AGE_SHARE = 0.03  # declared a wrong age, corrected later with Profile Upd
 MOVED_SHARE = 0.01  # corrected country/city later with Profile Updated
 SURVEY_SHARE = 0.05
 REVOKE_SHARE = 0.03  # of users with personalization consent, share who revoke it later
+# Analytics consent (one draw per user): refused from the first event, or granted and withdrawn
+# halfway through the user's sessions (with a personalization revocation, at the same moment).
+ANALYTICS_REFUSE_SHARE = 0.03
+ANALYTICS_WITHDRAW_SHARE = 0.03
 
 
 def _json_bool(value: bool) -> str:
@@ -141,15 +145,26 @@ class User:
     correction: dict | None  # Profile Updated properties (None -> no correction)
     survey: dict | None
     context_prefix: str  # context JSON without the consent part and closing brace
-    consent: tuple[bool, bool, bool]  # personalization, advertising, analytics
-    revoke: bool
+    consent: tuple[bool, bool, bool]  # personalization, advertising, analytics (first events)
+    revoke: bool  # withdraws personalization consent halfway through their sessions
+    withdraw_analytics: bool  # withdraws analytics consent halfway through their sessions
     app: bool  # native app user (emits screen events)
     favourite_categories: tuple[str, ...]
     budget: int = 0
     shared: bool = False  # anonymousId shared with another user
 
-    def context(self, personalization: bool) -> str:
-        _, advertising, analytics = self.consent
+    @property
+    def changes_consent(self) -> bool:
+        """Whether the user withdraws a consent halfway through their sessions."""
+        return self.revoke or self.withdraw_analytics
+
+    def consent_after_change(self) -> tuple[bool, bool]:
+        """(personalization, analytics) after the halfway change (equal before it if none)."""
+        personalization, _, analytics = self.consent
+        return personalization and not self.revoke, analytics and not self.withdraw_analytics
+
+    def context(self, personalization: bool, analytics: bool) -> str:
+        advertising = self.consent[1]
         return (
             self.context_prefix
             + ',"consent":{"categoryPreferences":{"personalization":'
@@ -244,7 +259,8 @@ def make_user(
         + ',"locale":"' + locale + '","device":{"type":"' + device + '"},"library":{"name":"'
         + library[0] + '","version":"' + library[1] + '"}'
     )  # fmt: skip
-    consent = (r.random() < 0.85, r.random() < 0.6, r.random() < 0.9)
+    personalization, advertising, analytics_draw = r.random() < 0.85, r.random() < 0.6, r.random()
+    consent = (personalization, advertising, analytics_draw < 1 - ANALYTICS_REFUSE_SHARE)
     return User(
         index=index,
         archetype=archetype,
@@ -257,6 +273,8 @@ def make_user(
         context_prefix=prefix,
         consent=consent,
         revoke=consent[0] and r.random() < REVOKE_SHARE,
+        withdraw_analytics=consent[2]
+        and analytics_draw >= 1 - ANALYTICS_REFUSE_SHARE - ANALYTICS_WITHDRAW_SHARE,
         app=app,
         favourite_categories=favourites,
     )
