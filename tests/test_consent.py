@@ -41,15 +41,16 @@ ACTIVATION = {
 }
 
 
-def line(message_id: str, user: str, timestamp: str, received: str | None = None,
+def line(message_id: str, user: str | None, timestamp: str, received: str | None = None,
          event: str = "Product Viewed", consent: dict | None = None,
          properties: dict | None = None, **extra: Any) -> str:  # fmt: skip
-    """A track line of `user`; its consent in context.consent.categoryPreferences."""
+    """A track line of `user` (None: anonymous, give anonymousId); its consent in
+    context.consent.categoryPreferences."""
     message: dict[str, Any] = {
         "messageId": message_id,
         "type": "track",
         "event": event,
-        "userId": user,
+        **({"userId": user} if user is not None else {}),
         "timestamp": timestamp,
         "sentAt": timestamp,
         "properties": properties
@@ -98,6 +99,16 @@ DAY_ONE = [
     # refuses analytics only (personalisation granted)
     line("c-no-analytics", "c-no-analytics", "2026-01-01T10:00:00.000Z",
          "2026-01-01T10:00:01.000Z", consent={**GRANT, "analytics": False}),
+    # two shared devices (each anonymous id linked to two users, so merged into neither); the
+    # anonymous lines of d-refuse refuse analytics, those of d-control grant it
+    *(line(f"{device}-{u}", u, "2026-01-01T11:00:00.000Z", "2026-01-01T11:00:01.000Z",
+           consent=GRANT, anonymousId=device)
+      for device, users in (("d-refuse", ("c-sh1", "c-sh2")), ("d-control", ("c-sh3", "c-sh4")))
+      for u in users),
+    line("d-refuse-anon", None, "2026-01-01T12:00:00.000Z", "2026-01-01T12:00:01.000Z",
+         consent={**GRANT, "analytics": False}, anonymousId="d-refuse"),
+    line("d-control-anon", None, "2026-01-01T12:00:00.000Z", "2026-01-01T12:00:01.000Z",
+         consent=GRANT, anonymousId="d-control"),
 ]  # fmt: skip
 WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie")
 # at the shipped analytics_consent_policy (exclude) c-no-analytics is not profiled, so it is in no
@@ -108,7 +119,7 @@ ACTIVATED = ("c-control", "c-later")
 def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
     run_dbt(
         ["build", "--select", "+people", "+audience_memberships", "+dim_user_profiles",
-         "+rpt_data_quality", "--exclude-resource-type", "unit_test"],
+         "+rpt_data_quality", "+rpt_identity_audit", "--exclude-resource-type", "unit_test"],
         warehouse,
         dbt_vars={"segment_definitions": SEGMENTS, "segment_clusters_enabled": False, **dbt_vars},
     )  # fmt: skip
@@ -177,11 +188,13 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
     # rpt_data_quality counts the signal lines by status, the users on the default and the users
     # the shipped analytics policy (exclude) leaves unprofiled
     assert consent_report(consent_warehouse) == {
-        # 7 day-one grants and 8 more lines; the unknown event and Consent Updated are quarantined
-        ("consent_signal_lines", "staged"): 15.0,
+        # 7 day-one grants, 8 more lines and 6 shared-device lines; the unknown event and
+        # Consent Updated are quarantined
+        ("consent_signal_lines", "staged"): 21.0,
         ("consent_signal_lines", "quarantined"): 2.0,
         ("users_without_consent_signal", "all"): 0.0,
-        ("users_not_profiled_by_policy", "all"): 1.0,
+        # c-no-analytics and the shared device d-refuse
+        ("users_not_profiled_by_policy", "all"): 2.0,
     }
 
 
@@ -231,6 +244,15 @@ def test_an_analytics_refusal_excludes_the_user_by_default(consent_warehouse, tm
     with duckdb.connect(str(published / PUBLISHED_DB_NAME), read_only=True) as con:
         assert key_hits(con, "marts", user_key("c-no-analytics")) == []
         assert "dim_user_profiles" in key_hits(con, "marts", user_key("c-control"))
+
+
+def test_a_shared_device_that_refused_analytics_is_not_audited(consent_warehouse) -> None:
+    """rpt_identity_audit names shared devices by pseudonym; one whose own lines refused analytics
+    is left out under the shipped policy, like a user (the other device shows the check can fail)."""
+    assert query(
+        consent_warehouse, "select anonymous_id, linked_users from marts.rpt_identity_audit"
+    ) == [(user_key("d-control"), 2)]
+    assert in_marts(consent_warehouse, "d-refuse") == []
 
 
 def test_the_profile_policy_profiles_an_analytics_refusal(consent_warehouse, tmp_path) -> None:

@@ -1,6 +1,8 @@
 {#- Anonymous ids linked to more users than `max_users_per_anonymous_id` (shared devices, kiosks,
     tracking bugs). They are not merged into any user; the anonymous id is shown as its
-    pseudonymous key. Grain: one row per anonymous_id. -#}
+    pseudonymous key. A device whose own lines refused what analytics_consent_policy requires
+    (int_user_consent.is_profiling_allowed) is left out, as from every other mart.
+    Grain: one row per anonymous_id. -#}
 
 with
 
@@ -14,6 +16,10 @@ links as (
 
 identity_keys as (
     select * from {{ ref('restricted_identity_keys') }}
+),
+
+consent as (
+    select * from {{ ref('int_user_consent') }}
 ),
 
 shared_devices as (
@@ -37,8 +43,12 @@ final as (
         shared_devices.first_linked_at,
         shared_devices.last_linked_at
     from shared_devices
-    left join identity_keys
+    inner join identity_keys
         on shared_devices.anonymous_id = identity_keys.raw_identity
+    -- the analytics consent policy: a device it does not allow to be profiled is not shown
+    inner join consent
+        on identity_keys.user_key = consent.canonical_user_id
+    where consent.is_profiling_allowed
 )
 
 select * from final
