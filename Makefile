@@ -55,9 +55,10 @@ format: $(INSTALLED)
 
 # One pytest worker per core (-n auto), each test file kept on one worker (its module fixtures
 # are built once): most of the suite's time is dbt parsing, which uses one core per process.
+# Files are handed out in collection order, heaviest first (tests/conftest.py HEAVY_FIRST).
 test: lint $(OLDEST_DUCKDB_DIR)/.installed
 	@# pytest exits 5 when it collected nothing: a suite that ran no test is a failure here
-	$(BIN)/pytest -n auto --dist loadfile; status=$$?; \
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 # Spark as a second engine (docs/scale-out.md): the `spark` extra (dbt-spark, pyspark; Java 17)
