@@ -247,8 +247,9 @@ def test_an_analytics_refusal_excludes_the_user_by_default(consent_warehouse, tm
 
 
 def test_a_shared_device_that_refused_analytics_is_not_audited(consent_warehouse) -> None:
-    """rpt_identity_audit names shared devices by pseudonym; one whose own lines refused analytics
-    is left out under the shipped policy, like a user (the other device shows the check can fail)."""
+    """rpt_identity_audit names shared devices by pseudonym; one whose own lines refused
+    analytics is left out under the shipped policy, like a user (the other device shows the
+    check can fail)."""
     assert query(
         consent_warehouse, "select anonymous_id, linked_users from marts.rpt_identity_audit"
     ) == [(user_key("d-control"), 2)]
