@@ -9,9 +9,12 @@ process and side by side:
 2. the project's raw load and staging as dbt runs them (`raw_landing_events` ->
    `stg_landing__events_checked` and the views over it), timed per model from dbt's results.
 
-Prints the ratio (2) / (1), the load average before and after, and an EXPLAIN ANALYZE of the
-staging model's compiled SQL (where its time goes) when --profile is given. The goal (issue 16):
-a ratio of at most 1.5.
+Prints the ratio (2) / (1) as dbt runs the models (its per-model times), and again for the same
+two steps run in this process without dbt around them (the raw load's reader into a table, the
+staging model's compiled SQL), in wall and in CPU seconds: on a shared machine the CPU ratio is
+the steadier one. Also the load average before and after, and with --profile the operators of
+the staging SQL that take the most time (EXPLAIN ANALYZE). The goal (issue 16): a ratio of at
+most 1.5.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import argparse
 import json
 import logging
 import os
-import re
+import resource
 import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -33,6 +37,7 @@ from personalization import cli
 from personalization.dbt_runner import Warehouse, run_dbt
 from personalization.duckdb_plugin import Plugin
 from personalization.privacy import resolve_key
+from personalization.raw_load import load_files, plan_load, scan_landing
 
 log = logging.getLogger(__name__)
 
@@ -59,67 +64,107 @@ def _generate(out: Path, events: int, seed: int = 1) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def time_read_json(landing: Path, threads: int | None = None) -> tuple[float, int]:
-    """DuckDB's read_json of every landing file into a table: (seconds, rows)."""
+class Clock:
+    """Wall and CPU seconds of a block: CPU of this process (DuckDB's threads included) and of
+    its finished children. On a shared machine the CPU time is the steadier measure."""
+
+    def __enter__(self) -> Clock:
+        self._wall = time.perf_counter()
+        self._cpu = _cpu_seconds()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = _cpu_seconds() - self._cpu
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_read_json(landing: Path) -> tuple[Clock, int]:
+    """DuckDB's read_json of every landing file into a table: (clock, rows)."""
     with duckdb.connect() as con:
-        if threads:
-            con.execute(f"set threads = {threads}")
-        started = time.perf_counter()
-        con.execute(
-            "create table events as select * from read_json(?, format = 'newline_delimited', "
-            "ignore_errors = true)",
-            [str(landing / "**" / "*.jsonl.gz")],
-        )
-        seconds = time.perf_counter() - started
+        with Clock() as clock:
+            con.execute(
+                "create table events as select * from read_json(?, format = "
+                "'newline_delimited', ignore_errors = true)",
+                [str(landing / "**" / "*.jsonl.gz")],
+            )
         rows = con.execute("select count(*) from events").fetchone()[0]
-    return seconds, rows
+    return clock, rows
 
 
-def time_staging(warehouse: Warehouse) -> tuple[float, dict[str, float]]:
-    """dbt run of the raw load and staging (seeds built first): (wall seconds, per model)."""
-    run_dbt(["seed"], warehouse)
-    started = time.perf_counter()
-    # the staging model's small parents (suppression list, tracking plan) are built too, and not
-    # counted
-    run_dbt(["run", "--select", "+stg_landing__events_checked", *STAGING_MODELS], warehouse)
-    seconds = time.perf_counter() - started
-    results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
-    return seconds, {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
-
-
-def explain_staging(warehouse: Warehouse) -> str:
-    """EXPLAIN ANALYZE of stg_landing__events_checked's compiled SQL (a full refresh) against
-    the built warehouse: the operators and their time."""
+def time_in_process(warehouse: Warehouse, work: Path) -> dict[str, Clock]:
+    """The same two steps without dbt around them, in this process: the raw load's reader into a
+    table of a new database file, and the staging model's compiled SQL (a full build) into a
+    table of the built warehouse."""
+    listing = scan_landing(warehouse.landing_path)
+    to_read, _ = plan_load(warehouse.landing_path, listing.candidates, {})
+    scratch = work / "raw_load.duckdb"
+    scratch.unlink(missing_ok=True)
+    with duckdb.connect(str(scratch)) as con, Clock() as raw_clock:
+        con.register("reader", load_files(warehouse.landing_path, to_read, datetime(2026, 1, 1)))
+        # as the Python model does: a temporary table, then the model's table
+        con.execute("create temp table batch as select * from reader")
+        con.execute("create table raw_landing_events as select * from batch")
+        con.execute("checkpoint")
+    scratch.unlink(missing_ok=True)
     compiled = next(
         (warehouse.target_path / "compiled").rglob("stg_landing__events_checked.sql")
     ).read_text()
     with duckdb.connect(str(warehouse.db_path)) as con:
-        plugin = Plugin.__new__(Plugin)
-        plugin.key = resolve_key(require_key=False)  # the development key, as the build used
-        plugin.configure_connection(con)
-        plugin.configure_cursor(con)
-        rows = con.execute(f"explain analyze {compiled}").fetchall()
-    return rows[0][1]
+        _register_project_functions(con)
+        with Clock() as staging_clock:
+            con.execute(f"create temp table checked as {compiled}")
+    return {"raw_load": raw_clock, "staging": staging_clock}
 
 
-def summarise_profile(plan: str, top: int = 12) -> list[str]:
-    """The operators of an EXPLAIN ANALYZE text with the most time, slowest first."""
-    lines = plan.splitlines()
+def _register_project_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """pseudonymise and scrub_pii, as the dbt-duckdb plugin registers them (development key)."""
+    plugin = Plugin.__new__(Plugin)
+    plugin.key = resolve_key(require_key=False)
+    plugin.configure_connection(con)
+    plugin.configure_cursor(con)
+
+
+def time_staging(warehouse: Warehouse) -> tuple[Clock, dict[str, float]]:
+    """dbt run of the raw load and staging (seeds built first, not timed): (clock, per model)."""
+    run_dbt(["seed"], warehouse)
+    # the staging model's small parents (suppression list, tracking plan) are built too, and not
+    # counted in the per-model sum
+    with Clock() as clock:
+        run_dbt(["run", "--select", "+stg_landing__events_checked", *STAGING_MODELS], warehouse)
+    results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
+    return clock, {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
+
+
+def profile_staging(warehouse: Warehouse, work: Path, top: int = 10) -> list[str]:
+    """The operators of stg_landing__events_checked's compiled SQL (a full build) that take the
+    most time, from DuckDB's JSON profile: seconds, operator, what it computes (cut short)."""
+    compiled = next(
+        (warehouse.target_path / "compiled").rglob("stg_landing__events_checked.sql")
+    ).read_text()
+    output = work / "staging_profile.json"
+    with duckdb.connect(str(warehouse.db_path)) as con:
+        _register_project_functions(con)
+        con.execute("pragma enable_profiling = 'json'")
+        con.execute(f"pragma profiling_output = '{output}'")
+        con.execute(f"create temp table profiled as {compiled}")
+        con.execute("pragma disable_profiling")
     found: list[tuple[float, str]] = []
-    for index, line in enumerate(lines):
-        match = re.search(r"\(([0-9.]+)s\)", line)
-        if match:
-            name = next(
-                (
-                    re.sub(r"[│┌┐└┘─ ]+", " ", lines[back]).strip()
-                    for back in range(index - 1, max(index - 40, 0), -1)
-                    if re.search(r"[A-Z_]{4,}", lines[back]) and "─" not in lines[back]
-                ),
-                "?",
-            )
-            found.append((float(match.group(1)), name))
-    found.sort(reverse=True)
-    return [f"{seconds:.2f}s {name}" for seconds, name in found[:top]]
+
+    def walk(node: dict) -> None:
+        info = json.dumps(node.get("extra_info") or {})[:160]
+        found.append((node.get("operator_timing") or 0.0, f"{node.get('operator_name')} {info}"))
+        for child in node.get("children") or []:
+            walk(child)
+
+    walk(json.loads(output.read_text()))
+    found.sort(key=lambda item: -item[0])
+    return [f"{seconds:.2f}s {what}" for seconds, what in found[:top]]
 
 
 def run(events: int, keep: Path | None = None, profile: bool = False) -> dict:
@@ -141,10 +186,13 @@ def run(events: int, keep: Path | None = None, profile: bool = False) -> dict:
     warehouse = Warehouse(db_path, landing, target, manifest["as_of"])
 
     load_before = os.getloadavg()
-    read_json_seconds, read_json_rows = time_read_json(landing)
-    staging_wall, per_model = time_staging(warehouse)
+    read_json, read_json_rows = time_read_json(landing)
+    dbt_clock, per_model = time_staging(warehouse)
+    in_process = time_in_process(warehouse, work)
     load_after = os.getloadavg()
     staging_seconds = sum(per_model.get(name, 0.0) for name in STAGING_MODELS)
+    ours_wall = in_process["raw_load"].wall + in_process["staging"].wall
+    ours_cpu = in_process["raw_load"].cpu + in_process["staging"].cpu
     with duckdb.connect(str(db_path), read_only=True) as con:
         raw_rows = con.execute("select count(*) from raw.raw_landing_events").fetchone()[0]
         statuses = dict(
@@ -154,22 +202,37 @@ def run(events: int, keep: Path | None = None, profile: bool = False) -> dict:
         )
     result = {
         "events": manifest["lines_total"],
-        "read_json_seconds": round(read_json_seconds, 2),
+        "read_json_seconds": round(read_json.wall, 2),
+        "read_json_cpu_seconds": round(read_json.cpu, 2),
         "read_json_rows": read_json_rows,
-        "raw_load_seconds": round(per_model.get("raw_landing_events", 0.0), 2),
-        "staging_model_seconds": round(per_model.get("stg_landing__events_checked", 0.0), 2),
-        "raw_load_plus_staging_seconds": round(staging_seconds, 2),
-        "dbt_run_wall_seconds": round(staging_wall, 2),
-        "ratio_to_read_json": round(staging_seconds / read_json_seconds, 2),
+        "dbt_raw_load_seconds": round(per_model.get("raw_landing_events", 0.0), 2),
+        "dbt_staging_model_seconds": round(per_model.get("stg_landing__events_checked", 0.0), 2),
+        "dbt_raw_load_plus_staging_seconds": round(staging_seconds, 2),
+        "dbt_ratio_to_read_json": round(staging_seconds / read_json.wall, 2),
+        "dbt_run_wall_seconds": round(dbt_clock.wall, 2),
+        "dbt_run_cpu_seconds": round(dbt_clock.cpu, 2),
+        "raw_load_seconds": round(in_process["raw_load"].wall, 2),
+        "raw_load_cpu_seconds": round(in_process["raw_load"].cpu, 2),
+        "staging_sql_seconds": round(in_process["staging"].wall, 2),
+        "staging_sql_cpu_seconds": round(in_process["staging"].cpu, 2),
+        "ratio_to_read_json": round(ours_wall / read_json.wall, 2),
+        "cpu_ratio_to_read_json": round(ours_cpu / read_json.cpu, 2),
         "goal_ratio": GOAL_RATIO,
         "raw_rows": raw_rows,
         "statuses": statuses,
         "per_model_seconds": {k: round(v, 2) for k, v in per_model.items()},
+        "peak_rss_mb": round(
+            max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            )
+            / 1024
+        ),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
     }
     if profile:
-        result["staging_profile"] = summarise_profile(explain_staging(warehouse))
+        result["staging_profile"] = profile_staging(warehouse, work)
     if keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return result

@@ -327,13 +327,15 @@ first_copies as (
     -- first received = first in landing order; files land with names that sort by arrival, so a
     -- full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
     -- sorting whole rows is the most expensive step of this model. Only lines that pass every
-    -- check compete: a quarantined copy never hides a valid one.
+    -- check compete: a quarantined copy never hides a valid one. Only ids sent more than once are
+    -- kept, so the join below builds on a few rows, not on every event.
     select
         message_id,
         min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
     from event_checks
     where message_id is not null and {{ array_size('reasons') }} = 0
     group by message_id
+    having count(*) > 1
 ),
 
 ranked as (
@@ -342,8 +344,11 @@ ranked as (
         event_checks.message_id is not null
         and {{ array_size('event_checks.reasons') }} = 0
         and (
-            event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
-            != first_copies.first_position
+            coalesce(
+                event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
+                != first_copies.first_position,
+                false
+            )
             or already_staged.message_id is not null
         ) as is_duplicate
     from event_checks
