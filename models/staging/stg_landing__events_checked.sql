@@ -267,13 +267,17 @@ property_fields as (
         case
             when event_type = 'track' and properties is not null
                 then {{ json_kind_many('properties', plan_property_paths()) }}
-        end as property_kinds
-        {%- if property_value_fields %},
+        end as property_kinds{{ ',' if property_value_fields }}
+        -- then the values of the properties with a minimum, one parse (none without a minimum;
+        -- generated: the linter cannot indent a line that renders empty)
+        -- noqa: disable=LT02
+        {%- if property_value_fields %}
             case
                 when event_type = 'track' and properties is not null
                     then {{ parse_json_struct('properties', property_value_fields) }}
             end as property_values
         {%- endif %}
+    -- noqa: enable=LT02
     from trait_checks
 ),
 
@@ -282,10 +286,12 @@ property_named as (
     -- as prop_<name> (their text) too
     select
         property_fields.*,
-        {{ unpack_fields('property_kinds', property_names, 'kind_') }}
-        {%- if property_value_fields %},
+        {{ unpack_fields('property_kinds', property_names, 'kind_') }}{{ ',' if property_value_fields }}
+        -- noqa: disable=LT02
+        {%- if property_value_fields %}
             {{ struct_fields('property_values', property_value_fields, 'prop_') }}
         {%- endif %}
+    -- noqa: enable=LT02
     from property_fields
 ),
 
