@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -270,35 +271,43 @@ def _line_chunks(path: Path) -> Iterator[bytes]:
         yield pending  # a last line without a final newline
 
 
-def read_line_chunks(path: Path) -> Iterator[tuple[list[str], list[bool]]]:
-    """The lines of a file as (texts, has_encoding_error flags), a run of lines at a time.
+def _decode_line_by_line(chunk: bytes) -> tuple[pa.Array, pa.Array]:
+    """A chunk with an invalid UTF-8 byte: each line decoded on its own, a bad one with
+    replacement characters and its has_encoding_error flag set."""
+    texts, bad = [], []
+    for raw in chunk.split(b"\n"):
+        raw = raw.rstrip(b"\r")
+        try:
+            texts.append(raw.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            texts.append(raw.decode("utf-8", errors="replace"))
+            bad.append(True)
+    return pa.array(texts, pa.string()), pa.array(bad, pa.bool_())
 
-    The same lines as read_lines, decoded a chunk at a time (a newline byte never lies inside a
-    UTF-8 character, so a chunk of whole lines decodes as its lines do); only a chunk with an
-    invalid byte is decoded line by line, with replacement characters.
+
+def read_line_arrays(path: Path) -> Iterator[tuple[pa.Array, pa.Array]]:
+    """The lines of a file as Arrow arrays (text, has_encoding_error), a run of lines at a time.
+
+    A run of whole lines is split and checked as UTF-8 by Arrow, without a Python string per
+    line (a newline byte never lies inside a UTF-8 character, so a run is valid exactly when its
+    lines are); only a run with an invalid byte is decoded line by line. Trailing carriage
+    returns are not part of a line; a UTF-8 byte-order mark before the first line is dropped.
     """
     first = True
     for chunk in _line_chunks(path):
         if first and chunk.startswith(UTF8_BOM):
             chunk = chunk[len(UTF8_BOM) :]
         first = False
+        lines = pc.split_pattern(pa.array([chunk], pa.binary()), b"\n").flatten()
         try:
-            texts = chunk.decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            texts, bad = [], []
-            for raw in chunk.split(b"\n"):
-                raw = raw.rstrip(b"\r")
-                try:
-                    texts.append(raw.decode("utf-8"))
-                    bad.append(False)
-                except UnicodeDecodeError:
-                    texts.append(raw.decode("utf-8", errors="replace"))
-                    bad.append(True)
-            yield texts, bad
+            texts = lines.cast(pa.string())
+        except pa.ArrowInvalid:
+            yield _decode_line_by_line(chunk)
             continue
         if b"\r" in chunk:
-            texts = [text.rstrip("\r") for text in texts]
-        yield texts, [False] * len(texts)
+            texts = pc.utf8_rtrim(texts, characters="\r")
+        yield texts, pa.repeat(pa.scalar(False, pa.bool_()), len(texts))
 
 
 def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
@@ -307,8 +316,8 @@ def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
     A UTF-8 byte-order mark before the first line is dropped. A gzip error (truncated stream, not
     gzip at all) is raised after the complete lines before it were yielded.
     """
-    for texts, bad in read_line_chunks(path):
-        yield from zip(texts, bad, strict=True)
+    for texts, bad in read_line_arrays(path):
+        yield from zip(texts.to_pylist(), bad.to_pylist(), strict=True)
 
 
 def grew_from(path: Path, candidate: LandingFile, previous: LoadedFile) -> bool:
@@ -406,21 +415,25 @@ def _batch(
     item: FileToRead,
     loaded_at: datetime,
     first_number: int,
-    lines: list[str],
-    bad: list[bool],
+    lines: pa.Array,
+    bad: pa.Array,
 ) -> pa.RecordBatch:
     count = len(lines)
     landing_file = item.file
+
+    def constant(value: object, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), count)
+
     return pa.record_batch(
         [
-            pa.array([landing_file.path] * count, pa.string()),
-            pa.array([landing_file.size] * count, pa.int64()),
-            pa.array([landing_file.modified_at] * count, pa.timestamp("us")),
-            pa.array([item.file_hash] * count, pa.string()),
+            constant(landing_file.path, pa.string()),
+            constant(landing_file.size, pa.int64()),
+            constant(landing_file.modified_at, pa.timestamp("us")),
+            constant(item.file_hash, pa.string()),
             pa.array(range(first_number, first_number + count), pa.int64()),
-            pa.array(lines, pa.string()),
-            pa.array(bad, pa.bool_()),
-            pa.array([loaded_at] * count, pa.timestamp("us")),
+            lines,
+            bad,
+            constant(loaded_at, pa.timestamp("us")),
         ],
         schema=RAW_SCHEMA,
     )
@@ -439,28 +452,20 @@ def iter_batches(
     Lines are numbered from 1 in each file; a file that grew skips its first skip_lines lines.
     """
     for item in files:
-        lines: list[str] = []
-        bad: list[bool] = []
-        first_number = item.skip_lines + 1  # the number of lines[0]
+        next_number = item.skip_lines + 1
         read = 0  # lines of the file read so far, skipped ones included
         error: Exception | None = None
         try:
-            for texts, flags in read_line_chunks(root / item.file.path):
-                skip = max(0, item.skip_lines - read)
+            for texts, flags in read_line_arrays(root / item.file.path):
+                skip = min(len(texts), max(0, item.skip_lines - read))
                 read += len(texts)
-                if skip:
-                    texts, flags = texts[skip:], flags[skip:]
-                lines.extend(texts)
-                bad.extend(flags)
-                while len(lines) >= BATCH_LINES:
-                    yield _batch(item, loaded_at, first_number, lines[:BATCH_LINES],
-                                 bad[:BATCH_LINES])  # fmt: skip
-                    lines, bad = lines[BATCH_LINES:], bad[BATCH_LINES:]
-                    first_number += BATCH_LINES
+                for start in range(skip, len(texts), BATCH_LINES):
+                    part = texts.slice(start, BATCH_LINES)
+                    yield _batch(item, loaded_at, next_number, part,
+                                 flags.slice(start, BATCH_LINES))  # fmt: skip
+                    next_number += len(part)
         except READ_ERRORS as caught:
             error = caught
-        if lines:
-            yield _batch(item, loaded_at, first_number, lines, bad)
         count = max(0, read - item.skip_lines)
         if error is not None:
             detail = (
