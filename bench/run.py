@@ -131,6 +131,36 @@ def bench_profiles(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+@register("staging")
+def bench_staging(args: argparse.Namespace) -> list[Row]:
+    """Raw load + staging of --events events (default 1M) against DuckDB's read_json of the same
+    files, side by side: bench/bench_staging.py (goal: at most 1.5x)."""
+    import json
+
+    from bench_staging import run
+
+    result = run(args.events or 1_000_000)
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / "bench_staging.json").write_text(json.dumps(result, indent=2))
+    events, peak = result["events"], result["peak_rss_mb"]
+    return [
+        Row("read_json (DuckDB)", events, result["read_json_seconds"], peak),
+        Row(
+            f"raw load + staging, dbt ({result['dbt_ratio_to_read_json']}x)",
+            events,
+            result["dbt_raw_load_plus_staging_seconds"],
+            peak,
+        ),
+        Row(
+            f"same without dbt ({result['ratio_to_read_json']}x, "
+            f"CPU {result['cpu_ratio_to_read_json']}x)",
+            events,
+            result["raw_load_seconds"] + result["staging_sql_seconds"],
+            peak,
+        ),
+    ]
+
+
 @register("collector")
 def bench_collector(args: argparse.Namespace) -> list[Row]:
     """Collector on loopback: 5,000 events/s open loop, then the sustained maximum (closed loop,

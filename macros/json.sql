@@ -162,3 +162,148 @@
         {{ array_item(array, loop.index) }} as {{ field_column(prefix, name) }}{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+
+{#- Parse once into a typed struct (issue 16: staging at the floor). `fields` maps a name to a
+    JSONPath of object keys ('$.context.traits', '$."odd.key"'); every field is read as text,
+    exactly as json_text would read it (a string unquoted, any other value as its minified JSON,
+    null and absent as null). One parse of `json` per row instead of one per path:
+
+        {{ parse_json_struct('raw_line', {'user_id': '$.userId', 'traits': '$.traits'}) }}
+            as parsed
+        ...
+        {{ struct_fields('parsed', {'user_id': '$.userId', 'traits': '$.traits'}, 'raw_') }}
+
+    The JSON must be valid (guard with json_is_valid): an invalid text is an error. Field access
+    is by struct dot-path (parsed."context"."traits"), so Spark reads the same schema with
+    from_json. A path below another field's path ('$.traits.consent' under '$.traits') is read
+    from that field's JSON (a struct cannot hold one key as text and as object at once). -#}
+{% macro parse_json_struct(json, fields) -%}
+    {{ return(adapter.dispatch('parse_json_struct', 'personalization')(json, fields)) }}
+{%- endmacro %}
+
+{% macro duckdb__parse_json_struct(json, fields) -%}
+    json_transform({{ json }}, {{ quoted_literal(tojson(json_struct_plan(fields, 'VARCHAR', 'JSON').schema)) }})
+{%- endmacro %}
+
+{#- Spark: from_json with the same schema as a DDL string; JSON-typed fields are strings there
+    (from_json keeps an object's text for a string field). -#}
+{% macro spark__parse_json_struct(json, fields) -%}
+    from_json({{ json }}, {{ quoted_literal(spark_struct_ddl(json_struct_plan(fields, 'string', 'string').schema)) }})
+{%- endmacro %}
+
+{% macro default__parse_json_struct(json, fields) -%}
+    {{ exceptions.raise_compiler_error("parse_json_struct is not implemented for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+
+{#- `, `-free list of `<expression> as <prefix><name>` reading every field of `fields` from the
+    struct parse_json_struct made of the same fields (no trailing comma). -#}
+{% macro struct_fields(struct, fields, prefix='') -%}
+    {%- set plan = json_struct_plan(fields, 'VARCHAR', 'JSON') -%}
+    {%- for name in fields.keys() %}
+        {%- set column = plan.columns[name] %}
+        {%- set leaf = struct_field(struct, column['keys']) -%}
+        {%- if column.parent is not none -%}
+            {%- set expression = json_text(struct_field(struct, plan.columns[column.parent]['keys']), json_keys_path(column.rest)) -%}
+        {%- elif column.is_json -%}
+            {%- set expression = json_text(leaf, '$') -%}
+        {%- else -%}
+            {%- set expression = leaf -%}
+        {%- endif %}
+        {{ expression }} as {{ field_column(prefix, name) }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- A struct's field by its keys: struct."a"."b" (DuckDB), struct.`a`.`b` (Spark). -#}
+{% macro struct_field(struct, keys) -%}
+    {{ return(adapter.dispatch('struct_field', 'personalization')(struct, keys)) }}
+{%- endmacro %}
+
+{% macro default__struct_field(struct, keys) -%}
+    {%- set parts = [struct] -%}
+    {%- for key in keys -%}{%- do parts.append('"' ~ (key | replace('"', '""')) ~ '"') -%}{%- endfor -%}
+    {{ return(parts | join('.')) }}
+{%- endmacro %}
+
+{% macro spark__struct_field(struct, keys) -%}
+    {%- set parts = [struct] -%}
+    {%- for key in keys -%}{%- do parts.append('`' ~ (key | replace('`', '``')) ~ '`') -%}{%- endfor -%}
+    {{ return(parts | join('.')) }}
+{%- endmacro %}
+
+
+{#- The object keys of a JSONPath: '$.context.traits' -> ['context', 'traits'], '$."a.b"' ->
+    ['a.b'] (json_key_path's quoting). Array indices and wildcards are a compile error. -#}
+{% macro json_path_keys(path) -%}
+    {%- set text = path | string -%}
+    {%- set keys = [] -%}
+    {%- set consumed = [1] -%}
+    {%- for match in modules.re.finditer('\\.(?:([A-Za-z_][A-Za-z0-9_$-]*)|"((?:[^"\\\\]|\\\\.)*)")', text[1:]) -%}
+        {#- a match that does not start where the last one ended: something else lies between -#}
+        {%- do consumed.append(match.end() + 1 if match.start() + 1 == consumed[-1] else -1) -%}
+        {%- if match.group(1) is not none -%}
+            {%- do keys.append(match.group(1)) -%}
+        {%- else -%}
+            {%- do keys.append(modules.re.sub('\\\\(.)', '\\1', match.group(2))) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if not text.startswith('$') or -1 in consumed or consumed[-1] != text | length or not keys -%}
+        {{ exceptions.raise_compiler_error("JSON path '" ~ text ~ "': only object keys are supported "
+            ~ "here ($.key.key or $.\"key\"), no array index or wildcard") }}
+    {%- endif -%}
+    {{ return(keys) }}
+{%- endmacro %}
+
+
+{#- The JSONPath of a list of keys (each quoted, json_key_path). -#}
+{% macro json_keys_path(keys) -%}
+    {%- set path = ['$'] -%}
+    {%- for key in keys -%}{%- do path.append(json_key_path(key, path[-1])) -%}{%- endfor -%}
+    {{ return(path[-1]) }}
+{%- endmacro %}
+
+
+{#- The struct schema of `fields` (see parse_json_struct): {'schema': nested dict of types,
+    'columns': {name: {keys, is_json, parent, rest}}}. A field whose path lies below another
+    field's path is read from that field (parent, rest), and the parent is typed `json_type`. -#}
+{% macro json_struct_plan(fields, text_type, json_type) -%}
+    {%- set columns = {} -%}
+    {%- for name, path in fields.items() -%}
+        {%- do columns.update({name: {'keys': json_path_keys(path), 'is_json': false, 'parent': none, 'rest': []}}) -%}
+    {%- endfor -%}
+    {%- for name, column in columns.items() -%}
+        {%- for other, candidate in columns.items() -%}
+            {%- set depth = candidate['keys'] | length -%}
+            {%- if depth < column['keys'] | length and column['keys'][:depth] == candidate['keys']
+                and (column.parent is none or depth > columns[column.parent]['keys'] | length) -%}
+                {%- do column.update({'parent': other, 'rest': column['keys'][depth:]}) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- for column in columns.values() -%}
+        {%- if column.parent is not none -%}{%- do columns[column.parent].update({'is_json': true}) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- set schema = {} -%}
+    {%- for column in columns.values() if column.parent is none -%}
+        {%- set node = [schema] -%}
+        {%- for key in column['keys'][:-1] -%}
+            {%- if node[-1].get(key) is not mapping -%}{%- do node[-1].update({key: {}}) -%}{%- endif -%}
+            {%- do node.append(node[-1][key]) -%}
+        {%- endfor -%}
+        {%- do node[-1].update({column['keys'][-1]: json_type if column.is_json else text_type}) -%}
+    {%- endfor -%}
+    {{ return({'schema': schema, 'columns': columns}) }}
+{%- endmacro %}
+
+
+{#- A nested schema dict as a Spark DDL type: struct<`a`:string,`b`:struct<...>>. -#}
+{% macro spark_struct_ddl(schema) -%}
+    {%- set parts = [] -%}
+    {%- for key, kind in schema.items() -%}
+        {%- do parts.append('`' ~ (key | replace('`', '``')) ~ '`:'
+            ~ (spark_struct_ddl(kind) if kind is mapping else kind)) -%}
+    {%- endfor -%}
+    {{ return('struct<' ~ parts | join(',') ~ '>') }}
+{%- endmacro %}

@@ -104,6 +104,19 @@
 {%- endmacro %}
 
 
+{#- The property names that have a `min` rule in some event, sorted: the only properties whose
+    value (prop_<name>) staging reads; every declared one is typed (kind_<name>). -#}
+{% macro plan_min_property_names() -%}
+    {%- set names = [] -%}
+    {%- for spec in tracking_plan().events.values() -%}
+        {%- for name, rule in ((spec or {}).get('properties') or {}).items() -%}
+            {%- if (rule or {}).get('min') is not none and name not in names -%}{%- do names.append(name) -%}{%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(names | sort) }}
+{%- endmacro %}
+
+
 {#- The JSONPaths of plan_property_names(), in the same order. -#}
 {% macro plan_property_paths() -%}
     {%- set paths = [] -%}
@@ -121,7 +134,8 @@
 
 {#- A boolean SQL expression: true when the event named in `event_column` breaks `check` for any
     property of its tracking-plan entry. Reads the columns kind_<name> (json_kind) and
-    prop_<name> (text) of each declared property (see plan_property_names). check is one of:
+    prop_<name> (text) of each property with a min (see plan_property_names,
+    plan_min_property_names). check is one of:
     missing   - a required property is absent, or none of a `required_one_of` group is present
     mistyped  - a present property has a JSON type the plan does not allow (as in JSON Schema,
                 null is a type: allowed for optional properties, wrong for required ones)

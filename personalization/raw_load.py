@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -244,20 +245,69 @@ def _gzip_blocks(path: Path) -> Iterator[bytes]:
         raise TruncatedGzipError("compressed file ended before the end-of-stream marker")
 
 
-def _raw_lines(path: Path) -> Iterator[bytes]:
-    """Complete lines (without their newline) of a plain or gzip file; an error after the rest."""
-    if not is_gzip_name(path):
-        with path.open("rb") as handle:
-            for raw in handle:
-                yield raw.rstrip(b"\n")
+def _raw_blocks(path: Path) -> Iterator[bytes]:
+    """The bytes of a plain or gzip file, in blocks; a gzip error after the blocks before it."""
+    if is_gzip_name(path):
+        yield from _gzip_blocks(path)
         return
+    with path.open("rb") as handle:
+        yield from iter(lambda: handle.read(1 << 20), b"")
+
+
+def _line_chunks(path: Path) -> Iterator[bytes]:
+    """Runs of complete lines: each chunk is whole lines joined by newlines (without the last
+    newline). A last line without a final newline comes last, only when the file ended cleanly: a
+    read error is raised after the complete lines before it, and the cut-off line is dropped."""
     pending = b""
-    for block in _gzip_blocks(path):
-        pending += block
-        *complete, pending = pending.split(b"\n")
-        yield from complete
+    for block in _raw_blocks(path):
+        data = pending + block if pending else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        yield data[:cut]
+        pending = data[cut + 1 :]
     if pending:
-        yield pending  # a last line without a final newline (the stream ended cleanly)
+        yield pending  # a last line without a final newline
+
+
+def _decode_line_by_line(chunk: bytes) -> tuple[pa.Array, pa.Array]:
+    """A chunk with an invalid UTF-8 byte: each line decoded on its own, a bad one with
+    replacement characters and its has_encoding_error flag set."""
+    texts, bad = [], []
+    for raw in chunk.split(b"\n"):
+        raw = raw.rstrip(b"\r")
+        try:
+            texts.append(raw.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            texts.append(raw.decode("utf-8", errors="replace"))
+            bad.append(True)
+    return pa.array(texts, pa.string()), pa.array(bad, pa.bool_())
+
+
+def read_line_arrays(path: Path) -> Iterator[tuple[pa.Array, pa.Array]]:
+    """The lines of a file as Arrow arrays (text, has_encoding_error), a run of lines at a time.
+
+    A run of whole lines is split and checked as UTF-8 by Arrow, without a Python string per
+    line (a newline byte never lies inside a UTF-8 character, so a run is valid exactly when its
+    lines are); only a run with an invalid byte is decoded line by line. Trailing carriage
+    returns are not part of a line; a UTF-8 byte-order mark before the first line is dropped.
+    """
+    first = True
+    for chunk in _line_chunks(path):
+        if first and chunk.startswith(UTF8_BOM):
+            chunk = chunk[len(UTF8_BOM) :]
+        first = False
+        lines = pc.split_pattern(pa.array([chunk], pa.binary()), b"\n").flatten()
+        try:
+            texts = lines.cast(pa.string())
+        except pa.ArrowInvalid:
+            yield _decode_line_by_line(chunk)
+            continue
+        if b"\r" in chunk:
+            texts = pc.utf8_rtrim(texts, characters="\r")
+        yield texts, pa.repeat(pa.scalar(False, pa.bool_()), len(texts))
 
 
 def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
@@ -266,16 +316,8 @@ def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
     A UTF-8 byte-order mark before the first line is dropped. A gzip error (truncated stream, not
     gzip at all) is raised after the complete lines before it were yielded.
     """
-    first = True
-    for raw in _raw_lines(path):
-        if first and raw.startswith(UTF8_BOM):
-            raw = raw[len(UTF8_BOM) :]
-        first = False
-        raw = raw.rstrip(b"\r")
-        try:
-            yield raw.decode("utf-8"), False
-        except UnicodeDecodeError:
-            yield raw.decode("utf-8", errors="replace"), True
+    for texts, bad in read_line_arrays(path):
+        yield from zip(texts.to_pylist(), bad.to_pylist(), strict=True)
 
 
 def grew_from(path: Path, candidate: LandingFile, previous: LoadedFile) -> bool:
@@ -372,22 +414,26 @@ BATCH_LINES = 100_000
 def _batch(
     item: FileToRead,
     loaded_at: datetime,
-    numbers: list[int],
-    lines: list[str],
-    bad: list[bool],
+    first_number: int,
+    lines: pa.Array,
+    bad: pa.Array,
 ) -> pa.RecordBatch:
-    count = len(numbers)
+    count = len(lines)
     landing_file = item.file
+
+    def constant(value: object, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), count)
+
     return pa.record_batch(
         [
-            pa.array([landing_file.path] * count, pa.string()),
-            pa.array([landing_file.size] * count, pa.int64()),
-            pa.array([landing_file.modified_at] * count, pa.timestamp("us")),
-            pa.array([item.file_hash] * count, pa.string()),
-            pa.array(numbers, pa.int64()),
-            pa.array(lines, pa.string()),
-            pa.array(bad, pa.bool_()),
-            pa.array([loaded_at] * count, pa.timestamp("us")),
+            constant(landing_file.path, pa.string()),
+            constant(landing_file.size, pa.int64()),
+            constant(landing_file.modified_at, pa.timestamp("us")),
+            constant(item.file_hash, pa.string()),
+            pa.array(range(first_number, first_number + count), pa.int64()),
+            lines,
+            bad,
+            constant(loaded_at, pa.timestamp("us")),
         ],
         schema=RAW_SCHEMA,
     )
@@ -403,28 +449,24 @@ def iter_batches(
 
     One FileEvent per file is appended to `events` once the file is read: loaded/appended with
     its line count, or unreadable with the error (the lines before the error are still yielded).
+    Lines are numbered from 1 in each file; a file that grew skips its first skip_lines lines.
     """
     for item in files:
-        numbers: list[int] = []
-        lines: list[str] = []
-        bad: list[bool] = []
-        count = 0
+        next_number = item.skip_lines + 1
+        read = 0  # lines of the file read so far, skipped ones included
         error: Exception | None = None
         try:
-            for number, (text, bad_encoding) in enumerate(read_lines(root / item.file.path), 1):
-                if number <= item.skip_lines:
-                    continue
-                numbers.append(number)
-                lines.append(text)
-                bad.append(bad_encoding)
-                count += 1
-                if len(numbers) == BATCH_LINES:
-                    yield _batch(item, loaded_at, numbers, lines, bad)
-                    numbers, lines, bad = [], [], []
+            for texts, flags in read_line_arrays(root / item.file.path):
+                skip = min(len(texts), max(0, item.skip_lines - read))
+                read += len(texts)
+                for start in range(skip, len(texts), BATCH_LINES):
+                    part = texts.slice(start, BATCH_LINES)
+                    yield _batch(item, loaded_at, next_number, part,
+                                 flags.slice(start, BATCH_LINES))  # fmt: skip
+                    next_number += len(part)
         except READ_ERRORS as caught:
             error = caught
-        if numbers:
-            yield _batch(item, loaded_at, numbers, lines, bad)
+        count = max(0, read - item.skip_lines)
         if error is not None:
             detail = (
                 f"{type(error).__name__}: {error}; {count} complete line(s) before the error "

@@ -9,8 +9,10 @@ from datetime import datetime
 import pytest
 
 from personalization.raw_load import (
+    UTF8_BOM,
     ChangedLandingFileError,
     FileEvent,
+    FileToRead,
     LoadedFile,
     files_to_load,
     list_landing_files,
@@ -225,3 +227,21 @@ def test_files_still_settling_are_not_taken(tmp_path):
     assert [f.path for f in settled(files, now, 30)] == ["old.jsonl"]
     assert [f.path for f in settled(files, now, 5)] == ["new.jsonl", "old.jsonl"]
     assert [f.path for f in settled(files, now, 0)] == ["new.jsonl", "old.jsonl"]
+
+
+def test_valid_runs_of_lines_are_split_as_sent(tmp_path):
+    """The fast path (Arrow splits a run of valid UTF-8 lines): carriage returns, blank lines,
+    non-ASCII text and a last line without a newline come out as the line-by-line path gives
+    them, across runs of more than one read block, and a file that grew skips its loaded lines."""
+    lines = [f'{{"n": {n}, "name": "Zoë {"x" * (n % 1400)}"}}' for n in range(4000)]
+    body = "\r\n".join(lines[:2000]) + "\r\n\n" + "\n".join(lines[2000:])
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(UTF8_BOM + body.encode())
+    assert path.stat().st_size > 2 << 20  # three read blocks
+    expected = [*lines[:2000], "", *lines[2000:]]
+    assert list(read_lines(path)) == [(line, False) for line in expected]
+    (item,) = plan_load(tmp_path, list_landing_files(tmp_path), {})[0]
+    grown = FileToRead(item.file, item.file_hash, skip_lines=1500, status="appended")
+    table = load_files(tmp_path, [grown], datetime(2026, 1, 1)).read_all()
+    assert table.column("raw_line").to_pylist() == expected[1500:]
+    assert table.column("line_number").to_pylist() == list(range(1501, len(expected) + 1))

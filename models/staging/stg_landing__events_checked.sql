@@ -3,9 +3,10 @@
     stg_duplicate_events are views that split this table by status. -#}
 {{ config(materialized='incremental', on_schema_change='fail') }}
 
-{#- the top-level fields every line is read for, extracted with one parse per line; each is
-    named once here and read by name (raw_<name>) after that. The consent fields come from the
-    consent_signals var (docs/privacy.md, "Consent"). -#}
+{#- the top-level fields every line is read for: each line is parsed once into a struct of these
+    fields (parse_json_struct, json_transform on DuckDB); each is named once here and read by name
+    (raw_<name>) after that. The consent fields come from the consent_signals var
+    (docs/privacy.md, "Consent"). -#}
 {%- set consent_signals = var('consent_signals') -%}
 {%- set top_fields = {
     'message_id': '$.messageId',
@@ -62,6 +63,11 @@
 {%- set event_names = plan.events.keys() | list -%}
 {%- set declared_traits = plan.traits -%}
 {%- set property_names = plan_property_names() -%}
+{#- the text of a property is read only where a rule compares its value (min) -#}
+{%- set property_value_fields = {} -%}
+{%- for name in plan_min_property_names() -%}
+    {%- do property_value_fields.update({name: json_key_path(name)}) -%}
+{%- endfor -%}
 
 with
 
@@ -116,18 +122,18 @@ parsed as (
         raw_line,
         has_encoding_error,
         {{ json_is_valid('raw_line') }} and not has_encoding_error as is_valid_json,
-        -- JSON functions fail on invalid text: only valid lines are parsed further
+        -- JSON functions fail on invalid text: only valid lines are parsed further, each once
         case
             when {{ json_is_valid('raw_line') }} and not has_encoding_error
-                then {{ json_text_many('raw_line', top_fields.values() | list) }}
-        end as top_values
+                then {{ parse_json_struct('raw_line', top_fields) }}
+        end as top_struct
     from raw_lines
 ),
 
 top_named as (
     select
         parsed.*,
-        {{ unpack_fields('top_values', top_fields.keys() | list, 'raw_') }}
+        {{ struct_fields('top_struct', top_fields, 'raw_') }}
     from parsed
 ),
 
@@ -175,20 +181,20 @@ trait_fields as (
         fields.*,
         case
             when trait_source is not null
-                then {{ json_text_many('trait_source', trait_fields.values() | list) }}
-        end as trait_values,
+                then {{ parse_json_struct('trait_source', trait_fields) }}
+        end as trait_struct,
         case
             when event_name in ('Order Completed', 'Order Refunded', 'Order Cancelled') and properties is not null
-                then {{ json_text_many('properties', order_fields.values() | list) }}
-        end as order_values
+                then {{ parse_json_struct('properties', order_fields) }}
+        end as order_struct
     from fields
 ),
 
 trait_named as (
     select
         trait_fields.*,
-        {{ unpack_fields('trait_values', trait_fields.keys() | list, 'trait_text_') }},
-        {{ unpack_fields('order_values', order_fields.keys() | list, 'order_text_') }}
+        {{ struct_fields('trait_struct', trait_fields, 'trait_text_') }},
+        {{ struct_fields('order_struct', order_fields, 'order_text_') }}
     from trait_fields
 ),
 
@@ -261,20 +267,31 @@ property_fields as (
         case
             when event_type = 'track' and properties is not null
                 then {{ json_kind_many('properties', plan_property_paths()) }}
-        end as property_kinds,
-        case
-            when event_type = 'track' and properties is not null
-                then {{ json_text_many('properties', plan_property_paths()) }}
-        end as property_texts
+        end as property_kinds{{ ',' if property_value_fields }}
+        -- then the values of the properties with a minimum, one parse (none without a minimum;
+        -- generated: the linter cannot indent a line that renders empty)
+        -- noqa: disable=LT02
+        {%- if property_value_fields %}
+            case
+                when event_type = 'track' and properties is not null
+                    then {{ parse_json_struct('properties', property_value_fields) }}
+            end as property_values
+        {%- endif %}
+    -- noqa: enable=LT02
     from trait_checks
 ),
 
 property_named as (
-    -- each property the plan declares as kind_<name> (its JSON type) and prop_<name> (its text)
+    -- each property the plan declares as kind_<name> (its JSON type); the ones with a minimum
+    -- as prop_<name> (their text) too
     select
         property_fields.*,
-        {{ unpack_fields('property_kinds', property_names, 'kind_') }},
-        {{ unpack_fields('property_texts', property_names, 'prop_') }}
+        {{ unpack_fields('property_kinds', property_names, 'kind_') }}{{ ',' if property_value_fields }}
+        -- noqa: disable=LT02
+        {%- if property_value_fields %}
+            {{ struct_fields('property_values', property_value_fields, 'prop_') }}
+        {%- endif %}
+    -- noqa: enable=LT02
     from property_fields
 ),
 
@@ -316,13 +333,15 @@ first_copies as (
     -- first received = first in landing order; files land with names that sort by arrival, so a
     -- full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
     -- sorting whole rows is the most expensive step of this model. Only lines that pass every
-    -- check compete: a quarantined copy never hides a valid one.
+    -- check compete: a quarantined copy never hides a valid one. Only ids sent more than once are
+    -- kept, so the join below builds on a few rows, not on every event.
     select
         message_id,
         min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
     from event_checks
     where message_id is not null and {{ array_size('reasons') }} = 0
     group by message_id
+    having count(*) > 1
 ),
 
 ranked as (
@@ -331,8 +350,11 @@ ranked as (
         event_checks.message_id is not null
         and {{ array_size('event_checks.reasons') }} = 0
         and (
-            event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
-            != first_copies.first_position
+            coalesce(
+                event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
+                != first_copies.first_position,
+                false
+            )
             or already_staged.message_id is not null
         ) as is_duplicate
     from event_checks
