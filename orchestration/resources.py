@@ -62,6 +62,8 @@ class WarehouseResource(dg.ConfigurableResource):
     as_of: str | None = None
     target_root: str | None = None
     development_key: bool = False
+    # the dbt var lookback_hours of every run (None: the project's default)
+    lookback_hours: int | None = None
 
     def db(self) -> Path:
         return (
@@ -95,6 +97,8 @@ class WarehouseResource(dg.ConfigurableResource):
         reference = self.reference_time()
         if reference.as_of is not None:
             values["as_of"] = reference.as_of
+        if self.lookback_hours is not None:
+            values["lookback_hours"] = self.lookback_hours
         return values
 
     def dbt_target(self) -> str:

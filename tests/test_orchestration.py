@@ -185,7 +185,8 @@ def test_microbatch_selection_includes_segments_and_leaves_out_clustering() -> N
             props = MODELS.get(parent)
             if props and props["resource_type"] == "model" and not is_ephemeral(props):
                 assert parent in chosen or parent in daily or "cluster" in parent, (uid, parent)
-    for name in ("fct_sessions", "fct_user_activity_daily", "int_user_consent", "people"):
+    for name in ("fct_sessions", "fct_user_activity_daily", "int_user_consent", "people",
+                 "int_touched_users", "int_touched_user_runs"):  # fmt: skip
         assert dbt_key(name) in selected
 
 
