@@ -1,7 +1,8 @@
 """Micro-batch latency: from a landing file arriving to its events showing in a mart.
 
     python bench/bench_microbatch.py --events 1000000 --batches 5 \
-        [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0]
+        [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0] \
+        [--keep | --reuse /tmp/bench-microbatch-XXXX]
 
 1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
 2. for each batch: write one small file (a new user who views the top product: segment
@@ -106,20 +107,24 @@ def next_batch(
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
     landing = work / "landing"
-    t0 = time.perf_counter()
-    users = max(1, args.events // 100)
-    code = cli.main(["generate", "--quiet", f"--out={landing}", f"--events={args.events}",
-                     f"--users={users}", "--days=30", "--seed=11"])  # fmt: skip
-    assert code == 0
-    generate_s = time.perf_counter() - t0
+    generate_s = full_build_s = 0.0
+    if not args.reuse:
+        t0 = time.perf_counter()
+        users = max(1, args.events // 100)
+        code = cli.main(["generate", "--quiet", f"--out={landing}", f"--events={args.events}",
+                         f"--users={users}", "--days=30", "--seed=11"])  # fmt: skip
+        assert code == 0
+        generate_s = time.perf_counter() - t0
     as_of_text = json.loads((landing / "manifest.json").read_text())["as_of"]
     as_of = datetime.fromisoformat(as_of_text.replace("Z", "+00:00"))
     warehouse = Warehouse(work / "warehouse.duckdb", landing, work / "target", as_of_text)
-    t0 = time.perf_counter()
-    run_dbt(["build"], warehouse, check=False)  # a failing model elsewhere must not stop the bench
-    full_build_s = time.perf_counter() - t0
+    if not args.reuse:
+        t0 = time.perf_counter()
+        # a failing model elsewhere must not stop the bench
+        run_dbt(["build"], warehouse, check=False)
+        full_build_s = time.perf_counter() - t0
 
     resource = WarehouseResource(
         db_path=str(warehouse.db_path), landing_path=str(landing), as_of=as_of_text,
@@ -145,9 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(7)
     interval = sensors.MICROBATCH_INTERVAL_SECONDS
     batches = []
+    prefix = f"bench-user-{int(time.time())}"  # new users on a reused warehouse too
     for i in range(args.batches):
-        user = f"bench-user-{i}"
-        path = landing / "dt=bench" / f"part-{i:04d}.jsonl"
+        user = f"{prefix}-{i}"
+        path = landing / "dt=bench" / f"{user}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         landed, cpu = time.perf_counter(), cpu_seconds()
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
@@ -178,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                            raise_on_error=False)  # fmt: skip
     empty_batch_s, empty_batch_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu
     latencies = [b["latency_s"] for b in batches]
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "events": args.events, "target": args.target, "batches": batches,
@@ -218,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="table whose canonical_user_id must show the new user")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (in /tmp)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a work folder a --keep run left: no generation, no full build",
+    )
     parser.add_argument("--settle-seconds", type=int, default=1,
                         help="age a landing file needs before the sensor takes it")  # fmt: skip
     parser.add_argument("--lookback-hours", type=int, default=0,

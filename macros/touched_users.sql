@@ -72,7 +72,8 @@
     'finished_at': SQL literal, 'as_of': SQL literal}. A full rebuild (every user) when there is
     no such build, when as_of moved backwards, on --full-refresh, when a privacy request
     (erasure, retention purge: rows deleted behind the models' backs) completed since, or when
-    a definition changed (int_touched_user_runs recorded another definitions hash).
+    a definition changed (the latest hash a successful build up to it recorded in
+    int_touched_user_runs differs, or none was recorded).
     Example: `touched_users_state().full` -> 'first build'. -#}
 {% macro touched_users_state() -%}
     {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null'} -%}
@@ -113,10 +114,13 @@
         ~ " complete.as_of > " ~ personalization.as_of() ~ " as is_backwards,"
         ~ " coalesce((select max(completed_at) from " ~ requests ~ ") > complete.finished_at, false)"
         ~ " as is_after_privacy_request,"
-        ~ " runs.definitions_hash is distinct from '" ~ personalization.touched_users_definitions_hash()
+        ~ " (select runs.definitions_hash from " ~ runs ~ " as runs"
+        ~ " inner join " ~ log_schema ~ ".dbt_builds as recorded on runs.build_id = recorded.build_id"
+        ~ " where recorded.status = 'success' and recorded.finished_at <= complete.finished_at"
+        ~ " order by recorded.finished_at desc limit 1)"
+        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash()
         ~ "' as is_redefined"
-        ~ " from complete left join " ~ runs ~ " as runs on complete.build_id = runs.build_id"
-        ~ " order by complete.finished_at desc limit 1"
+        ~ " from complete order by complete.finished_at desc limit 1"
     ) -%}
     {%- if found.rows | length == 0 -%}
         {%- do state.update({'full': 'first build'}) -%}
