@@ -1,7 +1,8 @@
 """Micro-batch latency: from a landing file arriving to its events showing in a mart.
 
     python bench/bench_microbatch.py --events 1000000 --batches 5 \
-        [--target marts.fct_segment_membership]
+        [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0] \
+        [--keep | --reuse /tmp/bench-microbatch-XXXX]
 
 1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
 2. for each batch: write one small file (a new user who views the top product: segment
@@ -9,7 +10,14 @@
    MICROBATCH_INTERVAL_SECONDS; the file lands at a random moment between two ticks), run the
    micro-batch job in process (dbt build of raw load -> staging -> profiles -> segments), and poll
    the target model until the new user is there. Latency = landing -> visible in the target.
-Prints one JSON object (also written to --out) with the figures.
+   The sensor hands a file over once it is --settle-seconds old (writers land files atomically,
+   so the settle time can be short; PERSONALIZATION_LANDING_SETTLE_SECONDS): ticks repeat every
+   MICROBATCH_INTERVAL_SECONDS until it does, and the latency includes that wait.
+   --lookback-hours is the dbt var of the micro-batches (the touched-user models recompute every
+   user with lines loaded within it before the previous run ended: the project default, 72,
+   recomputes the whole history the full build loaded minutes earlier).
+Prints one JSON object (also written to --out) with the figures, the load average and the CPU
+time (this process and its dbt children) of each batch.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import logging
 import os
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -27,6 +36,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -75,31 +85,58 @@ def visible(db: Path, table: str, user: str) -> bool:
         return False
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended (dbt)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def next_batch(
+    instance: dg.DagsterInstance, cursor: str | None, job: Any, resources: dict[str, Any]
+) -> tuple[str | None, float, Any]:
+    """Sensor ticks every MICROBATCH_INTERVAL_SECONDS until one hands the settled file over;
+    then the micro-batch job with the run request's tags (bench.common.run_next_microbatch)."""
+    while True:
+        tick = sensors.landing_microbatch_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=cursor)
+        )
+        if tick.run_requests:
+            return run_next_microbatch(instance, cursor, job, resources)
+        time.sleep(sensors.MICROBATCH_INTERVAL_SECONDS)
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
     landing = work / "landing"
-    t0 = time.perf_counter()
-    users = max(1, args.events // 100)
-    code = cli.main(["generate", "--quiet", f"--out={landing}", f"--events={args.events}",
-                     f"--users={users}", "--days=30", "--seed=11"])  # fmt: skip
-    assert code == 0
-    generate_s = time.perf_counter() - t0
+    generate_s = full_build_s = 0.0
+    if not args.reuse:
+        t0 = time.perf_counter()
+        users = max(1, args.events // 100)
+        code = cli.main(["generate", "--quiet", f"--out={landing}", f"--events={args.events}",
+                         f"--users={users}", "--days=30", "--seed=11"])  # fmt: skip
+        assert code == 0
+        generate_s = time.perf_counter() - t0
     as_of_text = json.loads((landing / "manifest.json").read_text())["as_of"]
     as_of = datetime.fromisoformat(as_of_text.replace("Z", "+00:00"))
     warehouse = Warehouse(work / "warehouse.duckdb", landing, work / "target", as_of_text)
-    t0 = time.perf_counter()
-    run_dbt(["build"], warehouse, check=False)  # a failing model elsewhere must not stop the bench
-    full_build_s = time.perf_counter() - t0
+    if not args.reuse:
+        t0 = time.perf_counter()
+        # a failing model elsewhere must not stop the bench
+        run_dbt(["build"], warehouse, check=False)
+        full_build_s = time.perf_counter() - t0
 
     resource = WarehouseResource(
         db_path=str(warehouse.db_path), landing_path=str(landing), as_of=as_of_text,
         publish_root=str(work / "published"), target_root=str(work / "dbt_runs"),
         development_key=True,  # built above on the dev target: the same (development) key
+        lookback_hours=args.lookback_hours,
     )  # fmt: skip
     resources = {"dbt": dbt_resource(), "warehouse": resource}
     job = defs.resolve_job_def("microbatch_job")
     instance = dg.DagsterInstance.ephemeral()
     os.environ["PERSONALIZATION_LANDING"] = str(landing)
+    os.environ["PERSONALIZATION_LANDING_SETTLE_SECONDS"] = str(args.settle_seconds)
     # the sensor's first tick sees the whole history: that is the initial load, already built
     cursor = sensors.landing_microbatch_sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance)
@@ -113,14 +150,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(7)
     interval = sensors.MICROBATCH_INTERVAL_SECONDS
     batches = []
+    prefix = f"bench-user-{int(time.time())}"  # new users on a reused warehouse too
     for i in range(args.batches):
-        user = f"bench-user-{i}"
-        path = landing / "dt=bench" / f"part-{i:04d}.jsonl"
+        user = f"{prefix}-{i}"
+        path = landing / "dt=bench" / f"{user}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        landed = time.perf_counter()
+        landed, cpu = time.perf_counter(), cpu_seconds()
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
         time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
-        cursor, detected, outcome = run_next_microbatch(instance, cursor, job, resources)
+        cursor, detected, outcome = next_batch(instance, cursor, job, resources)
         tags = outcome.dagster_run.tags
         finished = time.perf_counter()
         runs = 1
@@ -136,20 +174,24 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         batches.append({"batch": i, "success": outcome.success, "runs": runs,
                         "detect_s": round(detected - landed, 2),
                         "run_s": round(finished - detected, 2),
-                        "latency_s": round(seen - landed, 2)})  # fmt: skip
+                        "latency_s": round(seen - landed, 2),
+                        "cpu_s": round(cpu_seconds() - cpu, 2),
+                        "load_average": round(os.getloadavg()[0], 2)})  # fmt: skip
         log.info("batch %s", batches[-1])
     # an empty batch as the sensor starts it (warm dbt, guard tests only): the fixed cost
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), cpu_seconds()
     job.execute_in_process(instance=instance, resources=resources, tags=tags,
                            raise_on_error=False)  # fmt: skip
-    empty_batch_s = time.perf_counter() - t0
+    empty_batch_s, empty_batch_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu
     latencies = [b["latency_s"] for b in batches]
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "events": args.events, "target": args.target, "batches": batches,
         "generate_s": round(generate_s, 1), "full_build_s": round(full_build_s, 1),
         "noop_microbatch_s": round(noop_run_s, 2), "empty_sensor_batch_s": round(empty_batch_s, 2),
+        "empty_sensor_batch_cpu_s": round(empty_batch_cpu_s, 2),
+        "settle_seconds": args.settle_seconds, "lookback_hours": args.lookback_hours,
         "sensor_interval_s": interval, "load_average": [round(x, 2) for x in os.getloadavg()],
         "median_latency_s": round(statistics.median(latencies), 2),
         "max_latency_s": round(max(latencies), 2),
@@ -182,6 +224,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="table whose canonical_user_id must show the new user")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (in /tmp)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a work folder a --keep run left: no generation, no full build",
+    )
+    parser.add_argument("--settle-seconds", type=int, default=1,
+                        help="age a landing file needs before the sensor takes it")  # fmt: skip
+    parser.add_argument("--lookback-hours", type=int, default=0,
+                        help="the dbt var lookback_hours of the micro-batches")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("dagster").setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from personalization.dbt_runner import dbt_executable
+from personalization.raw_load import DEFAULT_SETTLE_SECONDS
 from personalization.reference_time import ReferenceTime, resolve_as_of
 from personalization.tracking_plan import PROJECT_ROOT
 
@@ -30,6 +31,15 @@ def env_path(name: str, default: str) -> Path:
 
 def landing_root() -> Path:
     return env_path("PERSONALIZATION_LANDING", "data/landing")
+
+
+def landing_settle_seconds() -> int:
+    """Seconds a landing file must be left unmodified before it is taken (its writer is done):
+    PERSONALIZATION_LANDING_SETTLE_SECONDS, else the dbt var's default. The micro-batch sensor
+    and the builds it starts use the same value, so the sensor never hands over a file the raw
+    load would skip."""
+    value = os.environ.get("PERSONALIZATION_LANDING_SETTLE_SECONDS")
+    return int(value) if value else DEFAULT_SETTLE_SECONDS
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -52,6 +62,8 @@ class WarehouseResource(dg.ConfigurableResource):
     as_of: str | None = None
     target_root: str | None = None
     development_key: bool = False
+    # the dbt var lookback_hours of every run (None: the project's default)
+    lookback_hours: int | None = None
 
     def db(self) -> Path:
         return (
@@ -78,10 +90,15 @@ class WarehouseResource(dg.ConfigurableResource):
         return env_path("PERSONALIZATION_DBT_TARGETS", "data/dbt_runs")
 
     def dbt_vars(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"landing_path": str(self.landing())}
+        values: dict[str, Any] = {
+            "landing_path": str(self.landing()),
+            "landing_settle_seconds": landing_settle_seconds(),
+        }
         reference = self.reference_time()
         if reference.as_of is not None:
             values["as_of"] = reference.as_of
+        if self.lookback_hours is not None:
+            values["lookback_hours"] = self.lookback_hours
         return values
 
     def dbt_target(self) -> str:

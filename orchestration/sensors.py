@@ -6,6 +6,7 @@ import logging
 import os
 import urllib.request
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -13,8 +14,8 @@ import dagster as dg
 from orchestration.dbt_assets import LANDING_KEY, SENSOR_BATCH_TAG
 from orchestration.jobs import microbatch_job
 from orchestration.landing import landing_metadata
-from orchestration.resources import landing_root
-from personalization.raw_load import list_landing_files
+from orchestration.resources import landing_root, landing_settle_seconds
+from personalization.raw_load import list_landing_files, settled
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,16 @@ def landing_microbatch_sensor(
     root = landing_root()
     files = list_landing_files(root)
     seen = read_cursor(context.cursor)
-    new = [f.path for f in files if f.path not in seen]
+    # a file modified within the settle time is still being written: the raw load would skip it,
+    # so it is not handed over (nor marked seen) until it has settled
+    now = datetime.now(UTC).replace(tzinfo=None)
+    ready = {f.path for f in settled(files, now, landing_settle_seconds())}
+    new = [f.path for f in files if f.path not in seen and f.path in ready]
     if not new:
-        return dg.SkipReason(f"no new landing files under {root} ({len(files)} seen)")
+        waiting = sum(1 for f in files if f.path not in seen) - len(new)
+        return dg.SkipReason(
+            f"no new settled landing files under {root} ({len(files)} seen, {waiting} settling)"
+        )
     running = microbatch_in_progress(context.instance)
     if running:
         # cursor not advanced: these files join the next batch once the run is over

@@ -5,7 +5,18 @@ The micro-batches run as the Dagster micro-batch job runs them: `dbt build --sel
 microbatch` (selectors.yml; the job's asset selection is the same selector), at the tightest
 incremental setting (lookback_hours 0). In between come a late event (a day older than the
 batch it arrives in), an identity stitched retroactively (an anonymous visitor of the first
-batch identifies later) and a consent withdrawal. The reference is a `--full-refresh` of the same
+batch identifies later), a shared device (an anonymous id a second user identifies on: its
+events leave the first user, who brings no line of their own) and a consent withdrawal.
+
+The touched-user models (int_touched_users) recompute only users whose output can change. The
+last two batches bring no generator line and move as_of forward (to 10 minutes before, then 10
+minutes after, 30 days after an untouched user's only events): that user crosses a segment window
+(feature_power_users, 30d), catalogue windows (30d) and a lifecycle threshold (at_risk -> lapsed
+at 30 days) between them, with no line of their own, so only the as_of bands
+(touched_as_of_bands) can mark them touched. A band a day short, or a stitched user's old owner
+left out of the touched set, fails this test.
+
+The reference is a `--full-refresh` of the same
 selection on a copy of the warehouse: every model rebuilt from all landed files, reading the same
 daily-only tables (imputation and clustering fits) the micro-batches read. A full refresh of
 everything in one build is the "one batch" case.
@@ -38,6 +49,11 @@ TIGHTEST = {"lookback_hours": 0}
 HISTORY_MARTS = {"fct_segment_membership_history", "fct_segment_events"}
 GRANT = {"personalization": True, "advertising": True, "analytics": True}
 WITHDRAW = {"personalization": False, "advertising": False}
+# as_of of the two last batches: 30 days (the longest window, touched_as_of_bands) and 10 minutes
+# before, then 10 minutes after, the lapsing user's only events (2026-01-01 12:20:00-20): the
+# 30-day band of the last step is 20 minutes wide and holds few other users
+STEP_AS_OF = ("2026-01-31T12:10:00Z", "2026-01-31T12:30:00Z")
+LAPSING_AT = "2026-01-01T12:20:{second:02d}.000Z"
 
 
 def message(message_id: str, at: str, received: str, **fields: Any) -> str:
@@ -56,21 +72,42 @@ def view(message_id: str, at: str, received: str, **who: Any) -> str:
 
 
 def planted_lines(batches: int) -> dict[int, list[str]]:
-    """The cases the issue names, each in its own batch (as_of is 2026-01-05)."""
-    stitch, withdraw = batches // 2, batches // 2 + 1
+    """The cases the issue names, each in its own batch (the generator's as_of is 2026-01-05;
+    the last two batches move it, see STEP_AS_OF)."""
+    stitch, withdraw = (batches - 2) // 2, batches - 2
     return {
-        # an anonymous visitor (no userId yet) and a known user, both granting every consent
         0: [
+            # an anonymous visitor (no userId yet) and a known user, both granting every consent
             view("eq-anon-1", "2026-01-01T09:00:00.000Z", "2026-01-01T09:00:01.000Z",
                  anonymousId="eq-anon"),
             view("eq-user-1", "2026-01-02T09:00:00.000Z", "2026-01-02T09:00:01.000Z",
                  userId="eq-user"),
+            # the withdrawing user grants consent first
+            view("eq-withdrawn-1", "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z",
+                 userId="eq-withdrawn"),
+            # a device first identified as eq-first (who takes its view)
+            view("eq-shared-1", "2026-01-01T11:00:00.000Z", "2026-01-01T11:00:01.000Z",
+                 anonymousId="eq-shared"),
+            message("eq-first", "2026-01-01T11:05:00.000Z", "2026-01-01T11:05:01.000Z",
+                    type="identify", userId="eq-first", anonymousId="eq-shared"),
+            # the lapsing user: one view and 20 feature uses on day one, then nothing
+            view("eq-lapsing-view", LAPSING_AT.format(second=0), LAPSING_AT.format(second=0),
+                 userId="eq-lapsing"),
+            *(
+                message(f"eq-lapsing-{second}", LAPSING_AT.format(second=second),
+                        LAPSING_AT.format(second=second), type="track", event="Feature Used",
+                        userId="eq-lapsing", properties={"feature_name": "export"})
+                for second in range(1, 21)
+            ),
         ],
-        # retroactive stitch: the visitor of batch 0 identifies as eq-user
         stitch: [
+            # retroactive stitch: the visitor of batch 0 identifies as eq-user
             message("eq-identify", "2026-01-03T09:00:00.000Z", "2026-01-03T09:00:01.000Z",
                     type="identify", userId="eq-user", anonymousId="eq-anon",
                     traits={"country": "DE"}),
+            # a second user on eq-first's device: a shared device, its view leaves eq-first
+            message("eq-second", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
+                    type="identify", userId="eq-second", anonymousId="eq-shared"),
         ],
         # consent withdrawal by a Consent Updated event
         withdraw: [
@@ -83,26 +120,27 @@ def planted_lines(batches: int) -> dict[int, list[str]]:
             view("eq-late", "2026-01-01T08:00:00.000Z", "2026-01-04T23:00:00.000Z",
                  userId="eq-user"),
         ],
-    } | {
-        # the withdrawing user granted consent in the first batch (merged below)
-        -1: [
-            view("eq-withdrawn-1", "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z",
-                 userId="eq-withdrawn"),
-        ]
     }  # fmt: skip
 
 
 def batch_files(generated: Path, batches: int) -> list[list[str]]:
     """The generator's lines (late events, duplicates and defects included) dealt round-robin
-    into `batches` files, with the planted lines added: every batch spans every day, so every
-    batch after the first brings events older than the last build's high-water mark."""
+    into all but the last two files, with the planted lines added: every such batch spans every
+    day, so every batch after the first brings events older than the last build's high-water
+    mark. The last two batches bring planted lines only."""
     lines: list[str] = []
     for path in sorted(generated.glob("dt=*/*.jsonl.gz")):
         lines += gzip.decompress(path.read_bytes()).decode().splitlines()
-    slices = [lines[i::batches] for i in range(batches)]
+    slices = [lines[i :: batches - 2] for i in range(batches - 2)] + [[], []]
     for index, extra in planted_lines(batches).items():
-        slices[max(index, 0)] += extra
+        slices[index] += extra
     return slices
+
+
+def batch_as_of(generated: Path, batches: int) -> list[str]:
+    """The as_of of each batch: the generator's, then the two steps."""
+    as_of = json.loads((generated / "manifest.json").read_text())["as_of"]
+    return [as_of] * (batches - 2) + list(STEP_AS_OF)
 
 
 def land(landing: Path, index: int, lines: list[str]) -> None:
@@ -141,16 +179,59 @@ def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
+def lapsing_user(db: Path) -> tuple:
+    """The lapsing user's lifecycle stage, 30-day catalogue traits and feature_power_users
+    membership."""
+    key = user_key("eq-lapsing")
+    profile = query(
+        db,
+        "select lifecycle_stage, product_views_30d, feature_uses_30d from marts.dim_user_profiles"
+        " where canonical_user_id = ?",
+        [key],
+    )
+    member = query(
+        db,
+        "select count(*) from marts.fct_segment_membership where canonical_user_id = ?"
+        " and segment_name = 'feature_power_users' and status = 'member'",
+        [key],
+    )
+    return (*profile[0], member[0][0])
+
+
+def touched_users(db: Path) -> set[str]:
+    """The users the last run recomputed (int_touched_users); none of them a full rebuild."""
+    rows = query(
+        db, "select canonical_user_id, is_full_rebuild from intermediate.int_touched_users"
+    )
+    return {key for key, full in rows if not full}
+
+
 def run_microbatches(root: Path, generated: Path, batches: int) -> tuple[Warehouse, Warehouse]:
     """Batch 0 by a full build (the daily build), every other batch by a micro-batch; then the
     reference: a full refresh of the micro-batch selection on a copy of the result."""
-    as_of = json.loads((generated / "manifest.json").read_text())["as_of"]
     landing = root / "landing"
-    warehouse = make_warehouse(root / "microbatch", landing, as_of=as_of)
+    as_of = batch_as_of(generated, batches)
+    stitch = (batches - 2) // 2
     for index, lines in enumerate(batch_files(generated, batches)):
         land(landing, index, lines)
+        warehouse = make_warehouse(root / "microbatch", landing, as_of=as_of[index])
         run_dbt(["build"] if index == 0 else MICROBATCH, warehouse, dbt_vars=TIGHTEST)
-    reference = make_warehouse(root / "reference", landing, as_of=as_of)
+        touched = touched_users(warehouse.db_path)
+        if index == stitch:
+            # the shared device's first user brought no line: touched as its old owner, and its
+            # session of the device's view is gone now (later as_of steps would hide a stale one)
+            assert user_key("eq-first") in touched
+            assert_shared_device_split(warehouse.db_path)
+        if index == batches - 2:
+            # the untouched lapsing user, 10 minutes before its windows close
+            assert lapsing_user(warehouse.db_path) == ("at_risk", 1, 20, 1)
+    # ... and 10 minutes after, from the as_of bands alone: the last batch (one late event)
+    # recomputes a few users, not everyone
+    assert lapsing_user(warehouse.db_path) == ("lapsed", 0, 0, 0)
+    profiles = query(warehouse.db_path, "select count(*) from marts.dim_user_profiles")[0][0]
+    assert {user_key("eq-user"), user_key("eq-lapsing")} <= touched
+    assert len(touched) < profiles / 2, (len(touched), profiles)
+    reference = make_warehouse(root / "reference", landing, as_of=as_of[-1])
     reference.db_path.parent.mkdir(parents=True)
     shutil.copy(warehouse.db_path, reference.db_path)
     run_dbt([*MICROBATCH, "--full-refresh"], reference, dbt_vars=TIGHTEST)
@@ -208,6 +289,18 @@ def assert_planted_cases(warehouse: Warehouse) -> None:
         "select count(*) from marts.people where id = ?",
         [user_key("eq-withdrawn")],
     ) == [(0,)]
+    assert_shared_device_split(db)
+
+
+def assert_shared_device_split(db: Path) -> None:
+    """The shared device's view went back to the device's own key, away from eq-first."""
+    sessions = query(
+        db,
+        "select canonical_user_id, count(*) from marts.fct_sessions"
+        " where canonical_user_id in (?, ?) group by all",
+        [user_key("eq-first"), user_key("eq-shared")],
+    )
+    assert sessions == [(user_key("eq-shared"), 1)], sessions
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import uuid
@@ -184,7 +185,8 @@ def test_microbatch_selection_includes_segments_and_leaves_out_clustering() -> N
             props = MODELS.get(parent)
             if props and props["resource_type"] == "model" and not is_ephemeral(props):
                 assert parent in chosen or parent in daily or "cluster" in parent, (uid, parent)
-    for name in ("fct_sessions", "fct_user_activity_daily", "int_user_consent", "people"):
+    for name in ("fct_sessions", "fct_user_activity_daily", "int_user_consent", "people",
+                 "int_touched_users", "int_touched_user_runs"):  # fmt: skip
         assert dbt_key(name) in selected
 
 
@@ -427,10 +429,14 @@ def test_failure_sensor_posts_to_webhook(
 # ---------------------------------------------------------------- micro-batch sensor
 
 
-def land(root: Path, name: str) -> None:
+def land(root: Path, name: str, age_seconds: float = 60) -> None:
+    """A landing file last modified age_seconds ago (settled by default: older than the
+    10-second settle time)."""
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"type": "track"}\n')
+    modified = path.stat().st_mtime - age_seconds
+    os.utime(path, (modified, modified))
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None) -> Any:
@@ -482,3 +488,46 @@ def test_sensor_one_run_per_batch_none_on_repeat_and_waits_for_running(
         "dt=2026-01-02/part-0002.jsonl.gz", "dt=2026-01-02/part-0003.jsonl.gz",
         "dt=2026-01-03/part-0000.jsonl",
     }  # fmt: skip
+
+
+def test_sensor_waits_for_a_file_to_settle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file modified within the settle time is still being written: the sensor neither hands
+    it over nor marks it seen; once settled it is the next batch."""
+    monkeypatch.setenv("PERSONALIZATION_LANDING", str(tmp_path))
+    monkeypatch.setenv("PERSONALIZATION_LANDING_SETTLE_SECONDS", "30")
+    instance = dg.DagsterInstance.ephemeral()
+    land(tmp_path, "dt=2026-01-01/part-0000.jsonl", age_seconds=31)
+    land(tmp_path, "dt=2026-01-01/part-0001.jsonl", age_seconds=0)
+    first = tick(instance, None)
+    assert [r.tags["personalization/batch_files"] for r in first.run_requests] == ["1"]
+    assert json.loads(first.cursor)["seen"] == ["dt=2026-01-01/part-0000.jsonl"]
+    assert tick(instance, first.cursor).run_requests == []
+    land(tmp_path, "dt=2026-01-01/part-0001.jsonl", age_seconds=31)
+    second = tick(instance, first.cursor)
+    assert second.run_requests[0].tags["personalization/batch_first_file"] == (
+        "dt=2026-01-01/part-0001.jsonl"
+    )
+    assert WarehouseResource().dbt_vars()["landing_settle_seconds"] == 30
+
+
+def test_sensor_batches_skip_the_metadata_queries() -> None:
+    """Row counts and column schemas (a query per model after dbt exits, about a minute per
+    batch) are left out of sensor-started micro-batches only."""
+
+    class Stream:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def fetch_row_counts(self) -> Stream:
+            self.calls.append("row_counts")
+            return self
+
+        def fetch_column_metadata(self, with_column_lineage: bool) -> Stream:
+            self.calls.append(f"columns lineage={with_column_lineage}")
+            return self
+
+    sensor, hourly = Stream(), Stream()
+    assert dbt_assets.with_table_metadata(sensor, sensor_batch=True) is sensor
+    assert sensor.calls == []
+    assert dbt_assets.with_table_metadata(hourly, sensor_batch=False) is hourly
+    assert hourly.calls == ["row_counts", "columns lineage=False"]

@@ -187,6 +187,11 @@ class Renderer:
             "var": self._var,
             "env_var": self._env_var,
             "ref": self.relation,
+            # the rendered SQL is the model's full build: config() renders nothing, no `this`
+            # (the touched-user filters render `true`, as in dbt's full build)
+            "config": lambda *args, **kwargs: "",
+            "is_incremental": lambda: False,
+            "this": None,
             "execute": True,
             "graph": {},  # no dbt graph: the Jinja validation is skipped (validated in Python)
             "modules": {"datetime": datetime, "pytz": pytz, "re": re},

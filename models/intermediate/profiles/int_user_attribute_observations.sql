@@ -3,14 +3,24 @@
     Updated the user sent), declared (identify traits, or context.traits on any other call) or
     inferred (country from the locale of the user's device). Invalid values were nulled in
     staging, so they never appear here and can never override a valid one.
-    Grain: one row per (message_id, attribute_name, source). -#}
-{%- set declared_traits = tracking_plan().traits -%}
+    Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
+    the users in int_touched_users. Grain: one row per (message_id, attribute_name, source). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
+{%- set declared_traits = tracking_plan().traits %}
+-- depends_on: {{ ref('int_touched_users') }}
 
 with
 
 events as (
     select * from {{ ref('int_events_stitched') }}
-    where event_at <= {{ as_of() }}
+    where
+        event_at <= {{ as_of() }}
+        and {{ touched_users_only('canonical_user_id') }}
 ),
 
 countries as (

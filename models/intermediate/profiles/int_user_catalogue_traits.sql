@@ -1,7 +1,15 @@
 {#- Catalogue traits (trait_catalogue.yml) per user, over events up to as_of; a derived trait
     may also name a numeric trait the tracking plan declares (from int_user_attributes).
-    Grain: one row per canonical_user_id. -#}
+    Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
+    the users in int_touched_users. Grain: one row per canonical_user_id. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
 -- depends_on: {{ ref('int_user_attributes') }}
+-- depends_on: {{ ref('int_touched_users') }}
 {%- set traits = trait_catalogue() -%}
 {%- set modes = traits | selectattr('type', 'equalto', 'most_frequent') | list -%}
 
@@ -13,7 +21,9 @@ with
 
 stitched_events as (
     select * from {{ ref('int_events_stitched') }}
-    where event_at <= {{ as_of() }}
+    where
+        event_at <= {{ as_of() }}
+        and {{ touched_users_only('canonical_user_id') }}
 ),
 
 order_amounts as (
@@ -31,6 +41,7 @@ attributes as (
 users as (
     select distinct canonical_user_id
     from {{ ref('int_events_stitched') }}
+    where {{ touched_users_only('canonical_user_id') }}
 ),
 
 event_properties as (

@@ -1,22 +1,18 @@
 {#- The user profile: behaviour, scores, lifecycle, attributes with provenance and imputation,
     consent, and every catalogue trait. Windows are relative to the var as_of.
     Every event read here is up to as_of (int_events_stitched, int_identity_activity_daily cut
-    there). Custom traits declared in the tracking plan are columns with _source and _observed_at.
+    there). The per-user totals that read events are int_user_behaviour_totals (touched-user
+    incremental); this table joins them with attributes, imputed ages, consent and catalogue
+    traits and computes what moves with as_of or with other users (days since, lifecycle, the
+    percentile scores) over every user on every run: a few one-row-per-user joins. Custom
+    traits declared in the tracking plan are columns with _source and _observed_at.
     Grain: one row per canonical_user_id. -#}
 {%- set declared_traits = tracking_plan().traits -%}
 
 with
 
-activity_days as (
-    select * from {{ ref('fct_user_activity_daily') }}
-),
-
-sessions as (
-    select * from {{ ref('fct_sessions') }}
-),
-
-events as (
-    select * from {{ ref('int_events_stitched') }}
+behaviour as (
+    select * from {{ ref('int_user_behaviour_totals') }}
 ),
 
 catalogue_traits as (
@@ -35,65 +31,9 @@ consent as (
     select * from {{ ref('int_user_consent') }}
 ),
 
-identities as (
-    select
-        canonical_user_id,
-        max(case when identity_source = 'anonymous' then 0 else 1 end) = 1 as is_identified
-    from events
-    group by canonical_user_id
-),
-
-activity as (
-    select
-        canonical_user_id,
-        min(first_event_at) as first_seen_at,
-        max(last_event_at) as last_seen_at,
-        {{- sum_activity_counts() }}
-        max(case when orders > 0 then activity_date end) as last_order_date
-    from activity_days
-    group by canonical_user_id
-),
-
-session_totals as (
-    select
-        canonical_user_id,
-        count(*) as sessions,
-        cast(sum(duration_seconds) as bigint) as time_spent_seconds
-    from sessions
-    group by canonical_user_id
-),
-
-cart_events as (
-    select
-        canonical_user_id,
-        event_name,
-        event_at,
-        max(case when event_name = 'Order Completed' then event_at end) over (
-            partition by canonical_user_id
-        ) as last_order_at
-    from events
-    where event_name in ('Product Added', 'Product Removed', 'Order Completed')
-),
-
-open_carts as (
-    select
-        canonical_user_id,
-        count(case when event_name = 'Product Added' then 1 end)
-        > count(case when event_name = 'Product Removed' then 1 end) as has_open_cart
-    from cart_events
-    where
-        event_name in ('Product Added', 'Product Removed')
-        and (last_order_at is null or event_at > last_order_at)
-    group by canonical_user_id
-),
-
 combined as (
     select
-        activity.*,
-        coalesce(identities.is_identified, false) as is_identified,
-        coalesce(session_totals.sessions, 0) as sessions,
-        coalesce(session_totals.time_spent_seconds, 0) as time_spent_seconds,
-        coalesce(open_carts.has_open_cart, false) as has_open_cart,
+        behaviour.*,
         attributes.age as observed_age,
         attributes.age_source,
         attributes.age_observed_at,
@@ -121,19 +61,13 @@ combined as (
         {%- endfor %}
         coalesce(consent.has_personalization_consent, false) as has_personalization_consent,
         coalesce(consent.has_advertising_consent, false) as has_advertising_consent
-    from activity
-    left join identities
-        on activity.canonical_user_id = identities.canonical_user_id
-    left join session_totals
-        on activity.canonical_user_id = session_totals.canonical_user_id
-    left join open_carts
-        on activity.canonical_user_id = open_carts.canonical_user_id
+    from behaviour
     left join attributes
-        on activity.canonical_user_id = attributes.canonical_user_id
+        on behaviour.canonical_user_id = attributes.canonical_user_id
     left join knn_ages
-        on activity.canonical_user_id = knn_ages.canonical_user_id
+        on behaviour.canonical_user_id = knn_ages.canonical_user_id
     left join consent
-        on activity.canonical_user_id = consent.canonical_user_id
+        on behaviour.canonical_user_id = consent.canonical_user_id
 ),
 
 scored as (

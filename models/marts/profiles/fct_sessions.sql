@@ -1,6 +1,14 @@
 {#- Sessions: a user's page, screen and track events with no gap longer than
-    `session_timeout_minutes`. Rebuilt from all events on every run, so a session that spans two
-    micro-batches is one session. Grain: one row per session_id. -#}
+    `session_timeout_minutes`. Touched-user incremental (macros/touched_users.sql): a run deletes
+    the sessions of the users in int_touched_users and rebuilds them from all their events, so a
+    session that spans two micro-batches is one session. Grain: one row per session_id. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
+-- depends_on: {{ ref('int_touched_users') }}
 
 with
 
@@ -15,7 +23,9 @@ events as (
         device_type,
         {{ json_text('properties', '$.path') }} as page_path
     from {{ ref('int_events_stitched') }}
-    where event_type in ('page', 'screen', 'track')
+    where
+        event_type in ('page', 'screen', 'track')
+        and {{ touched_users_only('canonical_user_id') }}
 ),
 
 gaps as (

@@ -3,9 +3,22 @@
     per profile in three-valued logic: true -> 'member', null -> 'pending' (a condition whose
     window has not closed at as_of), false -> no row. Only events at or before as_of count.
     is_activatable = a member with the consent its segment requires.
+    Touched-user incremental (macros/touched_users.sql): a run deletes and re-evaluates the rows
+    of the users in int_touched_users, and sets computed_at to this as_of on every row; every
+    user when a rule reads a column that changes for untouched users (segment_reads_every_user:
+    a percentile score, the imputed age, a cluster).
     Grain: one row per (segment_name, canonical_user_id). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users(segment_reads_every_user(segment_definitions())) }}",
+    post_hook="update {{ this }} set computed_at = {{ as_of() }} where computed_at != {{ as_of() }}",
+) }}
 {%- set definitions = segment_definitions() -%}
 {%- set compiled = segment_compile(definitions) -%}
+{%- set every_user = segment_reads_every_user(definitions) %}
+-- depends_on: {{ ref('int_touched_users') }}
 {%- if var('segment_cluster_conditions', false) %}
 -- depends_on: {{ ref('fct_user_clusters') }}
 {%- endif %}
@@ -27,10 +40,12 @@ params as (
 
 stitched_events as (
     select * from {{ ref('int_events_stitched') }}
+    where {{ touched_users_only('canonical_user_id', every_user) }}
 ),
 
 profiles as (
     select * from {{ ref('dim_user_profiles') }}
+    where {{ touched_users_only('canonical_user_id', every_user) }}
 ),
 
 consent as (

@@ -1,0 +1,235 @@
+{#- Touched-user incremental models (issue 16; docs/architecture.md, "Touched users"): a small
+    "this run" model (int_touched_users) lists the canonical users whose output can change in
+    this run; each touched-user model deletes those users' rows and inserts them again,
+    recomputed from all their events. -#}
+
+{#- When as_of moves forward from the previous run's as_of P to A, a time-relative output (a
+    segment window, a catalogue trait window, a lifecycle threshold) of duration W measured back
+    from as_of changes only for a user with an event t that crosses its edge: P - W < t <= A - W
+    (leaving the window; W = 0: coming into view). The bands [from, to] in minutes, each meaning
+    P - from < t <= A - to, one per distinct duration any segment rule, catalogue trait or
+    lifecycle stage holds: derived from the definitions at compile time (every string
+    duration_minutes parses, the one parser), never a hand-set var. A comparison of a
+    calendar-day column (days_since_*: its value steps at midnight) with N days gives the band
+    [(N + 2) days, (N - 2) days], which holds every crossing of >, >=, <, <=, = N. An absolute
+    window `between {start, end}` closes at its end: ['start', 'end'] (ISO texts), a user with an
+    event in it is touched when the end falls in (P, A] (a pending status resolves).
+    Example: `touched_as_of_bands()` -> [[0, 0], [60, 60], [1440, 1440], ...]. -#}
+{% macro touched_as_of_bands() -%}
+    {%- set found = [
+        [0, 0],
+        [var('lifecycle_new_days') * 1440, var('lifecycle_new_days') * 1440],
+        [var('lifecycle_active_days') * 1440, var('lifecycle_active_days') * 1440],
+        [var('lifecycle_at_risk_days') * 1440, var('lifecycle_at_risk_days') * 1440],
+    ] -%}
+    {%- for trait in personalization.trait_catalogue() -%}
+        {%- do personalization.collect_durations(trait, found) -%}
+    {%- endfor -%}
+    {%- for segment in personalization.segment_definitions() -%}
+        {%- do personalization.collect_durations(segment.get('rule'), found) -%}
+    {%- endfor -%}
+    {%- set bands = [] -%}
+    {%- for band in found if band not in bands -%}
+        {%- do bands.append(band) -%}
+    {%- endfor -%}
+    {{ return(bands) }}
+{%- endmacro %}
+
+
+{#- Appends to `found` the band [W, W] of every duration W (minutes) a rule or trait holds, at
+    any depth (each string duration_minutes parses), the band of a trait comparison on a
+    days_since_* column, and each absolute window [start, end]. Example: `collect_durations({'event': {'within': '7d'}}, found)`
+    appends [10080, 10080]. -#}
+{% macro collect_durations(node, found) -%}
+    {%- if node is mapping -%}
+        {%- if node.get('start') is string and node.get('end') is string -%}
+            {%- do found.append([node.get('start'), node.get('end')]) -%}
+        {%- endif -%}
+        {%- set name = node.get('name') -%}
+        {%- if name is string and name.startswith('days_since_') and node.get('value') is number -%}
+            {%- set days = node.get('value') | int -%}
+            {%- do found.append([(days + 2) * 1440, [days - 2, 0] | max * 1440]) -%}
+        {%- endif -%}
+        {%- for value in node.values() -%}
+            {%- do personalization.collect_durations(value, found) -%}
+        {%- endfor -%}
+    {%- elif node is string -%}
+        {%- set minutes = personalization.duration_minutes(node) -%}
+        {%- if minutes is not none -%}
+            {%- do found.append([minutes, minutes]) -%}
+        {%- endif -%}
+    {%- elif node is iterable -%}
+        {%- for value in node -%}
+            {%- do personalization.collect_durations(value, found) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The previous run the touched set is relative to: the latest successful build (raw.dbt_builds)
+    that built every touched-user model this run builds (raw.dbt_build_models), so a failed or
+    partial build is covered again by the next one. Returns {'full': reason or none,
+    'finished_at': SQL literal, 'as_of': SQL literal}. A full rebuild (every user) when there is
+    no such build, when as_of moved backwards, on --full-refresh, when a privacy request
+    (erasure, retention purge: rows deleted behind the models' backs) completed since, or when
+    a definition changed (the latest hash a successful build up to it recorded in
+    int_touched_user_runs differs, or none was recorded).
+    Example: `touched_users_state().full` -> 'first build'. -#}
+{% macro touched_users_state() -%}
+    {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null'} -%}
+    {%- if not execute -%}
+        {%- do state.update({'full': 'parse'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- if flags.FULL_REFRESH -%}
+        {%- do state.update({'full': 'full refresh'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- set log_schema = personalization.build_log_schema() -%}
+    {%- set consumers = [] -%}
+    {%- for node in graph.nodes.values()
+        if node.resource_type == 'model'
+        and 'model.personalization.int_touched_users' in node.depends_on.nodes
+        and (selected_resources is not defined or node.unique_id in selected_resources) -%}
+        {%- do consumers.append("'" ~ node.unique_id ~ "'") -%}
+    {%- endfor -%}
+    {%- do consumers.append("'model.personalization.int_touched_users'") -%}
+    {%- set log_table = adapter.get_relation(target.database, 'raw', 'dbt_build_models') -%}
+    {%- set runs_node = graph.nodes.get('model.personalization.int_touched_user_runs') -%}
+    {%- set runs = adapter.get_relation(runs_node.database, runs_node.schema, runs_node.alias)
+        if runs_node is not none else none -%}
+    {%- if log_table is none or runs is none -%}
+        {%- do state.update({'full': 'first build'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- set requests = ref('privacy_requests') -%}
+    {%- set found = run_query(
+        "with complete as (select builds.build_id, builds.finished_at, builds.as_of"
+        ~ " from " ~ log_schema ~ ".dbt_builds as builds"
+        ~ " inner join " ~ log_schema ~ ".dbt_build_models as models"
+        ~ " on builds.build_id = models.build_id"
+        ~ " where builds.status = 'success' and models.unique_id in (" ~ consumers | join(', ') ~ ")"
+        ~ " group by all having count(distinct models.unique_id) = " ~ consumers | length ~ ")"
+        ~ " select cast(complete.finished_at as varchar), cast(complete.as_of as varchar),"
+        ~ " complete.as_of > " ~ personalization.as_of() ~ " as is_backwards,"
+        ~ " coalesce((select max(completed_at) from " ~ requests ~ ") > complete.finished_at, false)"
+        ~ " as is_after_privacy_request,"
+        ~ " (select runs.definitions_hash from " ~ runs ~ " as runs"
+        ~ " inner join " ~ log_schema ~ ".dbt_builds as recorded on runs.build_id = recorded.build_id"
+        ~ " where recorded.status = 'success' and recorded.finished_at <= complete.finished_at"
+        ~ " order by recorded.finished_at desc limit 1)"
+        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash()
+        ~ "' as is_redefined"
+        ~ " from complete order by complete.finished_at desc limit 1"
+    ) -%}
+    {%- if found.rows | length == 0 -%}
+        {%- do state.update({'full': 'first build'}) -%}
+    {%- else -%}
+        {%- set finished_at, previous_as_of, is_backwards, is_after_request, is_redefined = found.rows[0] -%}
+        {%- do state.update({
+            'finished_at': "cast('" ~ finished_at ~ "' as timestamp)",
+            'as_of': "cast('" ~ previous_as_of ~ "' as timestamp)",
+        }) -%}
+        {%- if is_backwards -%}
+            {%- do state.update({'full': 'as_of moved backwards'}) -%}
+        {%- elif is_after_request -%}
+            {%- do state.update({'full': 'privacy request'}) -%}
+        {%- elif is_redefined -%}
+            {%- do state.update({'full': 'definitions changed'}) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(state) }}
+{%- endmacro %}
+
+
+{#- A hash of everything that shapes the rows of the touched-user models besides the events:
+    the segment definitions, the trait catalogue, the tracking plan and the vars they read.
+    Example: `touched_users_definitions_hash()` -> 'a3f1...'. -#}
+{% macro touched_users_definitions_hash() -%}
+    {%- set shaping = {
+        'segments': personalization.segment_definitions(),
+        'catalogue': personalization.trait_catalogue(),
+        'tracking_plan': var('tracking_plan', none) or (
+            graph.nodes.get('model.personalization.stg_tracking_plan', {}).get('config', {})
+            .get('meta', {}).get('tracking_plan') if execute else none),
+        'vars': {},
+    } -%}
+    {%- for name in ['session_timeout_minutes', 'lifecycle_new_days', 'lifecycle_active_days',
+        'lifecycle_at_risk_days', 'reporting_currency', 'default_currency',
+        'max_users_per_anonymous_id', 'analytics_consent_policy', 'consent_default',
+        'consent_signals'] -%}
+        {%- do shaping['vars'].update({name: var(name)}) -%}
+    {%- endfor -%}
+    {{ return(local_md5(tojson(shaping, sort_keys=true))) }}
+{%- endmacro %}
+
+
+{#- The filter of a touched-user model: on an incremental run, only the touched users (every
+    user on a full build, in a unit test, which has no `this`, and when every_user is true).
+    Example: `where {{ touched_users_only('canonical_user_id') }}`. -#}
+{% macro touched_users_only(column, every_user=false) -%}
+    {%- if this and is_incremental() and not every_user -%}
+        {{ column }} in (select canonical_user_id from {{ ref('int_touched_users') }})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The pre-hook of a touched-user model (incremental, append): on an incremental run, delete
+    the touched users' rows, which the model then inserts again (a user who no longer has rows,
+    such as an anonymous id stitched to a user, is deleted and not inserted; every row when
+    every_user is true). dbt's
+    delete+insert deletes only the keys it inserts, which would keep such rows.
+    Example: `pre_hook="{{ delete_touched_users() }}"`. -#}
+{% macro delete_touched_users(every_user=false) -%}
+    {%- if this and is_incremental() -%}
+        delete from {{ this }}
+        where {{ personalization.touched_users_only('canonical_user_id', every_user) }}
+    {%- else -%}
+        select 1 as nothing_to_delete
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Whether a segment rule reads a profile column that can change for a user who is not touched:
+    a percentile score (it moves when any other user changes), the imputed age (refitted by the
+    daily build) or a cluster (refitted daily). fct_segment_membership then evaluates every user.
+    Example: `segment_reads_every_user([{'rule': {'trait': {'name': 'recency_score'}}}])` -> true. -#}
+{% macro segment_reads_every_user(definitions) -%}
+    {%- set found = [] -%}
+    {%- do personalization.collect_every_user_reads(definitions, found) -%}
+    {{ return(found | length > 0) }}
+{%- endmacro %}
+
+
+{#- Appends to `found` every cluster condition and every trait condition on a column of
+    segment_every_user_columns() in a rule, at any depth.
+    Example: `collect_every_user_reads({'cluster': {'cluster_id': 1}}, found)` appends it. -#}
+{% macro collect_every_user_reads(node, found) -%}
+    {%- if node is mapping -%}
+        {%- if 'cluster' in node -%}
+            {%- do found.append(node) -%}
+        {%- endif -%}
+        {%- if node.get('trait') is mapping
+            and node.get('trait').get('name') in personalization.segment_every_user_columns() -%}
+            {%- do found.append(node) -%}
+        {%- endif -%}
+        {%- for value in node.values() -%}
+            {%- do personalization.collect_every_user_reads(value, found) -%}
+        {%- endfor -%}
+    {%- elif node is iterable and node is not string -%}
+        {%- for value in node -%}
+            {%- do personalization.collect_every_user_reads(value, found) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- dim_user_profiles columns that change for users a run does not touch: the percentile scores
+    and the imputed age with what derives from it.
+    Example: `'recency_score' in segment_every_user_columns()` -> true. -#}
+{% macro segment_every_user_columns() -%}
+    {{ return(['recency_score', 'frequency_score', 'monetary_score', 'age', 'age_band',
+               'age_source', 'age_imputation_method']) }}
+{%- endmacro %}

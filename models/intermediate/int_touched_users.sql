@@ -1,0 +1,127 @@
+{#- The canonical users to recompute in this run (the "this run" model of the touched-user
+    incremental models: docs/architecture.md, "Touched users"). Relative to the previous run
+    (touched_users_state(): the latest successful build that built every touched-user model this
+    run builds), a user is touched when their output can change:
+    - new lines: an identity (userId, anonymousId, previousId) of any judged line, staged or
+      quarantined (consent signals count on both), loaded since the previous run finished, less
+      var('lookback_hours'); late events of any age count;
+    - as_of moving forward from P to A: an identity with an event whose time crosses the edge of
+      a window or threshold (touched_as_of_bands(): for each duration W that any segment rule,
+      catalogue trait or lifecycle stage measures, P - W < event_at <= A - W; W = 0: events
+      after P come into view); a consent signal received in (P, A] (a grant counts only up to
+      as_of);
+    - identity stitching: every user linked to a touched anonymous id (its owner before and
+      after: int_identity_links only grows between runs), the anonymous id itself (its own key
+      when unmerged or a shared device) and its current owner;
+    - everything (is_full_rebuild) on a first build, --full-refresh, as_of moving backwards, or
+      after a privacy request (erasure, retention purge).
+    Grain: one row per canonical_user_id. -#}
+-- depends_on: {{ ref('privacy_requests') }}
+{%- set state = touched_users_state() %}
+
+with
+
+identity_map as (
+    select * from {{ ref('int_identity_map') }}
+),
+
+identity_keys as (
+    select * from {{ ref('restricted_identity_keys') }}
+),
+
+checked as (
+    select * from {{ ref('stg_landing__events_checked') }}
+),
+
+identity_links as (
+    select * from {{ ref('int_identity_links') }}
+),
+
+new_lines as (
+    -- lines whose identities' output can change (the rules above; none on a full rebuild)
+    select
+        user_id,
+        anonymous_id,
+        previous_id
+    from checked
+    {%- if state.full %}
+        where false
+    {%- else %}
+        where
+            loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), state.finished_at) }}
+            {%- for band in touched_as_of_bands() %}
+                {%- if band[0] is number %}
+                    or (
+                        event_at > {{ dbt.dateadd('minute', -1 * band[0], state.as_of) }}
+                        and event_at <= {{ dbt.dateadd('minute', -1 * band[1], as_of()) }}
+                    )
+                {%- else %}
+                    or (
+                        {{ to_utc_timestamp(quoted_literal(band[1])) }} > {{ state.as_of }}
+                        and {{ to_utc_timestamp(quoted_literal(band[1])) }} <= {{ as_of() }}
+                        and event_at >= {{ to_utc_timestamp(quoted_literal(band[0])) }}
+                        and event_at <= {{ to_utc_timestamp(quoted_literal(band[1])) }}
+                    )
+                {%- endif %}
+            {%- endfor %}
+            or (
+                coalesce(received_at, event_at, loaded_at) > {{ state.as_of }}
+                and coalesce(received_at, event_at, loaded_at) <= {{ as_of() }}
+                and (
+                    {%- for category in consent_categories() %}
+                        consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
+                    {%- endfor %}
+                )
+            )
+    {%- endif %}
+),
+
+line_identities as (
+    select user_id as raw_identity from new_lines
+    union
+    select anonymous_id as raw_identity from new_lines
+    union
+    select previous_id as raw_identity from new_lines
+),
+
+raw_identities as (
+    -- each touched identity and every user linked to it as an anonymous id (old and new
+    -- owners); on a full rebuild, every identity
+    select raw_identity from line_identities
+    where raw_identity is not null
+    union
+    select identity_links.user_id as raw_identity
+    from identity_links
+    inner join line_identities
+        on identity_links.anonymous_id = line_identities.raw_identity
+    {%- if state.full %}
+        union
+        select raw_identity from identity_keys
+    {%- endif %}
+),
+
+canonical_identities as (
+    -- each identity as itself and as the user it resolves to
+    select raw_identity from raw_identities
+    union
+    select identity_map.user_id as raw_identity
+    from identity_map
+    inner join raw_identities
+        on identity_map.anonymous_id = raw_identities.raw_identity
+    where identity_map.user_id is not null
+),
+
+final as (
+    select distinct
+        identity_keys.user_key as canonical_user_id,
+        {{ 'true' if state.full else 'false' }} as is_full_rebuild,
+        {{ quoted_literal(state.full or 'incremental') }} as touched_reason,
+        cast({{ state.as_of }} as timestamp) as previous_as_of,
+        cast({{ state.finished_at }} as timestamp) as previous_finished_at,
+        {{ as_of() }} as built_as_of
+    from canonical_identities
+    inner join identity_keys
+        on canonical_identities.raw_identity = identity_keys.raw_identity
+)
+
+select * from final

@@ -1,0 +1,101 @@
+{#- The per-user part of dim_user_profiles that reads events: activity totals (from
+    fct_user_activity_daily), first and last seen, last order date, identification, sessions,
+    time spent and the open cart. Nothing here depends on as_of beyond the event cut (events after
+    as_of are not read) or on other users: dim_user_profiles adds the as_of-relative columns
+    (days since, lifecycle) and the cross-user scores over every user, cheaply.
+    Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
+    the users in int_touched_users. Grain: one row per canonical_user_id. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
+-- depends_on: {{ ref('int_touched_users') }}
+
+with
+
+activity_days as (
+    select * from {{ ref('fct_user_activity_daily') }}
+    where {{ touched_users_only('canonical_user_id') }}
+),
+
+sessions as (
+    select * from {{ ref('fct_sessions') }}
+    where {{ touched_users_only('canonical_user_id') }}
+),
+
+events as (
+    select * from {{ ref('int_events_stitched') }}
+    where {{ touched_users_only('canonical_user_id') }}
+),
+
+identities as (
+    select
+        canonical_user_id,
+        max(case when identity_source = 'anonymous' then 0 else 1 end) = 1 as is_identified
+    from events
+    group by canonical_user_id
+),
+
+activity as (
+    select
+        canonical_user_id,
+        min(first_event_at) as first_seen_at,
+        max(last_event_at) as last_seen_at,
+        {{- sum_activity_counts() }}
+        max(case when orders > 0 then activity_date end) as last_order_date
+    from activity_days
+    group by canonical_user_id
+),
+
+session_totals as (
+    select
+        canonical_user_id,
+        count(*) as sessions,
+        cast(sum(duration_seconds) as bigint) as time_spent_seconds
+    from sessions
+    group by canonical_user_id
+),
+
+cart_events as (
+    select
+        canonical_user_id,
+        event_name,
+        event_at,
+        max(case when event_name = 'Order Completed' then event_at end) over (
+            partition by canonical_user_id
+        ) as last_order_at
+    from events
+    where event_name in ('Product Added', 'Product Removed', 'Order Completed')
+),
+
+open_carts as (
+    select
+        canonical_user_id,
+        count(case when event_name = 'Product Added' then 1 end)
+        > count(case when event_name = 'Product Removed' then 1 end) as has_open_cart
+    from cart_events
+    where
+        event_name in ('Product Added', 'Product Removed')
+        and (last_order_at is null or event_at > last_order_at)
+    group by canonical_user_id
+),
+
+final as (
+    select
+        activity.*,
+        coalesce(identities.is_identified, false) as is_identified,
+        coalesce(session_totals.sessions, 0) as sessions,
+        coalesce(session_totals.time_spent_seconds, 0) as time_spent_seconds,
+        coalesce(open_carts.has_open_cart, false) as has_open_cart
+    from activity
+    left join identities
+        on activity.canonical_user_id = identities.canonical_user_id
+    left join session_totals
+        on activity.canonical_user_id = session_totals.canonical_user_id
+    left join open_carts
+        on activity.canonical_user_id = open_carts.canonical_user_id
+)
+
+select * from final
