@@ -70,7 +70,7 @@ DAY_ONE = [
     *(line(f"{u}-grant", u, "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z",
            consent=GRANT)
       for u in ("c-quarantined", "c-event", "c-clock", "c-control", "c-late", "c-tie",
-                "c-later")),
+                "c-later", "c-future", "c-future-w")),
     # 1. the withdrawal rides on an event the tracking plan quarantines (unknown event)
     line("c-quarantined-w", "c-quarantined", "2026-01-02T10:00:00.000Z",
          "2026-01-02T10:00:01.000Z", event="Wishlist Shared", consent=WITHDRAW),
@@ -96,6 +96,17 @@ DAY_ONE = [
          consent=WITHDRAW),
     line("c-later-g", "c-later", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
          consent=GRANT),
+    # a client clock in the future (quarantined future_timestamp) is not trusted: a copy of an
+    # old grant stamped a month ahead cannot lift the withdrawal received before it...
+    line("c-future-w1", "c-future", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    line("c-future-g", "c-future", "2026-02-01T10:00:00.000Z", "2026-01-02T11:00:00.000Z",
+         consent=GRANT),
+    # ...and a withdrawal stamped a month ahead does not outlive a later real grant
+    line("c-future-w2", "c-future-w", "2026-02-01T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    line("c-future-w-g", "c-future-w", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
+         consent=GRANT),
     # refuses analytics only (personalisation granted)
     line("c-no-analytics", "c-no-analytics", "2026-01-01T10:00:00.000Z",
          "2026-01-01T10:00:01.000Z", consent={**GRANT, "analytics": False}),
@@ -110,10 +121,10 @@ DAY_ONE = [
     line("d-control-anon", None, "2026-01-01T12:00:00.000Z", "2026-01-01T12:00:01.000Z",
          consent=GRANT, anonymousId="d-control"),
 ]  # fmt: skip
-WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie")
+WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie", "c-future")
 # at the shipped analytics_consent_policy (exclude) c-no-analytics is not profiled, so it is in no
 # activation table either; at `profile` it is activated too
-ACTIVATED = ("c-control", "c-later")
+ACTIVATED = ("c-control", "c-later", "c-future-w")
 
 
 def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
@@ -173,6 +184,12 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
         )
     )
     assert statuses == {"c-quarantined-w": "quarantined", "c-event-w": "quarantined"}
+    [(future_reasons,)] = query(
+        consent_warehouse,
+        "select list_sort(list(distinct reason)) from staging.stg_landing__events_checked, "
+        "unnest(reasons) as r(reason) where message_id in ('c-future-g', 'c-future-w2')",
+    )
+    assert future_reasons == ["future_timestamp"]
     consent = {
         user: row
         for user, *row in query(
@@ -188,10 +205,10 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
     # rpt_data_quality counts the signal lines by status, the users on the default and the users
     # the shipped analytics policy (exclude) leaves unprofiled
     assert consent_report(consent_warehouse) == {
-        # 7 day-one grants, 8 more lines and 6 shared-device lines; the unknown event and
-        # Consent Updated are quarantined
-        ("consent_signal_lines", "staged"): 21.0,
-        ("consent_signal_lines", "quarantined"): 2.0,
+        # 9 day-one grants, 10 more lines and 6 shared-device lines; the unknown event, Consent
+        # Updated and the two lines stamped a month ahead are quarantined
+        ("consent_signal_lines", "staged"): 25.0,
+        ("consent_signal_lines", "quarantined"): 4.0,
         ("users_without_consent_signal", "all"): 0.0,
         # c-no-analytics and the shared device d-refuse
         ("users_not_profiled_by_policy", "all"): 2.0,

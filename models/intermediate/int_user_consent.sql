@@ -9,12 +9,14 @@
       else the load time), so a device clock behind the last grant cannot hide a withdrawal.
       A withdrawal stands until a grant newer by server time AND by client time (a late event
       carries the consent of its own, older moment); a tie, or a grant without a client time,
-      goes to the withdrawal;
+      goes to the withdrawal. A client time stamped in the future (a future_timestamp line) is
+      not trusted: such a line has no client time, and it is ordered by receivedAt, else its
+      load time. Withdrawals without any trusted client time are beaten by server time alone;
     - a withdrawal counts whenever it arrived, a grant only up to as_of;
     - a category without any signal takes the `consent_default` var;
     - analytics_consent_policy 'exclude': a user without analytics consent is not profiled
       (is_profiling_allowed false: int_events_stitched and fct_user_activity_daily drop their
-      events, so no profile, cluster, segment or published row); 'profile' (shipped): recorded
+      events, so no profile, cluster, segment or published row; shipped); 'profile': recorded
       only.
     Grain: one row per canonical_user_id (every user, signal or not). -#}
 
@@ -53,8 +55,15 @@ canonical_users as (
 signal_lines as (
     select
         coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id) as raw_canonical_id,
-        coalesce(checked.received_at, checked.event_at, checked.loaded_at) as consent_at,
-        checked.event_at as client_at,
+        -- a client time stamped in the future (future_timestamp) is not trusted, for either clock
+        coalesce(
+            checked.received_at,
+            case when not {{ array_contains('checked.reasons', "'future_timestamp'") }} then checked.event_at end,
+            checked.loaded_at
+        ) as consent_at,
+        case
+            when not {{ array_contains('checked.reasons', "'future_timestamp'") }} then checked.event_at
+        end as client_at,
         {%- for category in categories %}
             checked.consent_{{ category }}{% if not loop.last %},{% endif %}
         {%- endfor %}
@@ -116,7 +125,10 @@ per_category as (
                 withdrawals.withdrawn_at is null
                 or (
                     signals.consent_at > withdrawals.withdrawn_at
-                    and signals.client_at > withdrawals.withdrawn_client_at
+                    and (
+                        withdrawals.withdrawn_client_at is null
+                        or signals.client_at > withdrawals.withdrawn_client_at
+                    )
                 )
             )
         ), false) as is_granted,
