@@ -36,6 +36,10 @@ OWN_RECORDS = {
     "raw.dbt_builds",
     "raw.dbt_build_models",
     "raw.landing_file_log",
+    # the touched-user run log: which users each run recomputed and why (an erasure recomputes
+    # everyone); pseudonyms of remaining users only, scanned like every table
+    "intermediate.int_touched_users",
+    "intermediate.int_touched_user_runs",
 }
 
 
