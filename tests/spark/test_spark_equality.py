@@ -46,6 +46,10 @@ SPARK_SELECTION = [
     "+privacy_suppression_list", "privacy_requests", "restricted_identity_keys",
     "path:models/intermediate", "path:models/marts",
     "--exclude", "raw_landing_events", *seeded_models(),
+    # unit tests whose given rows are DuckDB SQL (a list literal, `cast(... as varchar)`): the
+    # models they test build and compare on Spark; their fixtures would need Spark SQL
+    "identified_users_with_missing_imputed_or_stale_key_attributes_need_a_refresh",
+    "segment_composition_audit_known_skew",
 ]  # fmt: skip
 # (table, columns that hold each run's own time or id: never equal across two runs)
 COMPARED_TABLES = [
