@@ -9,7 +9,7 @@
 {%- endmacro %}
 
 {% macro spark__json_text(json, path) -%}
-    get_json_object({{ json }}, {{ quoted_literal(path) }})
+    get_json_object({{ json }}, {{ quoted_literal(spark_json_path(path)) }})
 {%- endmacro %}
 
 {% macro default__json_text(json, path) -%}
@@ -94,7 +94,7 @@
 {%- endmacro %}
 
 {% macro spark__json_text_many(json, paths) -%}
-    array({% for path in paths %}get_json_object({{ json }}, {{ quoted_literal(path) }}){{ ', ' if not loop.last }}{% endfor %})
+    array({% for path in paths %}get_json_object({{ json }}, {{ quoted_literal(spark_json_path(path)) }}){{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {% macro default__json_text_many(json, paths) -%}

@@ -51,6 +51,10 @@
 
 {#- A value from configuration as a SQL string literal: quotes doubled, nothing else can escape. -#}
 {% macro quoted_literal(value) -%}
+    {{ return(adapter.dispatch('quoted_literal', 'personalization')(value)) }}
+{%- endmacro %}
+
+{% macro default__quoted_literal(value) -%}
     {{ return("'" ~ (value | string | replace("'", "''")) ~ "'") }}
 {%- endmacro %}
 

@@ -306,8 +306,11 @@
     {{ return('list_sort(list(distinct ' ~ expr ~ ') filter (where ' ~ condition ~ ' and ' ~ expr ~ ' is not null))') }}
 {%- endmacro %}
 
+{#- Spark's collect_set gives an empty array where DuckDB's filtered list() gives null (no
+    row): null it, so both engines say null for a user with no value. -#}
 {% macro spark__sorted_unique_list(expr, condition) -%}
-    {{ return('array_sort(collect_set(case when ' ~ condition ~ ' then ' ~ expr ~ ' end))') }}
+    {%- set values = 'array_sort(collect_set(case when ' ~ condition ~ ' then ' ~ expr ~ ' end))' -%}
+    {{ return('case when size(' ~ values ~ ') > 0 then ' ~ values ~ ' end') }}
 {%- endmacro %}
 
 

@@ -439,7 +439,11 @@
         ~ indent ~ '    lambda item: ' ~ predicate ~ indent ~ ')) > 0, false)') }}
 {%- endmacro %}
 
+{#- Spark's get_json_object returns a wildcard path's matches as a JSON array, but a single
+    match as that one JSON value ('"games"', not '["games"]'): it is read as an array of one. -#}
 {% macro spark__segment_array_any(json, path, predicate, indent) -%}
-    {{ return('coalesce(exists(' ~ indent ~ '    from_json(' ~ personalization.json_text(json, path) | trim
-        ~ ", 'array<string>')," ~ indent ~ '    item -> ' ~ predicate ~ indent ~ '), false)') }}
+    {%- set matches = personalization.json_text(json, path) | trim -%}
+    {{ return('coalesce(exists(' ~ indent ~ '    coalesce(from_json(' ~ matches
+        ~ ", 'array<string>'), from_json('[' || " ~ matches ~ " || ']', 'array<string>')),"
+        ~ indent ~ '    item -> ' ~ predicate ~ indent ~ '), false)') }}
 {%- endmacro %}

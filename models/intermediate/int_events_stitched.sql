@@ -42,7 +42,7 @@ resolved as (
 
 final as (
     select
-        resolved.* exclude (user_id, anonymous_id, previous_id, raw_canonical_id),
+        {{ star_exclude('resolved', ['user_id', 'anonymous_id', 'previous_id', 'raw_canonical_id']) }},
         identity_keys.user_key as canonical_user_id
     from resolved
     left join identity_keys

@@ -13,7 +13,7 @@ per_anonymous_id as (
         anonymous_id,
         count(*) as linked_users,
         -- with a limit above 1, the first user identified on the device takes its anonymous history
-        arg_min(user_id, first_linked_at) as first_user_id
+        {{ arg_min('user_id', 'first_linked_at') }} as first_user_id
     from links
     group by anonymous_id
 ),

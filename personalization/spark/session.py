@@ -39,6 +39,7 @@ def spark_conf(warehouse: str | Path | None = None) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",
+        "spark.sql.parser.quotedRegexColumnNames": "true",
     }
 
 

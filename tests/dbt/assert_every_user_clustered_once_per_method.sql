@@ -29,7 +29,7 @@ assignments as (
 
 missing_methods as (
     select
-        cast(null as varchar) as canonical_user_id,
+        cast(null as {{ text_type() }}) as canonical_user_id,
         expected_methods.expected_method
     from expected_methods
     left join methods

@@ -13,7 +13,7 @@
     Identity stitching happens downstream (fct_user_activity_daily), because it can change
     retroactively. Grain: one row per (identity_key, activity_date). -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='delete+insert',
     unique_key=['identity_key', 'activity_date'],
     on_schema_change='fail',

@@ -32,8 +32,8 @@ orders as (
     -- every order up to as_of; the first copy of an order_id wins
     select
         order_id,
-        arg_min(order_amount, event_at) as order_amount,
-        arg_min(coalesce(order_currency, {{ quoted_literal(var('default_currency')) }}), event_at)
+        {{ arg_min('order_amount', 'event_at') }} as order_amount,
+        {{ arg_min('coalesce(order_currency, ' ~ quoted_literal(var('default_currency')) ~ ')', 'event_at') }}
             as order_currency
     from events
     where event_name = 'Order Completed' and order_id is not null

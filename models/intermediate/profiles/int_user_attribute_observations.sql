@@ -42,7 +42,7 @@ stated as (
             {%- if rule.get('pii') %}
                 {{ json_text('custom_traits', json_key_path(name)) }} as {{ field_column('trait_', name) }},
             {%- else %}
-                cast({{ declared_trait_value('custom_traits', name, rule) }} as varchar)
+                cast({{ declared_trait_value('custom_traits', name, rule) }} as {{ text_type() }})
                     as {{ field_column('trait_', name) }},
             {%- endif %}
         {%- endfor %}
@@ -66,7 +66,7 @@ unpivoted as (
             message_id,
             event_at as observed_at,
             {{ quoted_literal(attribute) }} as attribute_name,
-            cast({{ field_column('trait_', attribute) }} as varchar) as attribute_value,
+            cast({{ field_column('trait_', attribute) }} as {{ text_type() }}) as attribute_value,
             source
         from stated
         where {{ field_column('trait_', attribute) }} is not null

@@ -38,17 +38,17 @@ behaviour as (
     select
         canonical_user_id,
         count(*) as events,
-        avg(case when event_type in ('page', 'screen') then 1.0 else 0.0 end) as page_view_share,
-        avg(case when event_name = 'Product Viewed' then 1.0 else 0.0 end) as product_view_share,
-        avg(case when event_name = 'Products Searched' then 1.0 else 0.0 end) as search_share,
-        avg(case when event_name = 'Product Added' then 1.0 else 0.0 end) as cart_add_share,
-        avg(case when event_name = 'Feature Used' then 1.0 else 0.0 end) as feature_use_share,
+        {{ share_where("event_type in ('page', 'screen')") }} as page_view_share,
+        {{ share_where("event_name = 'Product Viewed'") }} as product_view_share,
+        {{ share_where("event_name = 'Products Searched'") }} as search_share,
+        {{ share_where("event_name = 'Product Added'") }} as cart_add_share,
+        {{ share_where("event_name = 'Feature Used'") }} as feature_use_share,
         count(case when event_name = 'Order Completed' then 1 end) as orders,
         coalesce(avg(case
             when event_name = 'Product Viewed'
                 then {{ try_cast(json_text('properties', '$.price'), 'double') }}
         end), 0) as average_price_viewed,
-        avg(case when device_type = 'mobile' then 1.0 else 0.0 end) as mobile_share
+        {{ share_where("device_type = 'mobile'") }} as mobile_share
     from events
     group by canonical_user_id
 ),

@@ -83,7 +83,7 @@ sessions as (
 
 final as (
     select
-        {{ dbt.hash("canonical_user_id || '|' || cast(started_at as varchar)") }} as session_id,
+        {{ dbt.hash("canonical_user_id || '|' || cast(started_at as " ~ text_type() ~ ")") }} as session_id,
         canonical_user_id,
         session_number,
         started_at,

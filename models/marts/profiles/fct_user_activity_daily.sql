@@ -26,7 +26,7 @@ consent as (
 keyed as (
     -- the raw identity resolved through the identity map, then replaced by its pseudonymous key
     select
-        identity_days.* exclude (identity_key),
+        {{ star_exclude('identity_days', ['identity_key']) }},
         identity_keys.user_key as canonical_user_id
     from identity_days
     left join identity_map

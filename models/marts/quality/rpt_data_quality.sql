@@ -52,7 +52,7 @@ undeclared_traits as (
         trait_name as dimension,
         cast(count(*) as double) as metric_value
     from (
-        select unnest(json_keys(custom_traits)) as trait_name
+        select {{ unnest_array(json_object_keys('custom_traits')) }} as trait_name
         from staged_events
         where custom_traits is not null
     ) as custom_trait_names
@@ -98,7 +98,7 @@ quarantine_reasons as (
         'rows' as metric_name,
         reason as dimension,
         cast(count(*) as double) as metric_value
-    from (select unnest(reasons) as reason from quarantined) as reasons
+    from (select {{ unnest_array('reasons') }} as reason from quarantined) as reasons
     group by reason
 ),
 
@@ -154,13 +154,13 @@ known_ages as (
 group_medians as (
     select
         favourite_category,
-        median(known_age) as group_median_age
+        {{ median('known_age') }} as group_median_age
     from known_ages
     group by favourite_category
 ),
 
 global_median as (
-    select median(known_age) as global_median_age
+    select {{ median('known_age') }} as global_median_age
     from known_ages
 ),
 
@@ -236,8 +236,8 @@ imputation_rates as (
 attribute_shares as (
     select
         attribute_name,
-        avg(case when is_missing then 1.0 else 0.0 end) as missing_share,
-        avg(case when is_stale then 1.0 else 0.0 end) as stale_share
+        {{ share_where('is_missing') }} as missing_share,
+        {{ share_where('is_stale') }} as stale_share
     from freshness
     where is_identified
     group by attribute_name
@@ -331,7 +331,7 @@ consent_users as (
 scrubbed_fields as (
     -- issue 13: e-mails, phone numbers and IPs scrubbed from free text at staging, per field
     -- (every scrubbed field listed, zero included)
-    select unnest({{ quoted_literal_array(scrubbed_text_fields().keys() | list + ['custom_traits']) }})
+    select {{ unnest_array(string_array(scrubbed_text_fields().keys() | list + ['custom_traits'])) }}
         as field_name
 ),
 
@@ -342,7 +342,7 @@ scrub_counts as (
         scrubbed_fields.field_name as dimension,
         cast(count(scrubbed.field_name) as double) as metric_value
     from scrubbed_fields
-    left join (select unnest(scrubbed_fields) as field_name from checked) as scrubbed
+    left join (select {{ unnest_array('scrubbed_fields') }} as field_name from checked) as scrubbed
         on scrubbed_fields.field_name = scrubbed.field_name
     group by scrubbed_fields.field_name
 ),

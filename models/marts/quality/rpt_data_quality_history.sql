@@ -4,7 +4,7 @@
     never doubles a day; earlier snapshots are never touched.
     Grain: one row per (snapshot_at, metric_group, metric_name, dimension). -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='delete+insert',
     unique_key=['snapshot_at', 'metric_group', 'metric_name', 'dimension'],
     on_schema_change='fail',

@@ -34,9 +34,7 @@ bounds as (
 
 calendar as (
     select
-        cast(unnest(generate_series(
-            cast(first_date as timestamp), cast(last_date as timestamp), interval 1 day
-        )) as date) as event_date
+        {{ day_series('first_date', 'last_date') }} as event_date
     from bounds
     where first_date <= last_date
 ),
@@ -54,7 +52,7 @@ baselines as (
     select
         event_date,
         events,
-        median(events) over (
+        {{ median('events') }} over (
             partition by extract(dow from event_date)
             order by event_date
             rows between {{ var('volume_baseline_weeks') }} preceding and 1 preceding

@@ -6,11 +6,11 @@
     closed at this as_of and holds again is reopened (no spell split in two at one instant).
     Grain: one row per (segment_name, canonical_user_id, valid_from). -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='delete+insert',
     unique_key=['segment_name', 'canonical_user_id', 'valid_from'],
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where valid_to = valid_from",
+    post_hook=("delete from {{ this }} where valid_to = valid_from" if incremental_or_table() == 'incremental' else []),
 ) }}
 
 with

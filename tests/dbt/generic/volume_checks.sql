@@ -22,7 +22,7 @@
             event_date,
             newest_event_at,
             hours_since_newest_event,
-            'newest event ' || cast(hours_since_newest_event as varchar)
+            'newest event ' || cast(hours_since_newest_event as {{ text_type() }})
             || ' hours before as_of' as reason
         from days
         where is_dead_feed

@@ -1,0 +1,96 @@
+"""dbt on the `spark` target with the project's functions registered on the session.
+
+dbt-spark's `session` method runs its SparkSession in the dbt process (getOrCreate). This entry
+point creates that session first, with the target's parameters, registers the pseudonymisation
+functions DuckDB gets from personalization.duckdb_plugin (`user_pseudonym`, `pseudonymise`: the
+same Python code, so the same pseudonyms), then runs dbt in the same process, whose session is
+this one. The key stays in the process environment (PERSONALIZATION_HMAC_KEY, else the
+development key with a warning, as the dev target): it never reaches the SQL or the warehouse.
+
+    python -m personalization.spark.dbt_spark build --select ... [dbt arguments]
+
+The functions are temporary (session) functions: a model that calls them must be a table, never
+a view (Spark refuses a permanent view over a temporary function), as on DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from personalization.dbt_runner import DbtError, Warehouse
+from personalization.privacy import pseudonymise, resolve_key, user_pseudonym
+from personalization.spark.session import WAREHOUSE_ENV
+from personalization.tracking_plan import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def register_functions(spark: SparkSession, key: bytes) -> None:
+    """Register user_pseudonym(text) and pseudonymise(text) on the session: Python UDFs calling
+    personalization.privacy with `key` (row-at-a-time Python UDFs, so no pyarrow is needed;
+    their cost at scale is in docs/scale-out.md)."""
+    from pyspark.sql.functions import udf
+
+    spark.udf.register("user_pseudonym", udf(lambda value: user_pseudonym(value, key), "string"))
+    spark.udf.register("pseudonymise", udf(lambda value: pseudonymise(value, key), "string"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run dbt (the given arguments, `--target spark` added when missing) in this process, on a
+    session that has the project's functions."""
+    from dbt.cli.main import dbtRunner
+
+    from personalization.spark.session import spark_session
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--target" not in args:
+        args += ["--target", "spark"]
+    spark = spark_session()
+    register_functions(spark, resolve_key(require_key=False))
+    result = dbtRunner().invoke(args)
+    if result.exception is not None:
+        log.error("dbt failed: %s", result.exception)
+        return 2
+    return 0 if result.success else 1
+
+
+def run_dbt_spark(
+    command: list[str],
+    warehouse: Warehouse,
+    spark_warehouse: Path,
+    dbt_vars: dict[str, Any] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`dbt <command> --target spark` through this entry point, in a process of its own (the
+    embedded metastore is open in one JVM at a time), with the vars of `warehouse` (landing
+    folder, as_of) as run_dbt passes them; raise DbtError with dbt's output tail on failure."""
+    args = [
+        sys.executable, "-m", "personalization.spark.dbt_spark", *command,
+        "--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT),
+        "--target", "spark", "--vars", json.dumps(warehouse.dbt_vars(dbt_vars)),
+    ]  # fmt: skip
+    env = {"DBT_INDIRECT_SELECTION": "buildable", **os.environ, WAREHOUSE_ENV: str(spark_warehouse)}
+    if warehouse.target_path is not None:
+        args += ["--target-path", str(warehouse.target_path)]
+        env["DBT_LOG_PATH"] = str(warehouse.target_path / "logs")
+    result = subprocess.run(
+        args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        tail = "\n".join(
+            line for line in result.stdout.splitlines()[-60:] if "ERROR" in line or "FAIL" in line
+        )
+        raise DbtError(f"dbt {' '.join(command)} --target spark failed:\n{tail}")
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
