@@ -102,16 +102,22 @@ def bench_microbatch(args: argparse.Namespace) -> list[Row]:
 
 
 @register("profiles")
+def write_report(name: str, result: dict) -> None:
+    """The whole result of a benchmark as reports/NAME (JSON), beside the summary table."""
+    import json
+
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / name).write_text(json.dumps(result, indent=2))
+
+
 def bench_profiles(args: argparse.Namespace) -> list[Row]:
     """Full dbt build on --events events (default 10M), profile models vs a hand-written query,
     and an incremental build after 1% new events: bench/bench_profiles.py."""
-    import json
 
     from bench_profiles import run
 
     result = run(args.events or 10_000_000)
-    (ROOT / "reports").mkdir(exist_ok=True)
-    (ROOT / "reports" / "bench_profiles.json").write_text(json.dumps(result, indent=2))
+    write_report("bench_profiles.json", result)
     events, peak = result["events"], result["peak_child_rss_mb"]
     return [
         Row("profiles: full build", events, result["full_build_seconds"], peak),
@@ -135,13 +141,11 @@ def bench_profiles(args: argparse.Namespace) -> list[Row]:
 def bench_staging(args: argparse.Namespace) -> list[Row]:
     """Raw load + staging of --events events (default 1M) against DuckDB's read_json of the same
     files, side by side: bench/bench_staging.py (goal: at most 1.5x)."""
-    import json
 
     from bench_staging import run
 
     result = run(args.events or 1_000_000)
-    (ROOT / "reports").mkdir(exist_ok=True)
-    (ROOT / "reports" / "bench_staging.json").write_text(json.dumps(result, indent=2))
+    write_report("bench_staging.json", result)
     events, peak = result["events"], result["peak_rss_mb"]
     return [
         Row("read_json (DuckDB)", events, result["read_json_seconds"], peak),
