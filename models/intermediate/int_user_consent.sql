@@ -23,6 +23,8 @@
 {%- set categories = consent_categories() -%}
 {%- set defaults = var('consent_default') -%}
 {%- set policy = var('analytics_consent_policy') -%}
+{#- a client time stamped in the future is not trusted, for either clock -#}
+{%- set future_stamped = array_contains('checked.reasons', "'future_timestamp'") -%}
 {%- if policy not in ['profile', 'exclude'] -%}
     {{ exceptions.raise_compiler_error(
         "analytics_consent_policy must be 'profile' or 'exclude', not '" ~ policy ~ "'") }}
@@ -55,14 +57,13 @@ canonical_users as (
 signal_lines as (
     select
         coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id) as raw_canonical_id,
-        -- a client time stamped in the future (future_timestamp) is not trusted, for either clock
         coalesce(
             checked.received_at,
-            case when not {{ array_contains('checked.reasons', "'future_timestamp'") }} then checked.event_at end,
+            case when not {{ future_stamped }} then checked.event_at end,
             checked.loaded_at
         ) as consent_at,
         case
-            when not {{ array_contains('checked.reasons', "'future_timestamp'") }} then checked.event_at
+            when not {{ future_stamped }} then checked.event_at
         end as client_at,
         {%- for category in categories %}
             checked.consent_{{ category }}{% if not loop.last %},{% endif %}
