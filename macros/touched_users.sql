@@ -192,6 +192,19 @@
 {%- endmacro %}
 
 
+{#- The post-hook of a touched-user model with a computed_at column: set it to this as_of on the
+    rows of the users the run did not touch. Nothing on a table (Spark's Parquet tables, which
+    refuse UPDATE, rebuild every row at this as_of anyway).
+    Example: `post_hook="{{ stamp_computed_at() }}"`. -#}
+{% macro stamp_computed_at() -%}
+    {%- if config.get('materialized') == 'incremental' -%}
+        update {{ this }} set computed_at = {{ as_of() }} where computed_at != {{ as_of() }}
+    {%- else -%}
+        select 1 as nothing_to_stamp
+    {%- endif -%}
+{%- endmacro %}
+
+
 {#- Whether a segment rule reads a profile column that can change for a user who is not touched:
     a percentile score (it moves when any other user changes), the imputed age (refitted by the
     daily build) or a cluster (refitted daily). fct_segment_membership then evaluates every user.

@@ -3,7 +3,7 @@
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per canonical_user_id. -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_touched_users() }}",

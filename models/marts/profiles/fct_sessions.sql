@@ -3,7 +3,7 @@
     the sessions of the users in int_touched_users and rebuilds them from all their events, so a
     session that spans two micro-batches is one session. Grain: one row per session_id. -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_touched_users() }}",

@@ -9,11 +9,11 @@
     a percentile score, the imputed age, a cluster).
     Grain: one row per (segment_name, canonical_user_id). -#}
 {{ config(
-    materialized='incremental',
+    materialized=incremental_or_table(),
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_touched_users(segment_reads_every_user(segment_definitions())) }}",
-    post_hook="update {{ this }} set computed_at = {{ as_of() }} where computed_at != {{ as_of() }}",
+    post_hook="{{ stamp_computed_at() }}",
 ) }}
 {%- set definitions = segment_definitions() -%}
 {%- set compiled = segment_compile(definitions) -%}
