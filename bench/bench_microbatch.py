@@ -46,9 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import emit, run_next_microbatch  # noqa: E402
 from orchestration import sensors  # noqa: E402
+from orchestration.dbt_assets import SENSOR_BATCH_TAG, WARM_DBT_ENV  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E402
-from personalization import cli  # noqa: E402
+from personalization import cli, warm_dbt  # noqa: E402
 from personalization.api.keys import mart_key  # noqa: E402
 from personalization.dbt_runner import Warehouse, run_dbt  # noqa: E402
 
@@ -85,11 +86,117 @@ def visible(db: Path, table: str, user: str) -> bool:
         return False
 
 
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its children that have ended (dbt)."""
+def _at(text: str) -> float:
+    """A dbt artefact's ISO timestamp (UTC, 'Z') as epoch seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _span(results: list[dict[str, Any]], prefix: str) -> tuple[float, float, float] | None:
+    """(first start, last end, summed execute time) of the results whose unique_id starts with
+    prefix, from run_results.json's per-node timing."""
+    spans = [
+        (_at(t["started_at"]), _at(t["completed_at"]))
+        for r in results
+        if r["unique_id"].startswith(prefix)
+        for t in r.get("timing") or []
+        if t.get("started_at") and t.get("completed_at")
+    ]
+    if not spans:
+        return None
+    busy = sum(
+        float(r.get("execution_time") or 0) for r in results if r["unique_id"].startswith(prefix)
+    )
+    return min(s for s, _ in spans), max(e for _, e in spans), busy
+
+
+def phase_breakdown(instance: dg.DagsterInstance, run_id: str, targets: Path) -> dict[str, Any]:
+    """Where one run's wall time went, from Dagster's event log and the run's dbt artefacts
+    (run_results.json: invocation start, hooks and node timings, artefacts written).
+
+    Phases (seconds, consecutive): run_start (run started -> dbt step started), dbt_startup (step
+    started -> dbt's invocation started: process start, imports, dagster-dbt's adapter),
+    dbt_parse (-> on-run-start hook: the parse or partial-parse check, selection), on_run_start,
+    nodes (models and tests, 2 threads: models_busy_s / tests_busy_s are their summed execution
+    times), on_run_end, dbt_exit (-> artefacts written), after_dbt (-> step finished: event
+    conversion, metadata, keep the parse state), bookkeeping (-> run finished)."""
+    events = {}
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event is not None:
+            events.setdefault(entry.dagster_event.event_type_value, entry.timestamp)
+    folders = sorted(targets.glob(f"{run_id[:8]}-*"))
+    if not folders or not (folders[-1] / "run_results.json").is_file():
+        return {"error": f"no run_results.json for run {run_id} under {targets}"}
+    run_results = json.loads((folders[-1] / "run_results.json").read_text())
+    results = run_results["results"]
+    started = _at(run_results["metadata"]["invocation_started_at"])
+    written = _at(run_results["metadata"]["generated_at"])
+    hook_start = _span(results, "operation.personalization.personalization-on-run-start")
+    hook_end = _span(results, "operation.personalization.personalization-on-run-end")
+    models, tests = _span(results, "model."), _span(results, "test.")
+    node_spans = [s for s in (models, tests) if s]
+    first = min(s[0] for s in node_spans) if node_spans else written
+    last = max(s[1] for s in node_spans) if node_spans else written
+    step_start = events.get(dg.DagsterEventType.STEP_START.value, started)
+    step_end = events.get(dg.DagsterEventType.STEP_SUCCESS.value) or events.get(
+        dg.DagsterEventType.STEP_FAILURE.value, written
+    )
+    run_end = events.get(dg.DagsterEventType.RUN_SUCCESS.value) or events.get(
+        dg.DagsterEventType.RUN_FAILURE.value, step_end
+    )
+    start_hook = hook_start[:2] if hook_start else (first, first)
+    end_hook = hook_end[:2] if hook_end else (last, last)
+    marks = [
+        ("run_start", events.get(dg.DagsterEventType.RUN_START.value, step_start), step_start),
+        ("dbt_startup", step_start, started),
+        ("dbt_parse", started, start_hook[0]),
+        ("on_run_start", *start_hook),
+        ("nodes", first, last),
+        ("on_run_end", *end_hook),
+        ("dbt_exit", end_hook[1], written),
+        ("after_dbt", written, step_end),
+        ("bookkeeping", step_end, run_end),
+    ]
+    phases: dict[str, Any] = {name: round(end - begin, 2) for name, begin, end in marks}
+    phases["parse"] = parse_kind(folders[-1])
+    phases["models"] = sum(1 for r in results if r["unique_id"].startswith("model."))
+    phases["tests"] = sum(1 for r in results if r["unique_id"].startswith("test."))
+    phases["models_busy_s"] = round(models[2], 2) if models else 0.0
+    phases["tests_busy_s"] = round(tests[2], 2) if tests else 0.0
+    return phases
+
+
+def parse_kind(target: Path) -> str:
+    """How the run's dbt got its manifest, from its debug log: a full parse, dbt's partial parse,
+    or the warm server's cached manifest (no parse)."""
+    log_file = target / "dbt.log"
+    text = log_file.read_text(errors="replace") if log_file.is_file() else ""
+    if "Unable to do partial parsing" in text or "Partial parsing not enabled" in text:
+        return "full"
+    if "Partial parsing enabled" in text:
+        return "partial"
+    return "none"
+
+
+def server_cpu_seconds(socket: Path) -> float:
+    """CPU time of the warm dbt server and of the children it has waited for (each batch's
+    dbt), from /proc; 0 when no server runs. It is not a child of this process (it outlives the
+    run that started it), so RUSAGE_CHILDREN does not count it."""
+    pid_file = Path(f"{socket}.pid")
+    try:
+        fields = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text().rsplit(")", 1)[1]
+    except (OSError, ValueError):
+        return 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields.split()[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(socket: Path | None = None) -> float:
+    """CPU time (user + system) of this process, of its children that have ended (dbt) and of
+    the warm dbt server at socket."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    server = server_cpu_seconds(socket) if socket else 0.0
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + server
 
 
 def next_batch(
@@ -142,10 +249,26 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         dg.build_sensor_context(instance=instance)
     ).cursor
 
-    # the first run after the build: no sensor tag (as the hourly schedule), cold dbt parse
-    t0 = time.perf_counter()
-    job.execute_in_process(instance=instance, resources=resources, raise_on_error=False)
-    noop_run_s = time.perf_counter() - t0
+    targets = resource.targets()
+    socket = warm_dbt.socket_path(targets)
+    sensor_tags = {SENSOR_BATCH_TAG: "bench-empty"}
+
+    def measured(tags: dict[str, str] | None) -> dict[str, Any]:
+        """One run of the micro-batch job with no new file: wall, CPU and phases."""
+        t0, cpu = time.perf_counter(), cpu_seconds(socket)
+        outcome = job.execute_in_process(instance=instance, resources=resources, tags=tags,
+                                         raise_on_error=False)  # fmt: skip
+        figures = {"success": outcome.success, "wall_s": round(time.perf_counter() - t0, 2),
+                   "cpu_s": round(cpu_seconds(socket) - cpu, 2),
+                   "load_average": round(os.getloadavg()[0], 2),
+                   "phases": phase_breakdown(instance, outcome.run_id, targets)}  # fmt: skip
+        log.info("run %s", figures)
+        return figures
+
+    # the first run after the build: no sensor tag (as the hourly schedule), every test
+    noop = measured(None)
+    # the first sensor batch starts the warm server (imports, one parse); later ones reuse it
+    server_start = measured(sensor_tags)
 
     rng = random.Random(7)
     interval = sensors.MICROBATCH_INTERVAL_SECONDS
@@ -155,7 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         user = f"{prefix}-{i}"
         path = landing / "dt=bench" / f"{user}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        landed, cpu = time.perf_counter(), cpu_seconds()
+        landed, cpu = time.perf_counter(), cpu_seconds(socket)
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
         time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
         cursor, detected, outcome = next_batch(instance, cursor, job, resources)
@@ -175,27 +298,57 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                         "detect_s": round(detected - landed, 2),
                         "run_s": round(finished - detected, 2),
                         "latency_s": round(seen - landed, 2),
-                        "cpu_s": round(cpu_seconds() - cpu, 2),
-                        "load_average": round(os.getloadavg()[0], 2)})  # fmt: skip
+                        "cpu_s": round(cpu_seconds(socket) - cpu, 2),
+                        "load_average": round(os.getloadavg()[0], 2),
+                        "phases": phase_breakdown(instance, outcome.run_id, targets)})  # fmt: skip
         log.info("batch %s", batches[-1])
     # an empty batch as the sensor starts it (warm dbt, guard tests only): the fixed cost
-    t0, cpu = time.perf_counter(), cpu_seconds()
-    job.execute_in_process(instance=instance, resources=resources, tags=tags,
-                           raise_on_error=False)  # fmt: skip
-    empty_batch_s, empty_batch_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu
+    empty = measured(sensor_tags)
+    # the same empty batch through a plain dbt process (the path before the warm server)
+    cold = None
+    if args.compare_cold:
+        os.environ[WARM_DBT_ENV] = "0"
+        cold = measured(sensor_tags)
+        os.environ.pop(WARM_DBT_ENV)
+    warm_dbt.stop_server(socket)
     latencies = [b["latency_s"] for b in batches]
+    log.info("%s", phase_table({"hourly-like run": noop, "first sensor batch": server_start,
+                                **{f"batch {b['batch']}": b for b in batches},
+                                "empty sensor batch": empty,
+                                **({"empty, plain dbt": cold} if cold else {})}))  # fmt: skip
     if not args.keep and not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "events": args.events, "target": args.target, "batches": batches,
         "generate_s": round(generate_s, 1), "full_build_s": round(full_build_s, 1),
-        "noop_microbatch_s": round(noop_run_s, 2), "empty_sensor_batch_s": round(empty_batch_s, 2),
-        "empty_sensor_batch_cpu_s": round(empty_batch_cpu_s, 2),
+        "noop_microbatch_s": noop["wall_s"], "noop_microbatch": noop,
+        "server_start_batch": server_start,
+        "empty_sensor_batch_s": empty["wall_s"], "empty_sensor_batch_cpu_s": empty["cpu_s"],
+        "empty_sensor_batch": empty, "empty_sensor_batch_plain_dbt": cold,
         "settle_seconds": args.settle_seconds, "lookback_hours": args.lookback_hours,
         "sensor_interval_s": interval, "load_average": [round(x, 2) for x in os.getloadavg()],
         "median_latency_s": round(statistics.median(latencies), 2),
         "max_latency_s": round(max(latencies), 2),
+        "median_cpu_s": round(statistics.median(b["cpu_s"] for b in batches), 2),
     }  # fmt: skip
+
+
+PHASES = ("run_start", "dbt_startup", "dbt_parse", "on_run_start", "nodes", "on_run_end",
+          "dbt_exit", "after_dbt", "bookkeeping")  # fmt: skip
+
+
+def phase_table(runs: dict[str, dict[str, Any]]) -> str:
+    """The per-phase breakdown of each run as a Markdown table (seconds of wall time)."""
+    head = ["run", "wall", "cpu", *PHASES, "models busy", "tests busy", "parse"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, run in runs.items():
+        phases = run.get("phases") or {}
+        wall = run.get("wall_s", run.get("run_s", ""))
+        cells = [name, str(wall), str(run["cpu_s"]), *(str(phases.get(p, "")) for p in PHASES),
+                 str(phases.get("models_busy_s", "")), str(phases.get("tests_busy_s", "")),
+                 str(phases.get("parse", ""))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run_benchmark(
@@ -232,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--settle-seconds", type=int, default=1,
                         help="age a landing file needs before the sensor takes it")  # fmt: skip
+    parser.add_argument("--compare-cold", action="store_true",
+                        help="also an empty sensor batch through a plain dbt process")  # fmt: skip
     parser.add_argument("--lookback-hours", type=int, default=0,
                         help="the dbt var lookback_hours of the micro-batches")  # fmt: skip
     args = parser.parse_args(argv)

@@ -7,6 +7,8 @@ severity `error` are blocking checks: a failure stops every model downstream of 
 them) and every Dagster step after the dbt step.
 """
 
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -32,6 +34,7 @@ from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.adapters.duckdb.credentials import DuckDBCredentials
 
 from orchestration.resources import DBT_PROJECT, DUCKDB_POOL, WarehouseResource
+from personalization import warm_dbt
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +186,12 @@ def tests_left_for_daily(
     )
 
 
-# The tests that guard a micro-batch's outputs: keys (unique, not null, foreign keys), raw lines
-# conserved, every landing file loaded, and the membership history's spells. Value checks
-# (accepted values and ranges, expressions, segment sizes, unit tests) run on the hourly and the
-# daily runs, which build the same models.
+# The tests that guard a micro-batch's outputs: the keys (unique, not null, foreign keys) of the
+# tables it writes, raw lines conserved, every landing file loaded, and the membership history's
+# spells. Left to the hourly and daily runs, which build the same models: value checks (accepted
+# values and ranges, expressions, segment sizes), unit tests, and the keys of views (a view's
+# rows follow from its code and its input tables, whose keys a batch checks; the views over all
+# events cost a quarter of a batch's test time).
 GUARD_GENERIC_TESTS = frozenset(
     {"unique", "unique_combination_of_columns", "not_null", "relationships"}
 )
@@ -199,20 +204,27 @@ GUARD_SINGULAR_TESTS = frozenset(
     }
 )
 SENSOR_BATCH_TAG = "personalization/batch"  # set by the landing sensor on the runs it starts
+NOT_WRITTEN = frozenset({"view", "ephemeral"})  # materialisations a batch writes no rows to
+
+
+def is_guard_test(manifest: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    """A test that guards a micro-batch's outputs (GUARD_* above)."""
+    generic = (props.get("test_metadata") or {}).get("name")
+    if not generic:
+        return props["name"] in GUARD_SINGULAR_TESTS
+    tested = manifest["nodes"].get(props.get("attached_node") or "", {})
+    written = (tested.get("config") or {}).get("materialized") not in NOT_WRITTEN
+    return generic in GUARD_GENERIC_TESTS and written
 
 
 def tests_left_for_hourly(manifest: Mapping[str, Any]) -> list[str]:
     """The data tests a sensor-started micro-batch leaves to the hourly and daily runs: all but
-    the guards (GUARD_GENERIC_TESTS, GUARD_SINGULAR_TESTS)."""
-    left = []
-    for props in manifest["nodes"].values():
-        if props["resource_type"] != "test":
-            continue
-        generic = (props.get("test_metadata") or {}).get("name")
-        guard = generic in GUARD_GENERIC_TESTS if generic else props["name"] in GUARD_SINGULAR_TESTS
-        if not guard:
-            left.append(props["name"])
-    return sorted(left)
+    the guards (is_guard_test)."""
+    return sorted(
+        props["name"]
+        for props in manifest["nodes"].values()
+        if props["resource_type"] == "test" and not is_guard_test(manifest, props)
+    )
 
 
 def dbt_build_args(
@@ -319,6 +331,64 @@ def with_table_metadata(stream: Any, sensor_batch: bool) -> Any:
     return stream.fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
 
 
+WARM_DBT_ENV = "PERSONALIZATION_WARM_DBT"  # "0": sensor batches start a plain dbt process
+
+
+def warm_executable() -> str | None:
+    """The warm server's client (`personalization-warm-dbt`) of this environment, if installed."""
+    candidate = Path(sys.executable).with_name("personalization-warm-dbt")
+    return str(candidate) if candidate.exists() else None
+
+
+class WarmDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource on the warm server's client, without the dbt adapter dagster-dbt
+    builds in this process before every command (1.4-3 s of CPU: profile, project and macros
+    loaded again). That adapter serves the row-count and column queries only, which sensor
+    batches skip (with_table_metadata)."""
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+
+@functools.cache
+def _warm_resource(
+    executable: str, project_dir: str, profiles_dir: str | None, flags: tuple[str, ...]
+) -> DbtCliResource:
+    return WarmDbtCliResource(
+        project_dir=project_dir,
+        profiles_dir=profiles_dir,
+        dbt_executable=executable,
+        global_config_flags=list(flags),
+    )
+
+
+def warm_dbt_resource(dbt: DbtCliResource) -> DbtCliResource | None:
+    """The run's dbt resource, through the warm micro-batch server (personalization/warm_dbt.py):
+    no process start-up, no imports, no parse per batch. One instance per configuration, so
+    dagster-dbt asks the version once. None when the warm path is off or not installed."""
+    executable = warm_executable()
+    if os.environ.get(WARM_DBT_ENV, "1") == "0" or executable is None or dbt.target or dbt.profile:
+        return None
+    return _warm_resource(
+        executable, str(dbt.project_dir), dbt.profiles_dir, tuple(dbt.global_config_flags)
+    )
+
+
+@contextlib.contextmanager
+def warm_socket(targets: Path) -> Iterator[None]:
+    """Point the warm client at the server of this folder of dbt artefacts (started on first
+    use; it stops after PERSONALIZATION_WARM_DBT_IDLE_SECONDS without a batch)."""
+    saved = os.environ.get(warm_dbt.SOCKET_ENV)
+    os.environ[warm_dbt.SOCKET_ENV] = str(warm_dbt.socket_path(targets))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(warm_dbt.SOCKET_ENV, None)
+        else:
+            os.environ[warm_dbt.SOCKET_ENV] = saved
+
+
 @dbt_assets(
     manifest=DBT_MANIFEST,
     project=DBT_PROJECT,
@@ -331,7 +401,6 @@ def dbt_models(
 ) -> Iterator[Any]:
     """`dbt build` of the selected models and their tests (a subset when a job selects one)."""
     target = warehouse.targets() / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
-    warm_target(warehouse.targets(), target)
     reference = warehouse.reference_time()
     # the run says which reference time it built at, and why (the same rule as every entry point)
     context.instance.add_run_tags(
@@ -343,8 +412,14 @@ def dbt_models(
     args = dbt_build_args(
         DBT_MANIFEST, context.selected_asset_keys, warehouse.dbt_vars(), sensor_batch=sensor_batch
     )
-    with warehouse.dbt_env():
-        invocation = dbt.cli(args, context=context, target_path=target)
+    # a sensor batch runs in the warm server on its cached manifest; other runs start dbt and
+    # reuse the partial-parse state the last one left
+    warm = warm_dbt_resource(dbt) if sensor_batch else None
+    if warm is None:
+        warm_target(warehouse.targets(), target)
+    socket = warm_socket(warehouse.targets()) if warm else contextlib.nullcontext()
+    with warehouse.dbt_env(), socket:
+        invocation = (warm or dbt).cli(args, context=context, target_path=target)
         invocation.manifest = manifest_for_database(
             invocation.manifest, DuckDBCredentials.path_derived_database_name(warehouse.db())
         )
@@ -364,4 +439,5 @@ def dbt_models(
         ) from error
     finally:
         release_build_database(invocation.adapter)
-        keep_warm(warehouse.targets(), target)
+        if warm is None:  # (dagster-dbt puts the project's own parse state in a warm run's target)
+            keep_warm(warehouse.targets(), target)

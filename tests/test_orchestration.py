@@ -29,6 +29,7 @@ from orchestration.definitions import defs
 from orchestration.landing import landing_events
 from orchestration.publish import published_marts
 from orchestration.resources import DUCKDB_POOL, WarehouseResource, dbt_resource
+from personalization import warm_dbt
 from personalization.dbt_runner import Warehouse
 
 MANIFEST = json.loads((Path(__file__).parent.parent / "target" / "manifest.json").read_text())
@@ -38,6 +39,7 @@ STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
 RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
+KEYS = {"unique", "not_null", "unique_combination_of_columns", "relationships"}
 
 
 def is_ephemeral(props: dict[str, Any]) -> bool:
@@ -217,10 +219,21 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
     by_name = {t["name"]: t for t in TESTS.values()}
     kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
     assert {"accepted_values", "accepted_range"} <= kinds
-    assert not kinds & {"unique", "not_null", "unique_combination_of_columns"}
-    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_stg_events_message_id"):
+    # the only keys left are those of views
+    left_keys = [n for n in left if (by_name[n].get("test_metadata") or {}).get("name") in KEYS]
+    assert left_keys
+    assert {MODELS[by_name[n]["attached_node"]]["config"]["materialized"] for n in left_keys} == {
+        "view"
+    }
+    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_fct_sessions_session_id"):
         assert guard in by_name and guard not in left
     assert "assert_consent_signals_present" in left
+    # the keys of views (stg_events, int_events_stitched) are left too: a batch writes no rows
+    # there; the keys of the tables they feed are checked
+    for view_key in ("unique_stg_events_message_id", "unique_int_events_stitched_message_id"):
+        assert by_name[view_key]["attached_node"] in MODELS
+        assert MODELS[by_name[view_key]["attached_node"]]["config"]["materialized"] == "view"
+        assert view_key in left
     # the hourly run leaves out only the tests reading daily-only models
     hourly_left = (
         set(hourly[hourly.index("--exclude") + 1].split()) if "--exclude" in hourly else set()
@@ -339,7 +352,8 @@ def test_manifest_names_the_database_the_run_writes() -> None:
 def blocked(
     built: tuple[Path, dg.ExecuteInProcessResult], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dg.DagsterInstance, dg.ExecuteInProcessResult]:
-    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line."""
+    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line,
+    started as the landing sensor starts it (guard tests only, in the warm dbt server)."""
     root, _ = built
     bad = tmp_path_factory.mktemp("orchestration_blocked")
     shutil.copy(root / "warehouse.duckdb", bad / "warehouse.duckdb")
@@ -355,11 +369,15 @@ def blocked(
         resources={"dbt": dbt_resource(), "warehouse": warehouse_resource(bad, root / "landing")},
         instance=instance,
         raise_on_error=False,
+        tags={dbt_assets.SENSOR_BATCH_TAG: "landing-test"},
     )
+    # the batch ran in the warm server of its artefact folder: stopping it says it was there
+    assert warm_dbt.stop_server(warm_dbt.socket_path(bad / "dbt_runs"))
     return instance, result
 
 
 def test_failing_blocking_check_stops_downstream_assets(
+    built: tuple[Path, dg.ExecuteInProcessResult],
     blocked: tuple[dg.DagsterInstance, dg.ExecuteInProcessResult],
 ) -> None:
     _, result = blocked
@@ -372,6 +390,12 @@ def test_failing_blocking_check_stops_downstream_assets(
         for e in result.get_asset_materialization_events()
     }
     assert RAW in materialised  # the model ran; its test failed
+    # a sensor batch runs the guard tests (the raw PK failed above) and leaves value checks to
+    # the hourly run; the full materialisation ran them
+    value_checks = ("accepted_values_", "accepted_range_")
+    assert not [name for name in evaluations if name.startswith(value_checks)]
+    everything = {e.check_name for e in built[1].get_asset_check_evaluations()}
+    assert [name for name in everything if name.startswith(value_checks)]
     for name in ("stg_landing__events_checked", "stg_events", "dim_user_profiles"):
         assert dbt_key(name) not in materialised
     assert dg.AssetKey("published_marts") not in materialised
@@ -531,3 +555,105 @@ def test_sensor_batches_skip_the_metadata_queries() -> None:
     assert sensor.calls == []
     assert dbt_assets.with_table_metadata(hourly, sensor_batch=False) is hourly
     assert hourly.calls == ["row_counts", "columns lineage=False"]
+
+
+# ---------------------------------------------------------------- the warm micro-batch path
+
+
+def test_manifest_key_follows_what_a_parse_reads(tmp_path: Path) -> None:
+    """The cached manifest's key changes with every file, var, target and environment value a
+    parse reads, and not with as_of (rendered at compile time) or a run's artefact folders."""
+    project = tmp_path / "project"
+    segments = project / "models" / "marts" / "segments" / "segments.yml"
+    segments.parent.mkdir(parents=True)
+    segments.write_text("segments: [{name: a, rules: []}]\n")
+    model = project / "models" / "a.sql"
+    model.write_text("select 1 as a")
+    (project / "dbt_project.yml").write_text("name: p\n")
+
+    def key(as_of: str = "2026-01-01", landing: str = "in", target: str = "dev", **env: str) -> Any:
+        dbt_vars = json.dumps({"as_of": as_of, "landing_path": landing})
+        environment = {"PERSONALIZATION_DB": "a.duckdb", "DBT_TARGET_PATH": "/t/1", **env}
+        args = ["build", "--vars", dbt_vars, "--target", target]
+        return warm_dbt.manifest_key(args, environment, project)
+
+    base = key()
+    assert key(as_of="2026-02-01") == base
+    assert key(DBT_TARGET_PATH="/t/2", DBT_LOG_PATH="/t/2", HOME="/elsewhere") == base
+    assert len({base, key(landing="other"), key(target="prod"), key(PERSONALIZATION_DB="b")}) == 4
+    for path, edit in ((model, "select 2 as a"), (segments, "segments: []\n")):
+        before = path.read_text()
+        path.write_text(edit)
+        assert key() != base, path.name
+        path.write_text(before)
+        assert key() == base
+    (project / "models" / "b.sql").write_text("select 1 as b")
+    assert key() != base
+    for command in (["parse"], ["--version"], ["debug"]):
+        assert warm_dbt.manifest_key(command, {}, project) is None
+
+
+PROBE_PROJECT = {
+    "dbt_project.yml": "name: warm_probe\nversion: '1.0'\nconfig-version: 2\nprofile: warm_probe\n",
+    "profiles.yml": (
+        "warm_probe:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        "      path: \"{{ env_var('PERSONALIZATION_DB') }}\"\n      threads: 1\n"
+    ),
+    # a definition in YAML read from the graph at execution, as the segment definitions are
+    "models/schema.yml": (
+        "models:\n  - name: probe\n    config:\n      materialized: table\n"
+        "      meta: {threshold: 1}\n"
+    ),
+    "models/probe.sql": (
+        "{% set node = graph.nodes.get('model.warm_probe.probe') if execute else none %}\n"
+        "select cast('{{ var(\"as_of\") }}' as timestamp) as as_of,\n"
+        "    {{ node.config.meta.threshold if node else 0 }} as threshold, 'one' as label\n"
+    ),
+}
+
+
+def test_warm_server_reuses_its_manifest_and_reparses_a_changed_project(tmp_path: Path) -> None:
+    """Batches on one cached manifest get each batch's as_of (rendered at compile time, so the
+    rows are right without a parse); an edited definition or model is parsed again before the
+    next batch runs, never run with the stale manifest."""
+    project = tmp_path / "project"
+    for name, text in PROBE_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    db = tmp_path / "probe.duckdb"
+    env = {**os.environ, "PERSONALIZATION_DB": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    server = warm_dbt.socket_path(tmp_path)
+    out = (tmp_path / "dbt.out").open("w")
+
+    def batch(as_of: str) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        args = ["build", "--project-dir", str(project), "--profiles-dir", str(project),
+                "--target-path", str(tmp_path / "target"),
+                "--vars", json.dumps({"as_of": as_of})]  # fmt: skip
+        answer = warm_dbt.run_on_server(server, args, env, project, (out.fileno(), out.fileno()))
+        assert answer["returncode"] == 0, (tmp_path / "dbt.out").read_text()[-2000:]
+        with duckdb.connect(str(db), read_only=True) as con:
+            row = con.execute("select cast(as_of as varchar), threshold, label from probe")
+            found = row.fetchone()
+        assert found is not None
+        return answer, tuple(found)
+
+    try:
+        first, row = batch("2026-01-01 00:00:00")
+        assert (first["manifest"], first["parsed"], row) == (
+            True,
+            1,
+            ("2026-01-01 00:00:00", 1, "one"),
+        )
+        second, row = batch("2026-02-01 12:00:00")
+        assert (second["parsed"], row) == (1, ("2026-02-01 12:00:00", 1, "one"))
+        schema = project / "models" / "schema.yml"
+        schema.write_text(schema.read_text().replace("threshold: 1", "threshold: 2"))
+        third, row = batch("2026-02-01 12:00:00")
+        assert (third["parsed"], row) == (2, ("2026-02-01 12:00:00", 2, "one"))
+        model = project / "models" / "probe.sql"
+        model.write_text(model.read_text().replace("'one'", "'two'"))
+        fourth, row = batch("2026-02-02 00:00:00")
+        assert (fourth["parsed"], row) == (3, ("2026-02-02 00:00:00", 2, "two"))
+    finally:
+        out.close()
+        assert warm_dbt.stop_server(server)
