@@ -202,6 +202,26 @@ def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
     assert dbt_assets.tests_left_for_daily(DBT_MANIFEST, dbt_models.keys) == []
 
 
+def excluded_tests(args: list[str]) -> set[str]:
+    """The test names a `dbt build` leaves out: its --exclude criteria resolved as dbt does
+    (`test_name:KIND` is every generic test of that kind, anything else a test's name)."""
+    if "--exclude" not in args:
+        return set()
+    names: set[str] = set()
+    for criterion in args[args.index("--exclude") + 1].split():
+        if criterion.startswith("test_name:"):
+            kind = criterion.split(":", 1)[1]
+            names |= {
+                t["name"]
+                for t in TESTS.values()
+                if (t.get("test_metadata") or {}).get("name") == kind
+            }
+        else:
+            assert criterion in {t["name"] for t in TESTS.values()}, criterion
+            names.add(criterion)
+    return names
+
+
 def test_sensor_batches_run_only_the_guard_tests() -> None:
     """A sensor-started micro-batch runs keys, conservation and the history guards, no unit
     tests; the hourly run (no batch tag) runs every test of the same models."""
@@ -212,10 +232,19 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
     assert sensor[:3] == hourly[:3] == ["build", "--vars", json.dumps(dbt_vars)]
     assert sensor[sensor.index("--exclude-resource-type") + 1] == "unit_test"
     assert "--exclude-resource-type" not in hourly
-    deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected))
-    left = set(sensor[sensor.index("--exclude") + 1].split())
+    # a test runs when one of its parents is built (indirect selection): only those are excluded
+    models = dbt_assets.selected_unique_ids(DBT_MANIFEST, selected)
+    runnable = {
+        t["name"] for uid, t in TESTS.items() if set(DBT_MANIFEST["parent_map"][uid]) & models
+    }
+    deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected)) & runnable
+    hourly_left = excluded_tests(hourly)
+    assert deferred and hourly_left == deferred
+    left = excluded_tests(sensor) & runnable
     assert deferred <= left
     left -= deferred
+    # dbt resolves each criterion against the graph: a few kinds, not hundreds of names
+    assert len(sensor[sensor.index("--exclude") + 1].split()) < 40 < len(left)
     by_name = {t["name"]: t for t in TESTS.values()}
     kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
     assert {"accepted_values", "accepted_range"} <= kinds
@@ -226,7 +255,7 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         "view"
     }
     for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_fct_sessions_session_id"):
-        assert guard in by_name and guard not in left
+        assert guard in runnable and guard not in left
     assert "assert_consent_signals_present" in left
     # the keys of views (stg_events, int_events_stitched) are left too: a batch writes no rows
     # there; the keys of the tables they feed are checked
@@ -234,11 +263,6 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         assert by_name[view_key]["attached_node"] in MODELS
         assert MODELS[by_name[view_key]["attached_node"]]["config"]["materialized"] == "view"
         assert view_key in left
-    # the hourly run leaves out only the tests reading daily-only models
-    hourly_left = (
-        set(hourly[hourly.index("--exclude") + 1].split()) if "--exclude" in hourly else set()
-    )
-    assert hourly_left == deferred
 
 
 # ---------------------------------------------------------------- in-process builds
