@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import emit, run_next_microbatch  # noqa: E402
+from personalization import warm_dbt  # noqa: E402
 from personalization.api.keys import mart_key  # noqa: E402
 from personalization.collector.loopback import (  # noqa: E402
     READ_KEY,
@@ -273,6 +274,7 @@ def run_e2e(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         stop(collector)
         stop(api)
+        warm_dbt.stop_server(warm_dbt.socket_path(work / "dbt_runs"))  # the sensor batches' dbt
     totals = [t["end_to_end_s"] for t in trials]
     return {
         "events": args.events, "full_build_s": round(full_build_s, 1),

@@ -2,7 +2,7 @@
 
     python bench/bench_microbatch.py --events 1000000 --batches 5 \
         [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0] \
-        [--keep | --reuse /tmp/bench-microbatch-XXXX]
+        [--keep | --reuse /tmp/bench-microbatch-XXXX] [--compare-cold]
 
 1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
 2. for each batch: write one small file (a new user who views the top product: segment
@@ -16,8 +16,13 @@
    --lookback-hours is the dbt var of the micro-batches (the touched-user models recompute every
    user with lines loaded within it before the previous run ended: the project default, 72,
    recomputes the whole history the full build loaded minutes earlier).
+Sensor batches run in the warm dbt server (docs/orchestration.md, "The warm micro-batch path");
+the first one starts it and is reported apart ("first sensor batch"). --compare-cold adds an empty
+sensor batch through a plain dbt process (PERSONALIZATION_WARM_DBT=0), measured in the same run.
 Prints one JSON object (also written to --out) with the figures, the load average and the CPU
-time (this process and its dbt children) of each batch.
+time of each batch (this process, its children and the warm server with the dbt children it
+forks), and logs a per-phase table of every run (phase_breakdown: Dagster run start, dbt start-up,
+parse, hooks, models and tests, dbt exit, the step after dbt, Dagster's bookkeeping).
 """
 
 from __future__ import annotations

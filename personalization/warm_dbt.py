@@ -334,9 +334,12 @@ def _handle(conn: socket.socket, cache: ManifestCache) -> bool:
     for fd in fds:
         os.close(fd)
     answer = {"pid": pid, "parsed": cache.parses, "manifest": manifest is not None}
-    conn.sendall(json.dumps(answer).encode() + b"\n")
+    with contextlib.suppress(OSError):  # a client gone away still leaves a child to wait for
+        conn.sendall(json.dumps(answer).encode() + b"\n")
     _, status = os.waitpid(pid, 0)
-    conn.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+    done = {"returncode": os.waitstatus_to_exitcode(status)}
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps(done).encode() + b"\n")
     return True
 
 
@@ -362,8 +365,13 @@ def serve_socket(path: Path, idle_seconds: float) -> None:
                 break
             conn.settimeout(None)
             with conn:
-                if not _handle(conn, cache):
-                    break
+                try:
+                    serving = _handle(conn, cache)
+                except OSError:  # the client went away (its run was cancelled): serve on
+                    log.exception("warm dbt: lost a client")
+                    serving = True
+            if not serving:
+                break
     finally:
         listener.close()
         path.unlink(missing_ok=True)
