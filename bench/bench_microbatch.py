@@ -51,7 +51,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import emit, run_next_microbatch  # noqa: E402
 from orchestration import sensors  # noqa: E402
-from orchestration.dbt_assets import SENSOR_BATCH_TAG, WARM_DBT_ENV  # noqa: E402
+from orchestration.dbt_assets import (  # noqa: E402
+    DBT_MANIFEST,
+    SENSOR_BATCH_TAG,
+    WARM_DBT_ENV,
+    models_missing_from_manifest,
+)
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E402
 from personalization import cli, warm_dbt  # noqa: E402
@@ -219,6 +224,9 @@ def next_batch(
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    missing = models_missing_from_manifest(DBT_MANIFEST, ROOT)
+    if missing:  # the job would select from it and leave these models out
+        raise SystemExit(f"target/manifest.json is stale (no {', '.join(missing)}): dbt parse")
     work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
     landing = work / "landing"
     generate_s = full_build_s = 0.0

@@ -148,8 +148,36 @@ def prepare_dbt_project() -> None:
     DBT_PROJECT.prepare_if_dev()
 
 
+MODEL_FOLDERS = ("models", "python_models")  # dbt_project.yml's model-paths
+
+
+def models_missing_from_manifest(manifest: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """Model files of the project that the manifest does not know: a manifest parsed before
+    they were added. The jobs select from the manifest, so the micro-batch would leave such a
+    model out (a new touched-user model never ran, and new users never reached the marts)."""
+    disabled = [props for versions in manifest.get("disabled", {}).values() for props in versions]
+    known = {
+        props.get("original_file_path")
+        for props in [*manifest["nodes"].values(), *disabled]
+        if props["resource_type"] == "model"
+    }
+    files = sorted(
+        str(path.relative_to(project_dir))
+        for folder in MODEL_FOLDERS
+        for pattern in ("*.sql", "*.py")
+        for path in (project_dir / folder).rglob(pattern)
+    )
+    return [f for f in files if f not in known and not Path(f).name.startswith("_")]
+
+
 prepare_dbt_project()
 DBT_MANIFEST: dict[str, Any] = json.loads(DBT_PROJECT.manifest_path.read_text())
+if missing := models_missing_from_manifest(DBT_MANIFEST, Path(DBT_PROJECT.project_dir)):
+    log.warning(
+        "%s is stale (it lacks %s): run `dbt parse` before loading the code location",
+        DBT_PROJECT.manifest_path,
+        ", ".join(missing),
+    )
 
 
 def _failure_is_transient(invocation: Any, error: Exception) -> bool:

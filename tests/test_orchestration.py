@@ -681,3 +681,25 @@ def test_warm_server_reuses_its_manifest_and_reparses_a_changed_project(tmp_path
     finally:
         out.close()
         assert warm_dbt.stop_server(server)
+
+
+def test_a_stale_manifest_is_told_apart(tmp_path: Path) -> None:
+    """A model file the manifest does not know (parsed before it was added) is named: the jobs
+    select from the manifest and would leave it out. The checkout's own manifest is fresh."""
+    assert (
+        dbt_assets.models_missing_from_manifest(DBT_MANIFEST, dbt_assets.DBT_PROJECT.project_dir)
+        == []
+    )
+    (tmp_path / "models" / "marts").mkdir(parents=True)
+    (tmp_path / "python_models").mkdir()
+    for name in ("models/marts/a.sql", "models/marts/b.sql", "python_models/c.py", "models/x.yml"):
+        (tmp_path / name).write_text("")
+    manifest = {
+        "nodes": {
+            "model.p.a": {"resource_type": "model", "original_file_path": "models/marts/a.sql"}
+        },
+        "disabled": {
+            "model.p.c": [{"resource_type": "model", "original_file_path": "python_models/c.py"}]
+        },
+    }
+    assert dbt_assets.models_missing_from_manifest(manifest, tmp_path) == ["models/marts/b.sql"]
