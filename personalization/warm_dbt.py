@@ -85,16 +85,21 @@ SCHEMA_CLASSES = (
 )
 
 
-def _warm() -> None:
+def _warm(plugin: bool = False) -> None:
     """Import dbt, its tasks and the DuckDB adapter, and build the schemas a parse validates.
 
-    Also the project's DuckDB plugin and the libraries its initialisation imports (scikit-learn,
-    2-3 s of CPU that every dbt process otherwise spends when it opens its first connection)."""
+    With plugin, also the project's DuckDB plugin and the libraries its initialisation imports
+    (scikit-learn, 2-3 s of CPU that every dbt process otherwise spends when it opens its first
+    connection). Only the micro-batch server does: numpy's BLAS starts native threads, and
+    its children run no model that computes with them (the daily-only fits are never on the
+    micro-batch path); the test suite's server forks children that fit clusters."""
     import dbt.adapters.duckdb  # noqa: F401
     import dbt.cli.main  # noqa: F401
     import dbt.parser.manifest  # noqa: F401
     import dbt.task.build  # noqa: F401
 
+    if not plugin:
+        return
     with contextlib.suppress(ImportError):
         from personalization import duckdb_plugin
 
@@ -345,7 +350,7 @@ def _handle(conn: socket.socket, cache: ManifestCache) -> bool:
 
 def serve_socket(path: Path, idle_seconds: float) -> None:
     """Serve dbt commands on a Unix socket, one at a time, until idle for idle_seconds."""
-    _warm()
+    _warm(plugin=True)
     assert threading.active_count() == 1, "the warm dbt server must have no threads to fork"
     parse_root = Path(f"{path}.parse")
     cache = ManifestCache(parse_root)
