@@ -255,7 +255,9 @@ def tests_left_for_hourly(manifest: Mapping[str, Any]) -> list[str]:
     )
 
 
-def selected_unique_ids(manifest: Mapping[str, Any], selected_keys: Iterable[dg.AssetKey]) -> set:
+def selected_unique_ids(
+    manifest: Mapping[str, Any], selected_keys: Iterable[dg.AssetKey]
+) -> set[str]:
     """The dbt unique_ids of the models and seeds behind the selected asset keys."""
     selected = set(selected_keys)
     return {
