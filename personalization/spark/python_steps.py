@@ -23,6 +23,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -54,12 +55,49 @@ def read_table(spark: SparkSession, table: str) -> pd.DataFrame | None:
     return spark.table(table).toPandas()
 
 
+def _plain_objects(column: pd.Series) -> pd.Series:
+    """An object or nullable (pandas extension: boolean, Int64) column as plain Python values,
+    missing values as None: Spark infers a numpy scalar or pandas.NA as an empty struct."""
+    if pd.api.types.is_extension_array_dtype(column.dtype):
+        column = column.astype(object)
+    if column.dtype != object:
+        return column
+    return column.map(
+        lambda value: (
+            None
+            if value is None or (np.ndim(value) == 0 and pd.isna(value))
+            else value.item()
+            if isinstance(value, np.generic)
+            else value
+        )
+    ).astype(object)
+
+
+def _null_type(column: pd.Series) -> str:
+    """The Spark type of a column with no value to infer one from, by its pandas dtype."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(column.dtype):
+        return "double"
+    return "string"
+
+
 def write_table(spark: SparkSession, table: str, frame: pd.DataFrame) -> None:
     """Replace `table` with `frame`; NaN becomes null, as DuckDB reads a pandas NaN."""
+    from pyspark.sql import functions as F
+
     schema = table.split(".", 1)[0]
     spark.sql(f"create database if not exists {schema}")
-    rows = frame.astype(object).where(frame.notna(), None)
-    spark.createDataFrame(rows).write.mode("overwrite").saveAsTable(table)
+    empty = [name for name in frame.columns if frame[name].isna().all()]
+    written = spark.createDataFrame(frame.drop(columns=empty).apply(_plain_objects))
+    for name, kind in written.dtypes:
+        if kind in ("double", "float"):
+            written = written.withColumn(name, F.nanvl(F.col(name), F.lit(None).cast(kind)))
+    for name in empty:  # no value to infer a type from: the pandas dtype's
+        written = written.withColumn(name, F.lit(None).cast(_null_type(frame[name])))
+    written.select(*frame.columns).write.mode("overwrite").saveAsTable(table)
     log.info("wrote %s: %d rows", table, len(frame))
 
 
