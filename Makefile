@@ -9,7 +9,7 @@ DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
 .PHONY: install demo test lint format ui serve dashboard docs column-docs bench clean \
-	install-spark test-spark
+	install-spark test-spark bench-spark
 
 $(INSTALLED): pyproject.toml
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)"
@@ -73,7 +73,14 @@ install-spark: install $(SPARK_INSTALLED)
 # The Spark lane: tests/fixtures/landing built on DuckDB and on local Spark, compared table by
 # table (the equality report is logged). Marked `spark`, which make test deselects.
 test-spark: install-spark
-	$(BIN)/pytest -m spark tests/spark -p no:cacheprovider -o log_cli=true --log-cli-level=INFO
+	$(BIN)/pytest -m 'spark or spark_smoke' tests/spark -p no:cacheprovider -o log_cli=true \
+		--log-cli-level=INFO
+
+# The same build on DuckDB and on local Spark, side by side (bench/bench_spark.py; 1M events by
+# default, BENCH_SPARK_EVENTS to change): wall and CPU seconds per step, niced (shared machine)
+BENCH_SPARK_EVENTS ?= 1000000
+bench-spark: install-spark
+	nice -n 10 $(BIN)/python bench/bench_spark.py --events $(BENCH_SPARK_EVENTS) --out reports/bench_spark.json
 
 # dagster dev parses the dbt project itself (DbtProject.prepare_if_dev in orchestration/dbt_assets.py)
 # Runs use PERSONALIZATION_HMAC_KEY when set (prod target); without it, the demo's warehouse and

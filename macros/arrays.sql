@@ -88,6 +88,24 @@
 {%- endmacro %}
 
 
+{#- A composite ordering key for arg_max / arg_min / max_by: `exprs` compared left to right (a
+    struct; both engines order structs field by field). Used to break ties deterministically,
+    e.g. ['event_at', 'message_id']: the latest event, and of events at the same instant the
+    greatest message_id. DuckDB 1.5 orders max_by by a struct (DuckDB 1.0 did not, but no model
+    runs there: it only reads published files). -#}
+{% macro ordering_key(exprs) -%}
+    {{ return(adapter.dispatch('ordering_key', 'personalization')(exprs)) }}
+{%- endmacro %}
+
+{% macro spark__ordering_key(exprs) -%}
+    struct({{ exprs | join(', ') }})
+{%- endmacro %}
+
+{% macro default__ordering_key(exprs) -%}
+    row({{ exprs | join(', ') }})
+{%- endmacro %}
+
+
 {#- Every column of `relation_alias` but `columns` (a select-list item). DuckDB: `* exclude`.
     Spark has no `* except`: a quoted regular expression matching every other name
     (spark.sql.parser.quotedRegexColumnNames, set by the spark target). -#}

@@ -267,6 +267,14 @@
 {%- endmacro %}
 
 
+{#- The ordering of first / last traits: event_at, and of events at the same instant the
+    message_id (unique per event), so the pick is total and the same on every engine: first takes
+    the smallest message_id of the earliest instant, last the greatest of the latest. -#}
+{% macro tie_broken_time() -%}
+    {{ return(ordering_key(['event_at', 'message_id'])) }}
+{%- endmacro %}
+
+
 {#- The aggregate expression of a trait over one user's events (most_frequent is done apart). -#}
 {% macro trait_aggregate(trait) -%}
     {%- set condition = trait_event_condition(trait) -%}
@@ -286,9 +294,9 @@
     {%- elif trait.type == 'last_at' -%}
         {{ return('max(case when ' ~ condition ~ ' then event_at end)') }}
     {%- elif trait.type == 'first' -%}
-        {{ return('min_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}
+        {{ return('min_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then ' ~ tie_broken_time() ~ ' end)') }}
     {%- elif trait.type == 'last' -%}
-        {{ return('max_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then event_at end)') }}
+        {{ return('max_by(' ~ value ~ ', case when ' ~ condition ~ ' and ' ~ value ~ ' is not null then ' ~ tie_broken_time() ~ ' end)') }}
     {%- elif trait.type == 'unique_count' -%}
         {{ return('count(distinct case when ' ~ condition ~ ' then ' ~ value ~ ' end)') }}
     {%- elif trait.type == 'unique_list' -%}

@@ -10,6 +10,7 @@ Users without enough events (is_clusterable false) get cluster -1 'insufficient_
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,38 +175,40 @@ def assign_clusters(
     config: ClusteringConfig,
     previous_assignments: pd.DataFrame | None = None,
     methods: tuple[str, ...] = METHODS,
+    fit: Callable[[str, np.ndarray, ClusteringConfig], Fit] = fit_method,
 ) -> pd.DataFrame:
     """Every user in `vectors` exactly once per method: canonical_user_id, method, cluster_id,
     cluster_name, distance_to_centroid (scaled units; null for the insufficient_data cluster).
     Cluster ids follow `previous_assignments` (the previous output of this function, e.g. the
     model's own previous table): a cluster keeps the id of the previous cluster it shares most
-    members with."""
+    members with. `fit` fits one method on the scaled features (scikit-learn here; Spark MLlib
+    in personalization.spark.clustering)."""
     prep = prepare(vectors, config)
     frames = []
     for method in methods:
         frames.append(_insufficient(prep.other_ids, method))
         if len(prep.user_ids) == 0:
             continue
-        fit = fit_method(method, prep.x, config)
-        means, sizes = member_means(prep.x, fit.labels, fit.k)
-        means = np.where(np.isnan(means), fit.centroids, means)
+        fitted = fit(method, prep.x, config)
+        means, sizes = member_means(prep.x, fitted.labels, fitted.k)
+        means = np.where(np.isnan(means), fitted.centroids, means)
         ids = stable.stable_ids_by_members(
-            fit.labels, prep.user_ids, sizes, *previous_members(previous_assignments, method)
+            fitted.labels, prep.user_ids, sizes, *previous_members(previous_assignments, method)
         )
         names = personas.unique_names(
-            prep.features, means, ids, prep.medians(fit.labels), prep.medians()
+            prep.features, means, ids, prep.medians(fitted.labels), prep.medians()
         )
         log.info(
-            "%s: k=%d, clusters %s", method, fit.k, dict(zip(ids.tolist(), names, strict=True))
+            "%s: k=%d, clusters %s", method, fitted.k, dict(zip(ids.tolist(), names, strict=True))
         )
         frames.append(
             pd.DataFrame(
                 {
                     KEY: prep.user_ids,
                     "method": method,
-                    "cluster_id": ids[fit.labels],
-                    "cluster_name": np.asarray(names, dtype=object)[fit.labels],
-                    "distance_to_centroid": fit.distances,
+                    "cluster_id": ids[fitted.labels],
+                    "cluster_name": np.asarray(names, dtype=object)[fitted.labels],
+                    "distance_to_centroid": fitted.distances,
                 }
             )
         )

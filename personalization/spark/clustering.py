@@ -25,6 +25,7 @@ arbitrary, so only the partition is compared).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,8 +33,8 @@ import pandas as pd
 
 from personalization.clustering.config import ClusteringConfig
 from personalization.clustering.hierarchical import fit_ward
-from personalization.clustering.kmeans import candidate_ks, pick_k
-from personalization.clustering.pipeline import prepare
+from personalization.clustering.kmeans import Fit, candidate_ks, pick_k
+from personalization.clustering.pipeline import assign_clusters, prepare
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -90,6 +91,54 @@ def assign_nearest(frame: DataFrame, centroids: np.ndarray) -> DataFrame:
     )
 
 
+def spark_fit(spark: SparkSession) -> Callable[[str, np.ndarray, ClusteringConfig], Fit]:
+    """A fitter for `assign_clusters(..., fit=)`: one method fitted and assigned on Spark (see the
+    module docstring) on the scaled features `x`; the labels come back to the driver in `x`'s
+    row order (one small integer per user), the centroids are the members' means (k-means) or
+    the Ward sample's centroids, and the distances are computed on the driver."""
+
+    def fit(method: str, x: np.ndarray, config: ClusteringConfig) -> Fit:
+        from pyspark.ml.functions import array_to_vector
+
+        rows = [(i, [float(v) for v in row]) for i, row in enumerate(x)]
+        frame = spark.createDataFrame(rows, [KEY, "values"])
+        frame = frame.withColumn("features", array_to_vector("values")).cache()
+        if method == "kmeans":
+            k, predicted, silhouettes = fit_kmeans_mllib(frame, len(rows), config)
+            centroids = None
+        elif method == "hierarchical":
+            ward = fit_ward(x, config, assign=False)
+            k, silhouettes = ward.k, ward.silhouettes
+            predicted = assign_nearest(frame, ward.centroids)
+            centroids = ward.centroids
+        else:
+            raise ValueError(f"unknown Spark clustering method {method!r}; known: {SPARK_METHODS}")
+        found = predicted.select(KEY, "prediction").toPandas().sort_values(KEY)
+        labels = found["prediction"].to_numpy(dtype=np.int64)
+        frame.unpersist()
+        if len(labels) != len(x):
+            raise ValueError(f"{method}: Spark labelled {len(labels)} of {len(x)} users")
+        if centroids is None:
+            centroids = np.vstack([x[labels == c].mean(axis=0) for c in range(k)])
+        distances = np.linalg.norm(x - centroids[labels], axis=1)
+        return Fit(method, k, centroids, labels, distances, silhouettes)
+
+    return fit
+
+
+def spark_assign_clusters(
+    spark: SparkSession,
+    vectors: pd.DataFrame,
+    config: ClusteringConfig,
+    previous_assignments: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """fct_user_clusters from Spark's labels: the DuckDB path's `assign_clusters` (stable ids,
+    persona names, the insufficient_data cluster) with the fit done by Spark."""
+    return assign_clusters(
+        vectors, config, previous_assignments, methods=SPARK_METHODS, fit=spark_fit(spark)
+    )
+
+
 def spark_cluster_labels(
     spark: SparkSession,
     vectors: pd.DataFrame,
@@ -98,29 +147,16 @@ def spark_cluster_labels(
 ) -> pd.DataFrame:
     """One row per clustered user and method (canonical_user_id, method, k, label), fitted and
     assigned on Spark on the DuckDB path's features (see the module docstring)."""
-    from pyspark.ml.functions import array_to_vector
-
     prep = prepare(vectors, config)
     if not len(prep.user_ids):
         return pd.DataFrame(columns=[KEY, "method", "k", "label"])
-    rows = [
-        (str(user), [float(v) for v in x]) for user, x in zip(prep.user_ids, prep.x, strict=True)
-    ]
-    frame = spark.createDataFrame(rows, [KEY, "values"])
-    frame = frame.withColumn("features", array_to_vector("values")).cache()
+    fit = spark_fit(spark)
     results = []
     for method in methods:
-        if method == "kmeans":
-            k, predicted, _ = fit_kmeans_mllib(frame, len(rows), config)
-        elif method == "hierarchical":
-            fit = fit_ward(prep.x, config, assign=False)
-            k, predicted = fit.k, assign_nearest(frame, fit.centroids)
-        else:
-            raise ValueError(f"unknown Spark clustering method {method!r}; known: {SPARK_METHODS}")
-        labels = predicted.select(KEY, "prediction").toPandas()
+        fitted = fit(method, prep.x, config)
         results.append(
             pd.DataFrame(
-                {KEY: labels[KEY], "method": method, "k": k, "label": labels["prediction"]}
+                {KEY: prep.user_ids, "method": method, "k": fitted.k, "label": fitted.labels}
             ).astype({"label": int})
         )
     return pd.concat(results, ignore_index=True)

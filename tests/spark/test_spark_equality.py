@@ -31,26 +31,13 @@ from personalization.spark.compare import (
     report,
 )
 from personalization.spark.dbt_spark import run_dbt_spark
-from personalization.spark.seed_from_duckdb import seeded_models
+from personalization.spark.lane import SPARK_SELECTION
 from personalization.spark.session import spark_conf
 from personalization.tracking_plan import PROJECT_ROOT
 
 pytestmark = pytest.mark.spark
 log = logging.getLogger(__name__)
 
-# What dbt builds on Spark: seeds, the privacy tables, the raw load's manifest view, the tracking
-# plan, the restricted identity keys (the HMAC on Spark) and every intermediate and mart model
-# but the seeded ones. The raw load itself is the PySpark job (dbt-spark runs no Python model).
-SPARK_SELECTION = [
-    "--select", "resource_type:seed", "+raw_landing_files", "+stg_tracking_plan",
-    "+privacy_suppression_list", "privacy_requests", "restricted_identity_keys",
-    "path:models/intermediate", "path:models/marts",
-    "--exclude", "raw_landing_events", *seeded_models(),
-    # unit tests whose given rows are DuckDB SQL (a list literal, `cast(... as varchar)`): the
-    # models they test build and compare on Spark; their fixtures would need Spark SQL
-    "identified_users_with_missing_imputed_or_stale_key_attributes_need_a_refresh",
-    "segment_composition_audit_known_skew",
-]  # fmt: skip
 # (table, columns that hold each run's own time or id: never equal across two runs)
 COMPARED_TABLES = [
     ("raw.raw_landing_events", ("loaded_at",)),
@@ -84,14 +71,6 @@ COMPARED_TABLES = [
         ]
     ),
 ]  # fmt: skip
-# Differences that are not the engines' but the model's: the fixture's user 'ok' views P1 three
-# times and P2 once at the same instant, and the `last` catalogue trait (max_by on event_at,
-# macros/traits.sql) breaks that tie arbitrarily on both engines. Reported (issue 17); the lane
-# fails if the difference changes or another appears.
-KNOWN_DIFFERENCES = {
-    table: ["last_viewed_product_id: 1 rows differ (first: duckdb 'P1', spark 'P2')"]
-    for table in ("intermediate.int_user_catalogue_traits", "marts.dim_user_profiles")
-}
 
 
 @pytest.fixture(scope="module")
@@ -196,12 +175,9 @@ def test_fixture_tables_equal_on_duckdb_and_spark(
     text = report(comparisons)
     log.info("DuckDB vs Spark, tests/fixtures/landing:\n%s", text)
     assert all(c.duckdb_rows > 0 for c in comparisons if "privacy" not in c.table), text
-    unexpected = {
-        c.table: c.differences
-        for c in comparisons
-        if c.differences != KNOWN_DIFFERENCES.get(c.table, [])
-    }
-    assert not unexpected, text
+    # every table equal: the fixture's tie (user 'ok' views P1 and P2 at the same instant) is
+    # broken by message_id on both engines (macros/traits.sql tie_broken_time)
+    assert all(c.equal for c in comparisons), text
 
 
 # Measured on the generated data (GENERATED_ARGS: 20k events, 500 users; docs/scale-out.md):
@@ -210,23 +186,43 @@ MIN_CLUSTERING_ARI = 0.98
 
 
 def test_mllib_clusters_agree_with_duckdb(generated_warehouse: Warehouse, tmp_path: Path) -> None:
-    """MLlib KMeans and BisectingKMeans on the behaviour vectors DuckDB built give the same
-    partition of the users as DuckDB's scikit-learn clustering (adjusted Rand index)."""
-    from personalization.clustering.config import ClusteringConfig
-    from personalization.spark.clustering import adjusted_rand_by_method, spark_cluster_labels
+    """The clustering step on Spark (personalization.spark.python_steps `clusters`: MLlib KMeans,
+    Ward on the sample with a Spark assignment) writes fct_user_clusters, dim_clusters and
+    rpt_cluster_quality from Spark's labels: every user once per method as on DuckDB, the same
+    partition as DuckDB's scikit-learn clustering (adjusted Rand index), the same number of
+    personas and quality rows."""
+    from personalization.spark.clustering import adjusted_rand_by_method
+    from personalization.spark.python_steps import project_vars, run_step, write_table
     from personalization.spark.session import spark_session
 
     vectors = _duckdb_frame(generated_warehouse, "intermediate.int_user_behaviour_vectors")
     duckdb_clusters = _duckdb_frame(generated_warehouse, "marts.fct_user_clusters")
     spark = spark_session(tmp_path / "warehouse")
     try:
-        labels = spark_cluster_labels(spark, vectors, ClusteringConfig())
+        write_table(spark, "intermediate.int_user_behaviour_vectors", vectors)
+        counts = run_step(spark, "clusters", project_vars(generated_warehouse.dbt_vars()))
+        spark_clusters = spark.table("marts.fct_user_clusters").toPandas()
     finally:
         spark.stop()
-    scores = adjusted_rand_by_method(duckdb_clusters, labels)
-    ks = labels.groupby("method")["k"].first().to_dict()
-    clustered = duckdb_clusters[duckdb_clusters["cluster_id"] >= 0]
-    duckdb_ks = clustered.groupby("method")["cluster_id"].nunique().to_dict()
-    log.info("MLlib vs DuckDB clustering: ARI %s, k spark %s, k duckdb %s", scores, ks, duckdb_ks)
+    for table, rows in counts.items():
+        assert rows == len(_duckdb_frame(generated_warehouse, table)), (table, counts)
+    key = ["canonical_user_id", "method"]
+    assert sorted(map(tuple, spark_clusters[key].to_numpy())) == sorted(
+        map(tuple, duckdb_clusters[key].to_numpy())
+    )
+    clustered = spark_clusters[spark_clusters["cluster_id"] >= 0]
+    scores = adjusted_rand_by_method(
+        duckdb_clusters, clustered.rename(columns={"cluster_id": "label"})
+    )
+    ks = clustered.groupby("method")["cluster_id"].nunique()
+    duckdb_ks = (
+        duckdb_clusters[duckdb_clusters["cluster_id"] >= 0]
+        .groupby("method")["cluster_id"]
+        .nunique()
+    )
+    log.info(
+        "MLlib vs DuckDB clustering: ARI %s, k spark %s, k duckdb %s; tables written %s",
+        scores, ks.to_dict(), duckdb_ks.to_dict(), counts,
+    )  # fmt: skip
     assert set(scores) == {"kmeans", "hierarchical"}
     assert all(score >= MIN_CLUSTERING_ARI for score in scores.values()), scores
