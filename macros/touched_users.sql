@@ -246,3 +246,120 @@
     {{ return(['recency_score', 'frequency_score', 'monetary_score', 'age', 'age_band',
                'age_source', 'age_imputation_method']) }}
 {%- endmacro %}
+
+
+{#- Whether this run's touched set is every user (int_touched_users.is_full_rebuild, read from
+    the table this run built; false for an empty touched set). The touched-events source of a
+    model (touched_events) and int_touched_events decide on the same rows, so a model never reads
+    a touched-events table that was left empty. True at parse time.
+    Example: `touched_run_is_full()` -> false on a micro-batch. -#}
+{% macro touched_run_is_full() -%}
+    {%- set touched = ref('int_touched_users') -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from " ~ touched ~ " where is_full_rebuild") -%}
+    {{ return(found.rows[0][0] > 0) }}
+{%- endmacro %}
+
+
+{#- The stitched events a touched-user model reads: on an incremental run that recomputes some
+    users, int_touched_events (the touched users' events, built once per run); otherwise (a full
+    build, a table on Spark, every user touched, or every_user) the int_events_stitched view.
+    Both refs are taken at parse time, so the model depends on both.
+    Example: `select * from {{ touched_events() }} where {{ touched_users_only('canonical_user_id') }}`. -#}
+{% macro touched_events(every_user=false) -%}
+    {%- set stitched = ref('int_events_stitched') -%}
+    {%- set touched = ref('int_touched_events') -%}
+    {%- if this and is_incremental() and not every_user and not touched_run_is_full() -%}
+        {{ return(touched) }}
+    {%- endif -%}
+    {{ return(stitched) }}
+{%- endmacro %}
+
+
+{#- The lines (events, judged lines, per-identity days) that can belong to a touched user, by
+    their raw identities (int_touched_identities): a cheap semi-join before any stitching join,
+    whose result the model still keys and keeps for the touched users by canonical_user_id (a
+    superset here is harmless). Every line (true) when every_user is true; by default, when the
+    model is not incremental (a full build, a table on Spark, a unit test).
+    Example: `where {{ touched_identities_only('user_id', 'anonymous_id') }}`. -#}
+{% macro touched_identities_only(user_column, anonymous_column=none, every_user=none) -%}
+    {%- set identities = ref('int_touched_identities') -%}
+    {%- if every_user is none -%}
+        {%- set every_user = not (this and is_incremental()) -%}
+    {%- endif -%}
+    {%- if every_user -%}
+        true
+    {%- else -%}
+        (
+            {{ user_column }} in (select raw_identity from {{ identities }})
+            {%- if anonymous_column %}
+                or {{ anonymous_column }} in (select raw_identity from {{ identities }})
+            {%- endif %}
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The stitching of events (int_events_stitched, int_touched_events: one definition): two CTEs,
+    `resolved` (each event's raw canonical identity: its userId, else the user its anonymous id
+    was identified as, else the anonymous id) and `stitched` (the pseudonymous key instead of the
+    raw ids, and only users the analytics consent policy lets be profiled). The model defines the
+    CTEs named by the arguments: events (stg_events columns), identity_map, identity_keys and
+    consent. Example: `{{ stitch_events_ctes('events') }}`, then `select * from stitched`. -#}
+{% macro stitch_events_ctes(events, identity_map='identity_map', identity_keys='identity_keys',
+    consent='consent') -%}
+resolved as (
+    select
+        {{ events }}.*,
+        coalesce({{ events }}.user_id, {{ identity_map }}.user_id, {{ events }}.anonymous_id)
+            as raw_canonical_id,
+        case
+            when {{ events }}.user_id is not null then 'user_id'
+            when {{ identity_map }}.user_id is not null then 'stitched'
+            else 'anonymous'
+        end as identity_source
+    from {{ events }}
+    left join {{ identity_map }}
+        on {{ events }}.anonymous_id = {{ identity_map }}.anonymous_id
+    where {{ events }}.event_at <= {{ as_of() }}
+),
+
+stitched as (
+    select
+        {{ star_exclude('resolved', ['user_id', 'anonymous_id', 'previous_id', 'raw_canonical_id']) }},
+        {{ identity_keys }}.user_key as canonical_user_id
+    from resolved
+    left join {{ identity_keys }}
+        on resolved.raw_canonical_id = {{ identity_keys }}.raw_identity
+    -- the analytics consent policy: a user it does not allow to be profiled is not seen here
+    inner join {{ consent }}
+        on {{ identity_keys }}.user_key = {{ consent }}.canonical_user_id
+    where {{ consent }}.is_profiling_allowed
+)
+{%- endmacro %}
+
+
+{#- The server time a consent signal is ordered by (int_user_consent), and the time a grant
+    comes into view as as_of passes it (int_touched_users: one expression for both): receivedAt,
+    else the client timestamp unless it is stamped in the future (a future_timestamp line: not
+    trusted), else the load time. Example: `{{ consent_signal_at('checked') }} as consent_at`. -#}
+{% macro consent_signal_at(relation) -%}
+    coalesce(
+        {{ relation }}.received_at,
+        {{ consent_client_at(relation) }},
+        {{ relation }}.loaded_at
+    )
+{%- endmacro %}
+
+
+{#- The client time of a consent signal: its timestamp, unless stamped in the future (null).
+    Example: `{{ consent_client_at('checked') }} as client_at`. -#}
+{% macro consent_client_at(relation) -%}
+    case
+        when not {{ array_contains(relation ~ '.reasons', "'future_timestamp'") }}
+            then {{ relation }}.event_at
+    end
+{%- endmacro %}

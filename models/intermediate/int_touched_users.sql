@@ -65,8 +65,8 @@ new_lines as (
                 {%- endif %}
             {%- endfor %}
             or (
-                coalesce(received_at, event_at, loaded_at) > {{ state.as_of }}
-                and coalesce(received_at, event_at, loaded_at) <= {{ as_of() }}
+                {{ consent_signal_at('checked') }} > {{ state.as_of }}
+                and {{ consent_signal_at('checked') }} <= {{ as_of() }}
                 and (
                     {%- for category in consent_categories() %}
                         consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
