@@ -251,11 +251,13 @@
 {#- Whether this run's touched set is every user (int_touched_users.is_full_rebuild, read from
     the table this run built; false for an empty touched set). The touched-events source of a
     model (touched_events) and int_touched_events decide on the same rows, so a model never reads
-    a touched-events table that was left empty. True at parse time.
+    a touched-events table that was left empty. True at parse time and before the first build
+    (no int_touched_users yet: every model then builds from all events).
     Example: `touched_run_is_full()` -> false on a micro-batch. -#}
 {% macro touched_run_is_full() -%}
     {%- set touched = ref('int_touched_users') -%}
-    {%- if not execute -%}
+    {%- if not execute
+        or adapter.get_relation(touched.database, touched.schema, touched.identifier) is none -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set found = run_query(
