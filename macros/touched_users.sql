@@ -268,13 +268,17 @@
 
 {#- The stitched events a touched-user model reads: on an incremental run that recomputes some
     users, int_touched_events (the touched users' events, built once per run); otherwise (a full
-    build, a table on Spark, every user touched, or every_user) the int_events_stitched view.
+    build, a table on Spark, every user touched, every_user, or a selection that does not
+    rebuild int_touched_events, whose rows would be a past run's) the int_events_stitched view.
     Both refs are taken at parse time, so the model depends on both.
     Example: `select * from {{ touched_events() }} where {{ touched_users_only('canonical_user_id') }}`. -#}
 {% macro touched_events(every_user=false) -%}
     {%- set stitched = ref('int_events_stitched') -%}
     {%- set touched = ref('int_touched_events') -%}
-    {%- if this and is_incremental() and not every_user and not touched_run_is_full() -%}
+    {%- set built_this_run = selected_resources is not defined
+        or 'model.personalization.int_touched_events' in selected_resources -%}
+    {%- if this and is_incremental() and not every_user and built_this_run
+        and not touched_run_is_full() -%}
         {{ return(touched) }}
     {%- endif -%}
     {{ return(stitched) }}
