@@ -3,10 +3,11 @@
     models read it (touched_events()) instead of each stitching every event of the history and
     then filtering. The events are first narrowed by their raw identities
     (int_touched_identities), then stitched, then kept for the touched users only.
-    Empty when the run recomputes every user (a full build, a definitions change...): the models
-    then read int_events_stitched itself (touched_run_is_full(), the same rows decide both), so a
+    Empty when the run recomputes every user (a full build, a definitions change...) and on an
+    engine whose touched-user models are plain tables (Spark: incremental_or_table()): the models
+    then read int_events_stitched itself (touched_run_is_full(): the same rows decide both), so a
     full build writes no copy of the history. Grain: one row per message_id. -#}
-{%- set every_user = touched_run_is_full() %}
+{%- set every_user = touched_run_is_full() or incremental_or_table() != 'incremental' %}
 -- depends_on: {{ ref('int_touched_identities') }}
 
 with
