@@ -3,6 +3,18 @@
     this run; each touched-user model deletes those users' rows and inserts them again,
     recomputed from all their events. -#}
 
+{#- The segment definitions and the trait catalogue, each read (and validated) once: the bands,
+    the state and the definitions hash of one model share them (pass the result as
+    `definitions`; validating the definitions is most of int_touched_users' compile time).
+    Example: `touched_users_definitions().segments` -> [{'name': 'cart_abandoners', ...}]. -#}
+{% macro touched_users_definitions() -%}
+    {{ return({
+        'segments': personalization.segment_definitions(),
+        'catalogue': personalization.trait_catalogue(),
+    }) }}
+{%- endmacro %}
+
+
 {#- When as_of moves forward from the previous run's as_of P to A, a time-relative output (a
     segment window, a catalogue trait window, a lifecycle threshold) of duration W measured back
     from as_of changes only for a user with an event t that crosses its edge: P - W < t <= A - W
@@ -15,17 +27,18 @@
     window `between {start, end}` closes at its end: ['start', 'end'] (ISO texts), a user with an
     event in it is touched when the end falls in (P, A] (a pending status resolves).
     Example: `touched_as_of_bands()` -> [[0, 0], [60, 60], [1440, 1440], ...]. -#}
-{% macro touched_as_of_bands() -%}
+{% macro touched_as_of_bands(definitions=none) -%}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
     {%- set found = [
         [0, 0],
         [var('lifecycle_new_days') * 1440, var('lifecycle_new_days') * 1440],
         [var('lifecycle_active_days') * 1440, var('lifecycle_active_days') * 1440],
         [var('lifecycle_at_risk_days') * 1440, var('lifecycle_at_risk_days') * 1440],
     ] -%}
-    {%- for trait in personalization.trait_catalogue() -%}
+    {%- for trait in definitions.catalogue -%}
         {%- do personalization.collect_durations(trait, found) -%}
     {%- endfor -%}
-    {%- for segment in personalization.segment_definitions() -%}
+    {%- for segment in definitions.segments -%}
         {%- do personalization.collect_durations(segment.get('rule'), found) -%}
     {%- endfor -%}
     {%- set bands = [] -%}
@@ -75,7 +88,7 @@
     a definition changed (the latest hash a successful build up to it recorded in
     int_touched_user_runs differs, or none was recorded).
     Example: `touched_users_state().full` -> 'first build'. -#}
-{% macro touched_users_state() -%}
+{% macro touched_users_state(definitions=none) -%}
     {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null'} -%}
     {%- if not execute -%}
         {%- do state.update({'full': 'parse'}) -%}
@@ -118,7 +131,7 @@
         ~ " inner join " ~ log_schema ~ ".dbt_builds as recorded on runs.build_id = recorded.build_id"
         ~ " where recorded.status = 'success' and recorded.finished_at <= complete.finished_at"
         ~ " order by recorded.finished_at desc limit 1)"
-        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash()
+        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash(definitions)
         ~ "' as is_redefined"
         ~ " from complete order by complete.finished_at desc limit 1"
     ) -%}
@@ -145,10 +158,11 @@
 {#- A hash of everything that shapes the rows of the touched-user models besides the events:
     the segment definitions, the trait catalogue, the tracking plan and the vars they read.
     Example: `touched_users_definitions_hash()` -> 'a3f1...'. -#}
-{% macro touched_users_definitions_hash() -%}
+{% macro touched_users_definitions_hash(definitions=none) -%}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
     {%- set shaping = {
-        'segments': personalization.segment_definitions(),
-        'catalogue': personalization.trait_catalogue(),
+        'segments': definitions.segments,
+        'catalogue': definitions.catalogue,
         'tracking_plan': var('tracking_plan', none) or (
             graph.nodes.get('model.personalization.stg_tracking_plan', {}).get('config', {})
             .get('meta', {}).get('tracking_plan') if execute else none),
