@@ -82,14 +82,16 @@
 {#- The previous run the touched set is relative to: the latest successful build (raw.dbt_builds)
     that built every touched-user model this run builds (raw.dbt_build_models), so a failed or
     partial build is covered again by the next one. Returns {'full': reason or none,
-    'finished_at': SQL literal, 'as_of': SQL literal}. A full rebuild (every user) when there is
+    'finished_at': SQL literal, 'as_of': SQL literal, 'definitions': the
+    touched_users_definitions() it read for the hash, for the bands (none when it returned
+    before reading them)}. A full rebuild (every user) when there is
     no such build, when as_of moved backwards, on --full-refresh, when a privacy request
     (erasure, retention purge: rows deleted behind the models' backs) completed since, or when
     a definition changed (the latest hash a successful build up to it recorded in
     int_touched_user_runs differs, or none was recorded).
     Example: `touched_users_state().full` -> 'first build'. -#}
 {% macro touched_users_state(definitions=none) -%}
-    {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null'} -%}
+    {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null', 'definitions': none} -%}
     {%- if not execute -%}
         {%- do state.update({'full': 'parse'}) -%}
         {{ return(state) }}
@@ -116,6 +118,9 @@
         {{ return(state) }}
     {%- endif -%}
     {%- set requests = ref('privacy_requests') -%}
+    {#- read only past the early returns: a full build needs neither the hash nor the bands -#}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
+    {%- do state.update({'definitions': definitions}) -%}
     {%- set found = run_query(
         "with complete as (select builds.build_id, builds.finished_at, builds.as_of"
         ~ " from " ~ log_schema ~ ".dbt_builds as builds"

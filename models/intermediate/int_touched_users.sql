@@ -17,8 +17,7 @@
       after a privacy request (erasure, retention purge).
     Grain: one row per canonical_user_id. -#}
 -- depends_on: {{ ref('privacy_requests') }}
-{%- set definitions = touched_users_definitions() %}
-{%- set state = touched_users_state(definitions) %}
+{%- set state = touched_users_state() %}
 
 with
 
@@ -50,7 +49,7 @@ new_lines as (
     {%- else %}
         where
             loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), state.finished_at) }}
-            {%- for band in touched_as_of_bands(definitions) %}
+            {%- for band in touched_as_of_bands(state.definitions) %}
                 {%- if band[0] is number %}
                     or (
                         event_at > {{ dbt.dateadd('minute', -1 * band[0], state.as_of) }}
