@@ -3,6 +3,18 @@
     this run; each touched-user model deletes those users' rows and inserts them again,
     recomputed from all their events. -#}
 
+{#- The segment definitions and the trait catalogue, each read (and validated) once: the bands,
+    the state and the definitions hash of one model share them (pass the result as
+    `definitions`; validating the definitions is most of int_touched_users' compile time).
+    Example: `touched_users_definitions().segments` -> [{'name': 'cart_abandoners', ...}]. -#}
+{% macro touched_users_definitions() -%}
+    {{ return({
+        'segments': personalization.segment_definitions(),
+        'catalogue': personalization.trait_catalogue(),
+    }) }}
+{%- endmacro %}
+
+
 {#- When as_of moves forward from the previous run's as_of P to A, a time-relative output (a
     segment window, a catalogue trait window, a lifecycle threshold) of duration W measured back
     from as_of changes only for a user with an event t that crosses its edge: P - W < t <= A - W
@@ -15,17 +27,18 @@
     window `between {start, end}` closes at its end: ['start', 'end'] (ISO texts), a user with an
     event in it is touched when the end falls in (P, A] (a pending status resolves).
     Example: `touched_as_of_bands()` -> [[0, 0], [60, 60], [1440, 1440], ...]. -#}
-{% macro touched_as_of_bands() -%}
+{% macro touched_as_of_bands(definitions=none) -%}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
     {%- set found = [
         [0, 0],
         [var('lifecycle_new_days') * 1440, var('lifecycle_new_days') * 1440],
         [var('lifecycle_active_days') * 1440, var('lifecycle_active_days') * 1440],
         [var('lifecycle_at_risk_days') * 1440, var('lifecycle_at_risk_days') * 1440],
     ] -%}
-    {%- for trait in personalization.trait_catalogue() -%}
+    {%- for trait in definitions.catalogue -%}
         {%- do personalization.collect_durations(trait, found) -%}
     {%- endfor -%}
-    {%- for segment in personalization.segment_definitions() -%}
+    {%- for segment in definitions.segments -%}
         {%- do personalization.collect_durations(segment.get('rule'), found) -%}
     {%- endfor -%}
     {%- set bands = [] -%}
@@ -69,14 +82,16 @@
 {#- The previous run the touched set is relative to: the latest successful build (raw.dbt_builds)
     that built every touched-user model this run builds (raw.dbt_build_models), so a failed or
     partial build is covered again by the next one. Returns {'full': reason or none,
-    'finished_at': SQL literal, 'as_of': SQL literal}. A full rebuild (every user) when there is
+    'finished_at': SQL literal, 'as_of': SQL literal, 'definitions': the
+    touched_users_definitions() it read for the hash, for the bands (none when it returned
+    before reading them)}. A full rebuild (every user) when there is
     no such build, when as_of moved backwards, on --full-refresh, when a privacy request
     (erasure, retention purge: rows deleted behind the models' backs) completed since, or when
     a definition changed (the latest hash a successful build up to it recorded in
     int_touched_user_runs differs, or none was recorded).
     Example: `touched_users_state().full` -> 'first build'. -#}
-{% macro touched_users_state() -%}
-    {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null'} -%}
+{% macro touched_users_state(definitions=none) -%}
+    {%- set state = {'full': none, 'finished_at': 'null', 'as_of': 'null', 'definitions': none} -%}
     {%- if not execute -%}
         {%- do state.update({'full': 'parse'}) -%}
         {{ return(state) }}
@@ -103,6 +118,9 @@
         {{ return(state) }}
     {%- endif -%}
     {%- set requests = ref('privacy_requests') -%}
+    {#- read only past the early returns: a full build needs neither the hash nor the bands -#}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
+    {%- do state.update({'definitions': definitions}) -%}
     {%- set found = run_query(
         "with complete as (select builds.build_id, builds.finished_at, builds.as_of"
         ~ " from " ~ log_schema ~ ".dbt_builds as builds"
@@ -118,7 +136,7 @@
         ~ " inner join " ~ log_schema ~ ".dbt_builds as recorded on runs.build_id = recorded.build_id"
         ~ " where recorded.status = 'success' and recorded.finished_at <= complete.finished_at"
         ~ " order by recorded.finished_at desc limit 1)"
-        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash()
+        ~ " is distinct from '" ~ personalization.touched_users_definitions_hash(definitions)
         ~ "' as is_redefined"
         ~ " from complete order by complete.finished_at desc limit 1"
     ) -%}
@@ -145,10 +163,11 @@
 {#- A hash of everything that shapes the rows of the touched-user models besides the events:
     the segment definitions, the trait catalogue, the tracking plan and the vars they read.
     Example: `touched_users_definitions_hash()` -> 'a3f1...'. -#}
-{% macro touched_users_definitions_hash() -%}
+{% macro touched_users_definitions_hash(definitions=none) -%}
+    {%- set definitions = definitions or personalization.touched_users_definitions() -%}
     {%- set shaping = {
-        'segments': personalization.segment_definitions(),
-        'catalogue': personalization.trait_catalogue(),
+        'segments': definitions.segments,
+        'catalogue': definitions.catalogue,
         'tracking_plan': var('tracking_plan', none) or (
             graph.nodes.get('model.personalization.stg_tracking_plan', {}).get('config', {})
             .get('meta', {}).get('tracking_plan') if execute else none),
@@ -245,4 +264,127 @@
 {% macro segment_every_user_columns() -%}
     {{ return(['recency_score', 'frequency_score', 'monetary_score', 'age', 'age_band',
                'age_source', 'age_imputation_method']) }}
+{%- endmacro %}
+
+
+{#- Whether this run's touched set is every user (int_touched_users.is_full_rebuild, read from
+    the table this run built; false for an empty touched set). The touched-events source of a
+    model (touched_events) and int_touched_events decide on the same rows, so a model never reads
+    a touched-events table that was left empty. True at parse time and before the first build
+    (no int_touched_users yet: every model then builds from all events).
+    Example: `touched_run_is_full()` -> false on a micro-batch. -#}
+{% macro touched_run_is_full() -%}
+    {%- set touched = ref('int_touched_users') -%}
+    {%- if not execute
+        or adapter.get_relation(touched.database, touched.schema, touched.identifier) is none -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from " ~ touched ~ " where is_full_rebuild") -%}
+    {{ return(found.rows[0][0] > 0) }}
+{%- endmacro %}
+
+
+{#- The stitched events a touched-user model reads: on an incremental run that recomputes some
+    users, int_touched_events (the touched users' events, built once per run); otherwise (a full
+    build, a table on Spark, every user touched, every_user, or a selection that does not
+    rebuild int_touched_events, whose rows would be a past run's) the int_events_stitched view.
+    Both refs are taken at parse time, so the model depends on both.
+    Example: `select * from {{ touched_events() }} where {{ touched_users_only('canonical_user_id') }}`. -#}
+{% macro touched_events(every_user=false) -%}
+    {%- set stitched = ref('int_events_stitched') -%}
+    {%- set touched = ref('int_touched_events') -%}
+    {%- set built_this_run = selected_resources is not defined
+        or 'model.personalization.int_touched_events' in selected_resources -%}
+    {%- if this and is_incremental() and not every_user and built_this_run
+        and not touched_run_is_full() -%}
+        {{ return(touched) }}
+    {%- endif -%}
+    {{ return(stitched) }}
+{%- endmacro %}
+
+
+{#- The lines (events, judged lines, per-identity days) that can belong to a touched user, by
+    their raw identities (int_touched_identities): a cheap semi-join before any stitching join,
+    whose result the model still keys and keeps for the touched users by canonical_user_id (a
+    superset here is harmless). Every line (true) when every_user is true; by default, when the
+    model is not incremental (a full build, a table on Spark, a unit test).
+    Example: `where {{ touched_identities_only('user_id', 'anonymous_id') }}`. -#}
+{% macro touched_identities_only(user_column, anonymous_column=none, every_user=none) -%}
+    {%- set identities = ref('int_touched_identities') -%}
+    {%- if every_user is none -%}
+        {%- set every_user = not (this and is_incremental()) -%}
+    {%- endif -%}
+    {%- if every_user -%}
+        true
+    {%- else -%}
+        (
+            {{ user_column }} in (select raw_identity from {{ identities }})
+            {%- if anonymous_column %}
+                or {{ anonymous_column }} in (select raw_identity from {{ identities }})
+            {%- endif %}
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The stitching of events (int_events_stitched, int_touched_events: one definition): two CTEs,
+    `resolved` (each event's raw canonical identity: its userId, else the user its anonymous id
+    was identified as, else the anonymous id) and `stitched` (the pseudonymous key instead of the
+    raw ids, and only users the analytics consent policy lets be profiled). The model defines the
+    CTEs named by the arguments: events (stg_events columns), identity_map, identity_keys and
+    consent. Example: `{{ stitch_events_ctes('events') }}`, then `select * from stitched`. -#}
+{% macro stitch_events_ctes(events, identity_map='identity_map', identity_keys='identity_keys',
+    consent='consent') -%}
+resolved as (
+    select
+        {{ events }}.*,
+        coalesce({{ events }}.user_id, {{ identity_map }}.user_id, {{ events }}.anonymous_id)
+            as raw_canonical_id,
+        case
+            when {{ events }}.user_id is not null then 'user_id'
+            when {{ identity_map }}.user_id is not null then 'stitched'
+            else 'anonymous'
+        end as identity_source
+    from {{ events }}
+    left join {{ identity_map }}
+        on {{ events }}.anonymous_id = {{ identity_map }}.anonymous_id
+    where {{ events }}.event_at <= {{ as_of() }}
+),
+
+stitched as (
+    select
+        {{ star_exclude('resolved', ['user_id', 'anonymous_id', 'previous_id', 'raw_canonical_id']) }},
+        {{ identity_keys }}.user_key as canonical_user_id
+    from resolved
+    left join {{ identity_keys }}
+        on resolved.raw_canonical_id = {{ identity_keys }}.raw_identity
+    -- the analytics consent policy: a user it does not allow to be profiled is not seen here
+    inner join {{ consent }}
+        on {{ identity_keys }}.user_key = {{ consent }}.canonical_user_id
+    where {{ consent }}.is_profiling_allowed
+)
+{%- endmacro %}
+
+
+{#- The server time a consent signal is ordered by (int_user_consent), and the time a grant
+    comes into view as as_of passes it (int_touched_users: one expression for both): receivedAt,
+    else the client timestamp unless it is stamped in the future (a future_timestamp line: not
+    trusted), else the load time. Example: `{{ consent_signal_at('checked') }} as consent_at`. -#}
+{% macro consent_signal_at(relation) -%}
+    coalesce(
+        {{ relation }}.received_at,
+        {{ consent_client_at(relation) }},
+        {{ relation }}.loaded_at
+    )
+{%- endmacro %}
+
+
+{#- The client time of a consent signal: its timestamp, unless stamped in the future (null).
+    Example: `{{ consent_client_at('checked') }} as client_at`. -#}
+{% macro consent_client_at(relation) -%}
+    case
+        when not {{ array_contains(relation ~ '.reasons', "'future_timestamp'") }}
+            then {{ relation }}.event_at
+    end
 {%- endmacro %}

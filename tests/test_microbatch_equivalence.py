@@ -14,7 +14,10 @@ minutes after, 30 days after an untouched user's only events): that user crosses
 (feature_power_users, 30d), catalogue windows (30d) and a lifecycle threshold (at_risk -> lapsed
 at 30 days) between them, with no line of their own, so only the as_of bands
 (touched_as_of_bands) can mark them touched. A band a day short, or a stitched user's old owner
-left out of the touched set, fails this test.
+left out of the touched set, fails this test. On the last batch the models that read events must
+read int_touched_events (the touched users' events, built once per run: their compiled SQL), and
+it must hold touched users only; its anonymous ids left out of int_touched_identities, or
+int_user_consent reading only the userId lines of the touched identities, fail the comparison.
 
 The reference is a `--full-refresh` of the same
 selection on a copy of the warehouse: every model rebuilt from all landed files, reading the same
@@ -54,6 +57,14 @@ WITHDRAW = {"personalization": False, "advertising": False}
 # 30-day band of the last step is 20 minutes wide and holds few other users
 STEP_AS_OF = ("2026-01-31T12:10:00Z", "2026-01-31T12:30:00Z")
 LAPSING_AT = "2026-01-01T12:20:{second:02d}.000Z"
+# the touched-user models that read events: on a micro-batch, from int_touched_events
+TOUCHED_EVENT_READERS = {
+    "int_user_attribute_observations",
+    "int_user_catalogue_traits",
+    "int_user_behaviour_totals",
+    "fct_sessions",
+    "fct_segment_membership",
+}
 
 
 def message(message_id: str, at: str, received: str, **fields: Any) -> str:
@@ -160,6 +171,29 @@ def built_models(warehouse: Warehouse) -> set[str]:
     }
 
 
+def compiled_reads(warehouse: Warehouse, relation: str) -> set[str]:
+    """Models of the last dbt invocation whose compiled SQL names `relation`."""
+    assert warehouse.target_path is not None
+    results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
+    return {
+        r["unique_id"].split(".")[-1]
+        for r in results
+        if r["unique_id"].startswith("model.") and relation in (r.get("compiled_code") or "")
+    }
+
+
+def assert_touched_events_read(warehouse: Warehouse, touched: set[str]) -> None:
+    """On a micro-batch the event-reading touched-user models read int_touched_events (the
+    touched users' events, built once per run), not the whole stitched view, and it holds
+    events of touched users only."""
+    readers = compiled_reads(warehouse, '"int_touched_events"')
+    assert readers >= TOUCHED_EVENT_READERS, TOUCHED_EVENT_READERS - readers
+    assert not TOUCHED_EVENT_READERS & compiled_reads(warehouse, '"int_events_stitched"')
+    events = "select distinct canonical_user_id from intermediate.int_touched_events"
+    users = {key for (key,) in query(warehouse.db_path, events)}
+    assert users and users <= touched, (len(users), len(touched))
+
+
 def mart_rows(db: Path, table: str) -> tuple[list[str], list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as con:
         columns = [
@@ -231,6 +265,7 @@ def run_microbatches(root: Path, generated: Path, batches: int) -> tuple[Warehou
     profiles = query(warehouse.db_path, "select count(*) from marts.dim_user_profiles")[0][0]
     assert {user_key("eq-user"), user_key("eq-lapsing")} <= touched
     assert len(touched) < profiles / 2, (len(touched), profiles)
+    assert_touched_events_read(warehouse, touched)
     reference = make_warehouse(root / "reference", landing, as_of=as_of[-1])
     reference.db_path.parent.mkdir(parents=True)
     shutil.copy(warehouse.db_path, reference.db_path)

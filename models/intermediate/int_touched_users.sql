@@ -49,7 +49,7 @@ new_lines as (
     {%- else %}
         where
             loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), state.finished_at) }}
-            {%- for band in touched_as_of_bands() %}
+            {%- for band in touched_as_of_bands(state.definitions) %}
                 {%- if band[0] is number %}
                     or (
                         event_at > {{ dbt.dateadd('minute', -1 * band[0], state.as_of) }}
@@ -65,8 +65,8 @@ new_lines as (
                 {%- endif %}
             {%- endfor %}
             or (
-                coalesce(received_at, event_at, loaded_at) > {{ state.as_of }}
-                and coalesce(received_at, event_at, loaded_at) <= {{ as_of() }}
+                {{ consent_signal_at('checked') }} > {{ state.as_of }}
+                and {{ consent_signal_at('checked') }} <= {{ as_of() }}
                 and (
                     {%- for category in consent_categories() %}
                         consent_{{ category }} is not null{% if not loop.last %} or{% endif %}

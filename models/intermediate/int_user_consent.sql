@@ -18,13 +18,22 @@
       (is_profiling_allowed false: int_events_stitched and fct_user_activity_daily drop their
       events, so no profile, cluster, segment or published row; shipped); 'profile': recorded
       only.
+    Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
+    the users in int_touched_users (a new signal is a new line, a grant coming into view as
+    as_of passes it is an as_of band, a stitch touches old and new owners), reading only the
+    lines of their identities (int_touched_identities).
     Grain: one row per canonical_user_id (every user, signal or not). -#}
+{{ config(
+    materialized=incremental_or_table(),
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
+-- depends_on: {{ ref('int_touched_users') }}
 
 {%- set categories = consent_categories() -%}
 {%- set defaults = var('consent_default') -%}
 {%- set policy = var('analytics_consent_policy') -%}
-{#- a client time stamped in the future is not trusted, for either clock -#}
-{%- set future_stamped = array_contains('checked.reasons', "'future_timestamp'") -%}
 {%- if policy not in ['profile', 'exclude'] -%}
     {{ exceptions.raise_compiler_error(
         "analytics_consent_policy must be 'profile' or 'exclude', not '" ~ policy ~ "'") }}
@@ -33,7 +42,9 @@
 with
 
 checked as (
+    -- the lines of the touched users' identities (every line on a full build)
     select * from {{ ref('stg_landing__events_checked') }}
+    where {{ touched_identities_only('user_id', 'anonymous_id') }}
 ),
 
 identity_map as (
@@ -52,19 +63,14 @@ canonical_users as (
         on identity_keys.raw_identity = identity_map.anonymous_id
     inner join identity_keys as canonical_keys
         on coalesce(identity_map.user_id, identity_keys.raw_identity) = canonical_keys.raw_identity
+    where {{ touched_users_only('canonical_keys.user_key') }}
 ),
 
 signal_lines as (
     select
         coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id) as raw_canonical_id,
-        coalesce(
-            checked.received_at,
-            case when not {{ future_stamped }} then checked.event_at end,
-            checked.loaded_at
-        ) as consent_at,
-        case
-            when not {{ future_stamped }} then checked.event_at
-        end as client_at,
+        {{ consent_signal_at('checked') }} as consent_at,
+        {{ consent_client_at('checked') }} as client_at,
         {%- for category in categories %}
             checked.consent_{{ category }}{% if not loop.last %},{% endif %}
         {%- endfor %}

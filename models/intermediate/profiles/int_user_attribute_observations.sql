@@ -17,7 +17,7 @@
 with
 
 events as (
-    select * from {{ ref('int_events_stitched') }}
+    select * from {{ touched_events() }}
     where
         event_at <= {{ as_of() }}
         and {{ touched_users_only('canonical_user_id') }}

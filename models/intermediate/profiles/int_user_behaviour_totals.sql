@@ -26,7 +26,7 @@ sessions as (
 ),
 
 events as (
-    select * from {{ ref('int_events_stitched') }}
+    select * from {{ touched_events() }}
     where {{ touched_users_only('canonical_user_id') }}
 ),
 

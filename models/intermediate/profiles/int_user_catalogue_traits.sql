@@ -20,7 +20,7 @@
 with
 
 stitched_events as (
-    select * from {{ ref('int_events_stitched') }}
+    select * from {{ touched_events() }}
     where
         event_at <= {{ as_of() }}
         and {{ touched_users_only('canonical_user_id') }}
@@ -40,7 +40,7 @@ attributes as (
 
 users as (
     select distinct canonical_user_id
-    from {{ ref('int_events_stitched') }}
+    from {{ touched_events() }}
     where {{ touched_users_only('canonical_user_id') }}
 ),
 

@@ -22,7 +22,7 @@ events as (
         page_name,
         device_type,
         {{ json_text('properties', '$.path') }} as page_path
-    from {{ ref('int_events_stitched') }}
+    from {{ touched_events() }}
     where
         event_type in ('page', 'screen', 'track')
         and {{ touched_users_only('canonical_user_id') }}

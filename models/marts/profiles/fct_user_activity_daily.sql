@@ -1,14 +1,25 @@
 {#- Behaviour per canonical user and day: the incremental per-identity counts, re-keyed through
     the current identity map (which can change retroactively) to the pseudonymous user key;
-    users the analytics_consent_policy does not allow to be profiled are left out. Grain: one row per
-    (canonical_user_id, activity_date). -#}
+    users the analytics_consent_policy does not allow to be profiled are left out.
+    Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
+    the users in int_touched_users, from the per-identity days of their identities
+    (int_touched_identities). Grain: one row per (canonical_user_id, activity_date). -#}
+{{ config(
+    materialized=incremental_or_table(),
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_touched_users() }}",
+) }}
+-- depends_on: {{ ref('int_touched_users') }}
 
 with
 
 identity_days as (
     -- a row with no events is what is left of a day whose events all lie after as_of
     select * from {{ ref('int_identity_activity_daily') }}
-    where events > 0
+    where
+        events > 0
+        and {{ touched_identities_only('identity_key') }}
 ),
 
 identity_map as (
@@ -36,7 +47,9 @@ keyed as (
     -- the analytics consent policy: a user it does not allow to be profiled is left out
     inner join consent
         on identity_keys.user_key = consent.canonical_user_id
-    where consent.is_profiling_allowed
+    where
+        consent.is_profiling_allowed
+        and {{ touched_users_only('identity_keys.user_key') }}
 ),
 
 final as (

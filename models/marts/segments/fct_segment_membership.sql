@@ -39,7 +39,7 @@ params as (
 ),
 
 stitched_events as (
-    select * from {{ ref('int_events_stitched') }}
+    select * from {{ touched_events(every_user) }}
     where {{ touched_users_only('canonical_user_id', every_user) }}
 ),
 
