@@ -159,6 +159,7 @@ RAW_ID_TABLES = {
     "intermediate.int_identity_links",
     "intermediate.int_identity_map",
     "intermediate.int_identity_activity_daily",
+    "intermediate.int_touched_identities",
 }
 RAW_ID_SCHEMAS = {"raw", "staging", "restricted"}
 PLANTED = (
