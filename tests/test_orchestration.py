@@ -215,8 +215,10 @@ def excluded_tests(args: list[str]) -> set[str]:
             names |= {
                 t["name"]
                 for uid, t in TESTS.items()
-                if any(tag in MODELS.get(p, {}).get("config", {}).get("tags", [])
-                       for p in MANIFEST["parent_map"][uid])
+                if any(
+                    tag in MODELS.get(p, {}).get("config", {}).get("tags", [])
+                    for p in MANIFEST["parent_map"][uid]
+                )
             }
         elif criterion.startswith("test_name:"):
             kind = criterion.split(":", 1)[1]
@@ -304,6 +306,27 @@ def test_sensor_batches_skip_models_a_landing_file_cannot_change() -> None:
     criterion = f"tag:{dbt_assets.LANDING_INDEPENDENT_TAG}"
     assert criterion in sensor[sensor.index("--exclude") + 1].split()
     assert criterion not in " ".join(hourly)
+
+
+def test_segment_definitions_are_validated_once_per_dbt_invocation(
+    fixture_warehouse: Warehouse,
+) -> None:
+    """int_touched_users, dim_segments, fct_segment_membership and its pre-hook all read the
+    segment definitions; the fixture's `dbt build` validates them once (validate_segments_once
+    logs each validation it runs, keyed on the invocation id and the definitions)."""
+    assert fixture_warehouse.target_path is not None
+    log_text = (fixture_warehouse.target_path / "logs" / "dbt.log").read_text()
+    keys = [
+        line.split("segment definitions validated: ", 1)[1].strip()
+        for line in log_text.splitlines()
+        if "segment definitions validated: " in line
+    ]
+    assert keys, "no validation logged: fct_segment_membership was not compiled"
+    invocations = [key.split(":", 1)[0] for key in keys]  # invocation id : definitions hash
+    assert len(invocations) == len(set(invocations)), keys
+    compiled = fixture_warehouse.target_path / "compiled" / "personalization" / "models"
+    for model in ("dim_segments.sql", "fct_segment_membership.sql"):  # both read them
+        assert list(compiled.rglob(model)), model
 
 
 # ---------------------------------------------------------------- in-process builds
