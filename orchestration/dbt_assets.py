@@ -232,6 +232,13 @@ GUARD_SINGULAR_TESTS = frozenset(
     }
 )
 SENSOR_BATCH_TAG = "personalization/batch"  # set by the landing sensor on the runs it starts
+# Models a landing file cannot change (dbt tag): the privacy request log and suppression list
+# only create their empty tables; personalization/erasure.py writes their rows (and refuses to
+# run before a build created them), and an erasure's rebuild is a full `dbt build`. A sensor
+# batch reads them (staging quarantines suppressed identities; int_touched_users checks for a
+# request since the last build) but leaves rebuilding them, and their tests, to the hourly and
+# daily runs. A micro-batch already needs a full build first (it reads the daily fits).
+LANDING_INDEPENDENT_TAG = "landing_independent"
 NOT_WRITTEN = frozenset({"view", "ephemeral"})  # materialisations a batch writes no rows to
 
 
@@ -303,8 +310,9 @@ def dbt_build_args(
     """The `dbt build` arguments of a run (dagster-dbt adds the selection of its assets).
 
     A sensor-started micro-batch runs only the guard tests and no unit tests (they test code,
-    not data); every other run (hourly, daily, a manual materialisation) runs every test of its
-    models, except those reading a daily-only model it does not rebuild."""
+    not data), and skips the models a landing file cannot change (LANDING_INDEPENDENT_TAG, with
+    their tests); every other run (hourly, daily, a manual materialisation) runs every test of
+    its models, except those reading a daily-only model it does not rebuild."""
     selected_keys = list(selected_keys)
     args = ["build", "--vars", json.dumps(dict(dbt_vars))]
     excluded = set(tests_left_for_daily(manifest, selected_keys))
@@ -312,6 +320,8 @@ def dbt_build_args(
         excluded |= set(tests_left_for_hourly(manifest))
         args += ["--exclude-resource-type", "unit_test"]
     criteria = exclude_criteria(manifest, excluded, selected_keys)
+    if sensor_batch:
+        criteria.append(f"tag:{LANDING_INDEPENDENT_TAG}")
     if criteria:
         args += ["--exclude", " ".join(criteria)]
     return args

@@ -204,12 +204,23 @@ def test_microbatch_defers_tests_of_models_it_does_not_rebuild() -> None:
 
 def excluded_tests(args: list[str]) -> set[str]:
     """The test names a `dbt build` leaves out: its --exclude criteria resolved as dbt does
-    (`test_name:KIND` is every generic test of that kind, anything else a test's name)."""
+    (`test_name:KIND` is every generic test of that kind, `tag:TAG` the tests of the models
+    with that tag, anything else a test's name)."""
     if "--exclude" not in args:
         return set()
     names: set[str] = set()
     for criterion in args[args.index("--exclude") + 1].split():
-        if criterion.startswith("test_name:"):
+        if criterion.startswith("tag:"):  # tagged models, and their tests with them
+            tag = criterion.split(":", 1)[1]
+            names |= {
+                t["name"]
+                for uid, t in TESTS.items()
+                if any(
+                    tag in MODELS.get(p, {}).get("config", {}).get("tags", [])
+                    for p in MANIFEST["parent_map"][uid]
+                )
+            }
+        elif criterion.startswith("test_name:"):
             kind = criterion.split(":", 1)[1]
             names |= {
                 t["name"]
@@ -248,8 +259,19 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
     by_name = {t["name"]: t for t in TESTS.values()}
     kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
     assert {"accepted_values", "accepted_range"} <= kinds
-    # the only keys left are those of views
+    # the only keys left are those of views and of the models a landing file cannot change
     left_keys = [n for n in left if (by_name[n].get("test_metadata") or {}).get("name") in KEYS]
+    independent = {
+        n
+        for n in left_keys
+        if dbt_assets.LANDING_INDEPENDENT_TAG
+        in MODELS[by_name[n]["attached_node"]]["config"]["tags"]
+    }
+    assert {by_name[n]["attached_node"].split(".")[-1] for n in independent} == {
+        "privacy_requests",
+        "privacy_suppression_list",
+    }
+    left_keys = [n for n in left_keys if n not in independent]
     assert left_keys
     assert {MODELS[by_name[n]["attached_node"]]["config"]["materialized"] for n in left_keys} == {
         "view"
@@ -263,6 +285,48 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         assert by_name[view_key]["attached_node"] in MODELS
         assert MODELS[by_name[view_key]["attached_node"]]["config"]["materialized"] == "view"
         assert view_key in left
+
+
+def test_sensor_batches_skip_models_a_landing_file_cannot_change() -> None:
+    """The privacy request log and suppression list read nothing (personalization/erasure.py
+    writes their rows): a sensor batch leaves them, and their tests, to the hourly run."""
+    tagged = {
+        props["name"]: props
+        for props in MODELS.values()
+        if dbt_assets.LANDING_INDEPENDENT_TAG in props["config"]["tags"]
+    }
+    assert set(tagged) == {"privacy_requests", "privacy_suppression_list"}
+    for props in tagged.values():  # a tagged model reading anything could change with a file
+        assert props["depends_on"]["nodes"] == [], props["name"]
+    selected = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    assert {dbt_key(name) for name in tagged} <= set(selected)  # the hourly run builds them
+    dbt_vars = {"as_of": FIXTURE_AS_OF}
+    sensor = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=True)
+    hourly = dbt_assets.dbt_build_args(DBT_MANIFEST, selected, dbt_vars, sensor_batch=False)
+    criterion = f"tag:{dbt_assets.LANDING_INDEPENDENT_TAG}"
+    assert criterion in sensor[sensor.index("--exclude") + 1].split()
+    assert criterion not in " ".join(hourly)
+
+
+def test_segment_definitions_are_validated_once_per_dbt_invocation(
+    fixture_warehouse: Warehouse,
+) -> None:
+    """int_touched_users, dim_segments, fct_segment_membership and its pre-hook all read the
+    segment definitions; the fixture's `dbt build` validates them once (validate_segments_once
+    logs each validation it runs, keyed on the invocation id and the definitions)."""
+    assert fixture_warehouse.target_path is not None
+    log_text = (fixture_warehouse.target_path / "logs" / "dbt.log").read_text()
+    keys = [
+        line.split("segment definitions validated: ", 1)[1].strip()
+        for line in log_text.splitlines()
+        if "segment definitions validated: " in line
+    ]
+    assert keys, "no validation logged: fct_segment_membership was not compiled"
+    invocations = [key.split(":", 1)[0] for key in keys]  # invocation id : definitions hash
+    assert len(invocations) == len(set(invocations)), keys
+    compiled = fixture_warehouse.target_path / "compiled" / "personalization" / "models"
+    for model in ("dim_segments.sql", "fct_segment_membership.sql"):  # both read them
+        assert list(compiled.rglob(model)), model
 
 
 # ---------------------------------------------------------------- in-process builds

@@ -27,9 +27,30 @@
     {%- endif -%}
     {#- unit tests compile without the graph: they exercise semantics, compile/run validation -#}
     {%- if execute and personalization.segment_graph_available() -%}
-        {%- do personalization.validate_segments(definitions) -%}
+        {%- do personalization.validate_segments_once(definitions) -%}
     {%- endif -%}
     {{ return(definitions) }}
+{%- endmacro %}
+
+
+{#- validate_segments, once per dbt invocation for the same definitions: int_touched_users,
+    dim_segments, fct_segment_membership and its pre-hook each read them, and each validation
+    costs a metadata query (the profile columns) and a walk of every rule. The validated keys
+    live in `graph`, the one dict every node's context shares (dbt builds it with the manifest,
+    so a process reusing a parsed manifest keeps it across invocations): the key is the
+    invocation id and the definitions' JSON, so each invocation, with its own vars and tables,
+    validates again, and so does a var override. Only a validation that passed is remembered (a
+    failing one raises every time). -#}
+{% macro validate_segments_once(definitions) -%}
+    {%- set key = invocation_id ~ ':' ~ local_md5(tojson(definitions, sort_keys=true)) -%}
+    {%- if 'personalization_validated_segments' not in graph -%}
+        {%- do graph.update({'personalization_validated_segments': []}) -%}
+    {%- endif -%}
+    {%- if key not in graph['personalization_validated_segments'] -%}
+        {%- do personalization.validate_segments(definitions) -%}
+        {%- do graph['personalization_validated_segments'].append(key) -%}
+        {%- do log('segment definitions validated: ' ~ key) -%}
+    {%- endif -%}
 {%- endmacro %}
 
 

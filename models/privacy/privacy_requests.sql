@@ -7,6 +7,7 @@
     schema='privacy',
     full_refresh=false,
     on_schema_change='fail',
+    tags=['landing_independent'],
 ) }}
 
 with

@@ -9,6 +9,7 @@
     schema='privacy',
     full_refresh=false,
     on_schema_change='fail',
+    tags=['landing_independent'],
 ) }}
 
 with
