@@ -1,6 +1,12 @@
 """Profile build benchmark: a full `dbt build` on N generated events, the profile models against
 one hand-written DuckDB query computing the same core columns, and an incremental build after 1%
-new events.
+new events, twice from the same state: everything (`dbt build`, as the daily job) and the hourly
+selection (`dbt build --selector microbatch`, what the hourly schedule's job runs).
+
+The history is loaded minutes before the incremental build, so with the default `lookback_hours`
+(72) every history line counts as loaded since the previous run and every user is touched; the
+incremental builds therefore run at `--lookback-hours` (0 unless given), as the micro-batch
+benchmark and the equivalence test do, and report how many users each run touched and why.
 
     python bench/bench_profiles.py --events 10000000
 """
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import shutil
 import sys
@@ -25,15 +32,19 @@ from personalization.dbt_runner import Warehouse, run_dbt
 log = logging.getLogger(__name__)
 
 # the models between stg_events and dim_user_profiles that the hand-written query replaces
+# (int_user_consent: the hand query reads its decision, so its time counts on the model side)
 PROFILE_PATH_MODELS = (
     "restricted_identity_keys",
     "int_identity_links",
     "int_identity_map",
     "int_events_stitched",
+    "int_user_consent",
     "int_identity_activity_daily",
     "fct_user_activity_daily",
+    "int_user_behaviour_totals",
     "dim_user_profiles",
 )
+HOURLY = ["build", "--selector", "microbatch"]
 
 HAND_WRITTEN = """
 with identity_map as (
@@ -69,6 +80,17 @@ left join restricted.restricted_identity_keys as k
 group by 1
 """
 
+# the marts' rule (analytics_consent_policy 'exclude', the default): a user who refused analytics
+# is not profiled. The consent order itself (server and client times, defaults) is taken from
+# int_user_consent's decision rather than written again here.
+HAND_PROFILED = """
+select hand_all.*
+from hand_all
+inner join intermediate.int_user_consent as consent
+    on hand_all.canonical_user_id = consent.canonical_user_id
+where consent.is_profiling_allowed
+"""
+
 CORE = (
     "canonical_user_id, first_seen_at, last_seen_at, events, page_views, product_views, "
     "cart_adds, orders, revenue"
@@ -85,16 +107,63 @@ def _generate(out: Path, events: int, users: int, days: int, seed: int, start: s
     return json.loads((out / "manifest.json").read_text())
 
 
-def _timed_build(warehouse: Warehouse) -> tuple[float, dict[str, float]]:
+def _timed_build(
+    warehouse: Warehouse, command: list[str] | None = None, dbt_vars: dict | None = None
+) -> tuple[float, dict[str, float]]:
     started = time.perf_counter()
-    run_dbt(["build"], warehouse)
+    run_dbt(command or ["build"], warehouse, dbt_vars)
     seconds = time.perf_counter() - started
     results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
     per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
     return seconds, per_model
 
 
-def run(events: int, days: int = 30, keep: Path | None = None) -> dict:
+def _touched(db: Path) -> dict:
+    """How many users the last run recomputed, out of how many, and why."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        touched, reason = con.sql(
+            "select count(*), any_value(touched_reason) from intermediate.int_touched_users"
+        ).fetchone()
+        users = con.sql("select count(*) from intermediate.int_user_consent").fetchone()[0]
+    return {"touched_users": touched, "users": users, "touched_reason": reason}
+
+
+def _slowest(per_model: dict[str, float], count: int) -> list:
+    return sorted(per_model.items(), key=lambda kv: -kv[1])[:count]
+
+
+def _compare_hand(db: Path) -> dict:
+    """The hand-written query timed against the marts, row for row, with and without the consent
+    rule: the rows the rule removes must be exactly the users it leaves unprofiled."""
+    core_diff = (
+        "select count(*) from ((select {core} from {a} except select {core} from {b}) union all "
+        "(select {core} from {b} except select {core} from {a}))"
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        started = time.perf_counter()
+        con.sql(f"create temp table hand_all as {HAND_WRITTEN}")
+        con.sql(f"create temp table hand as {HAND_PROFILED}")
+        hand_seconds = time.perf_counter() - started
+        profiles_table = "marts.dim_user_profiles"
+        return {
+            "hand_seconds": hand_seconds,
+            "profiles": con.sql(f"select count(*) from {profiles_table}").fetchone()[0],
+            "hand_rows_without_consent_rule": len(con.sql("select 1 from hand_all").fetchall()),
+            "unprofiled_by_consent_policy": con.sql(
+                "select count(*) from hand_all inner join intermediate.int_user_consent as c "
+                "on hand_all.canonical_user_id = c.canonical_user_id "
+                "where not c.is_profiling_allowed"
+            ).fetchone()[0],
+            "core_rows_disagreeing": con.sql(
+                core_diff.format(core=CORE, a="hand", b=profiles_table)
+            ).fetchone()[0],
+            "core_rows_disagreeing_without_consent_rule": con.sql(
+                core_diff.format(core=CORE, a="hand_all", b=profiles_table)
+            ).fetchone()[0],
+        }
+
+
+def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: int = 0) -> dict:
     work = Path(keep or tempfile.mkdtemp(prefix="bench-profiles-"))
     history = _generate(work / "history", events, max(1, events // 100), days, 1, "2026-01-01")
     increment_events = max(100, events // 100)
@@ -107,36 +176,40 @@ def run(events: int, days: int = 30, keep: Path | None = None) -> dict:
     warehouse = Warehouse(work / "warehouse.duckdb", landing, work / "target", increment["as_of"])
     full_seconds, per_model = _timed_build(warehouse)
     profile_seconds = sum(per_model.get(name, 0.0) for name in PROFILE_PATH_MODELS)
+    compared = _compare_hand(warehouse.db_path)
 
-    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
-        started = time.perf_counter()
-        con.sql(f"create temp table hand as {HAND_WRITTEN}")
-        hand_seconds = time.perf_counter() - started
-        disagreements = con.sql(
-            f"select count(*) from ((select {CORE} from hand except select {CORE} "
-            f"from marts.dim_user_profiles) union all (select {CORE} from marts.dim_user_profiles "
-            f"except select {CORE} from hand))"
-        ).fetchone()[0]
-        profiles = con.sql("select count(*) from marts.dim_user_profiles").fetchone()[0]
-
+    # the hourly selection starts from the same state: a copy of the warehouse
+    hourly = Warehouse(work / "hourly.duckdb", landing, work / "target-hourly", increment["as_of"])
+    shutil.copyfile(warehouse.db_path, hourly.db_path)
     for day in sorted((work / "increment").glob("dt=*")):
         shutil.copytree(day, landing / f"{day.name}-increment")
-    incremental_seconds, incremental_models = _timed_build(warehouse)
+    tightest = {"lookback_hours": lookback_hours}
+    incremental_seconds, incremental_models = _timed_build(warehouse, dbt_vars=tightest)
+    incremental_touched = _touched(warehouse.db_path)
+    hourly_seconds, hourly_models = _timed_build(hourly, HOURLY, tightest)
+    hourly_touched = _touched(hourly.db_path)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    hand_seconds = compared.pop("hand_seconds")
     result = {
         "events": history["lines_total"],
         "increment_events": increment["lines_total"],
-        "profiles": profiles,
+        "lookback_hours": lookback_hours,
+        **compared,
         "full_build_seconds": round(full_seconds, 1),
         "profile_models_seconds": round(profile_seconds, 2),
         "hand_query_seconds": round(hand_seconds, 2),
         "profile_to_hand_ratio": round(profile_seconds / hand_seconds, 2),
-        "core_rows_disagreeing": disagreements,
         "incremental_build_seconds": round(incremental_seconds, 1),
         "incremental_to_full_ratio": round(incremental_seconds / full_seconds, 3),
-        "slowest_models_full": sorted(per_model.items(), key=lambda kv: -kv[1])[:8],
-        "slowest_models_incremental": sorted(incremental_models.items(), key=lambda kv: -kv[1])[:5],
+        "incremental_touched": incremental_touched,
+        "hourly_build_seconds": round(hourly_seconds, 1),
+        "hourly_to_full_ratio": round(hourly_seconds / full_seconds, 3),
+        "hourly_touched": hourly_touched,
+        "slowest_models_full": _slowest(per_model, 8),
+        "slowest_models_incremental": _slowest(incremental_models, 8),
+        "slowest_models_hourly": _slowest(hourly_models, 8),
         "peak_child_rss_mb": round(peak_mb),
+        "load_average": os.getloadavg(),
     }
     if keep is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -148,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument(
+        "--lookback-hours", type=int, default=0, help="lookback_hours of the incremental builds"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run(args.events, args.days, args.keep), indent=2, default=str))
+    result = run(args.events, args.days, args.keep, args.lookback_hours)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 

@@ -129,9 +129,15 @@ def bench_profiles(args: argparse.Namespace) -> list[Row]:
         ),
         Row("hand-written query", events, result["hand_query_seconds"], peak),
         Row(
-            f"incremental +1% ({result['incremental_to_full_ratio']:.0%} of full)",
+            f"everything build +1% ({result['incremental_to_full_ratio']:.0%} of full)",
             result["increment_events"],
             result["incremental_build_seconds"],
+            peak,
+        ),
+        Row(
+            f"hourly selection +1% ({result['hourly_to_full_ratio']:.0%} of full)",
+            result["increment_events"],
+            result["hourly_build_seconds"],
             peak,
         ),
     ]

@@ -47,7 +47,10 @@ from conftest import make_warehouse, user_key
 from personalization.dbt_runner import Warehouse, run_dbt
 
 MICROBATCH = ["build", "--selector", "microbatch"]
-TIGHTEST = {"lookback_hours": 0}
+# the touched path on every batch (the switch, touched_full_rebuild_share, never fires: its
+# early batches touch every user), so the touched-set rules are what this test guards; the
+# switch itself: tests/test_touched_switch.py
+TIGHTEST = {"lookback_hours": 0, "touched_full_rebuild_share": 1}
 # path-dependent by design (one row per change each build observed): compared on current state
 HISTORY_MARTS = {"fct_segment_membership_history", "fct_segment_events"}
 GRANT = {"personalization": True, "advertising": True, "analytics": True}

@@ -14,7 +14,11 @@
       after: int_identity_links only grows between runs), the anonymous id itself (its own key
       when unmerged or a shared device) and its current owner;
     - everything (is_full_rebuild) on a first build, --full-refresh, as_of moving backwards, or
-      after a privacy request (erasure, retention purge).
+      after a privacy request (erasure, retention purge);
+    - everything (is_full_rebuild, the adaptive switch) when the users touched by the rules above
+      are more than var('touched_full_rebuild_share') of every identity key: then every model
+      reads the plain path (touched_run_is_full(): no touched-events copy), which is cheaper than
+      the touched path past that share (docs/architecture.md, "Touched users").
     Grain: one row per canonical_user_id. -#}
 -- depends_on: {{ ref('privacy_requests') }}
 {%- set state = touched_users_state() %}
@@ -111,17 +115,52 @@ canonical_identities as (
     where identity_map.user_id is not null
 ),
 
-final as (
-    select distinct
-        identity_keys.user_key as canonical_user_id,
-        {{ 'true' if state.full else 'false' }} as is_full_rebuild,
-        {{ quoted_literal(state.full or 'incremental') }} as touched_reason,
-        cast({{ state.as_of }} as timestamp) as previous_as_of,
-        cast({{ state.finished_at }} as timestamp) as previous_finished_at,
-        {{ as_of() }} as built_as_of
+touched as (
+    select distinct identity_keys.user_key as canonical_user_id
     from canonical_identities
     inner join identity_keys
         on canonical_identities.raw_identity = identity_keys.raw_identity
+),
+
+share as (
+    -- the adaptive switch: past var('touched_full_rebuild_share') of every key, recomputing
+    -- every user through the plain path is cheaper than copying the touched users' events
+    select
+        {%- if state.full %}
+            true as is_every_user
+        {%- else %}
+            (select count(*) from touched)
+            > {{ var('touched_full_rebuild_share') }} * (select count(*) from identity_keys)
+                as is_every_user
+        {%- endif %}
+),
+
+recomputed as (
+    select touched.canonical_user_id
+    from touched
+    union
+    select identity_keys.user_key as canonical_user_id
+    from identity_keys
+    where (select is_every_user from share)
+),
+
+final as (
+    select
+        recomputed.canonical_user_id,
+        share.is_every_user as is_full_rebuild,
+        {%- if state.full %}
+            {{ quoted_literal(state.full) }} as touched_reason,
+        {%- else %}
+            case
+                when share.is_every_user then 'touched share above touched_full_rebuild_share'
+                else 'incremental'
+            end as touched_reason,
+        {%- endif %}
+        cast({{ state.as_of }} as timestamp) as previous_as_of,
+        cast({{ state.finished_at }} as timestamp) as previous_finished_at,
+        {{ as_of() }} as built_as_of
+    from recomputed
+    cross join share
 )
 
 select * from final
