@@ -55,7 +55,9 @@ def _normalised(value: object) -> object:
         return value.tz_localize(None) if value.tzinfo else value
     if hasattr(value, "isoformat"):
         return pd.Timestamp(value)
-    if isinstance(value, list | tuple | np.ndarray):
+    if hasattr(value, "asDict"):  # a Spark struct (Row) compares as DuckDB's struct (a dict)
+        value = value.asDict()
+    elif isinstance(value, list | tuple | np.ndarray):
         return tuple(_normalised(item) for item in value)
     if isinstance(value, dict):
         return tuple(sorted((str(k), _normalised(v)) for k, v in value.items()))
