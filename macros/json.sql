@@ -28,10 +28,11 @@
 {%- endmacro %}
 
 {#- Spark: the per-row type of a VARIANT (parse_json, Spark 4). An integer beyond BIGINT is a
-    DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. -#}
+    DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. The path in
+    Spark's syntax (spark_json_path): variant_get reads `$."key"` as no key at all. -#}
 {% macro spark__json_kind(json, path) -%}
     {{ spark_variant_type_as_kind(
-        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(path) ~ "))"
+        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(spark_json_path(path)) ~ "))"
     ) }}
 {%- endmacro %}
 

@@ -3,10 +3,10 @@ fixture built on DuckDB (the session's fixture_warehouse) and on local Spark, co
 table; the equality report is logged. Clustering: MLlib on the generated data, compared with
 DuckDB's by adjusted Rand index.
 
-The Spark build: the PySpark raw load, then (a stop-gap while staging is rewritten:
-docs/scale-out.md) the tables Spark cannot build yet seeded from DuckDB's build
-(personalization/spark/seed_from_duckdb.py), then `dbt build --target spark` for the seeds, the
-privacy tables, the restricted identity keys, intermediate and marts.
+The Spark build: the PySpark raw load, then the Python models' tables seeded from DuckDB's build
+(personalization/spark/seed_from_duckdb.py: the fixture has too few users to compare clusters),
+then `dbt build --target spark` for the seeds, the privacy tables, staging from the raw load's
+table, the restricted identity keys, intermediate and marts.
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ COMPARED_TABLES = [
     ("raw.landing_file_log", ("load_id", "logged_at")),
     ("raw.raw_landing_files", ("loaded_at",)),
     ("staging.stg_tracking_plan", ()),
+    ("staging.stg_landing__events_checked", ("loaded_at",)),
+    ("staging.stg_events", ("loaded_at",)),
+    ("staging.quarantined_events", ("loaded_at",)),
+    ("staging.stg_duplicate_events", ("loaded_at",)),
+    ("staging.quarantined_traits", ()),
     ("reference.ref_countries", ()),
     ("reference.ref_cities", ()),
     ("reference.ref_country_aliases", ()),
@@ -75,9 +80,9 @@ COMPARED_TABLES = [
 
 @pytest.fixture(scope="module")
 def spark_warehouse(tmp_path_factory: pytest.TempPathFactory, fixture_warehouse: Warehouse) -> Path:
-    """tests/fixtures/landing loaded by the PySpark raw load, seeded with DuckDB's staging and
-    Python-model tables, and built by dbt on the spark target, in a warehouse folder of its own;
-    returns the folder."""
+    """tests/fixtures/landing loaded by the PySpark raw load, seeded with DuckDB's Python-model
+    tables, and built by dbt on the spark target (staging included), in a warehouse folder of its
+    own; returns the folder."""
     root = tmp_path_factory.mktemp("spark_warehouse")
     landing = root / "landing"
     shutil.copytree(FIXTURE_LANDING, landing)  # copy2: the files keep their mtimes
@@ -148,6 +153,18 @@ def test_compare_frames_rounds_only_at_sparks_decimal_scale() -> None:
     off = spark.assign(share=[Decimal("0.66668")])
     assert not compare_frames("t", duck, off, decimal_scales={"share": 5}).equal
     assert not compare_frames("t", duck, spark.assign(reasons=[["b", "a"]])).equal
+
+
+def test_compare_frames_reads_a_spark_struct_as_duckdbs() -> None:
+    """A Spark struct (a Row, a tuple) equals DuckDB's struct (a dict) with the same fields and
+    values, and differs when a value does (declared_trait_rejections is an array of them)."""
+    from pyspark.sql import Row
+
+    duck = pd.DataFrame({"r": [[{"trait_name": "plan", "rejected_value": "x"}]]})
+    spark = pd.DataFrame({"r": [[Row(trait_name="plan", rejected_value="x")]]})
+    assert compare_frames("t", duck, spark).equal
+    other = pd.DataFrame({"r": [[Row(trait_name="plan", rejected_value="y")]]})
+    assert not compare_frames("t", duck, other).equal
 
 
 def test_fixture_tables_equal_on_duckdb_and_spark(
