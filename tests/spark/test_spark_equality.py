@@ -78,6 +78,10 @@ COMPARED_TABLES = [
 ]  # fmt: skip
 
 
+# JSON text each engine's JSON writer produced (compare_frames: compared as JSON values)
+JSON_COLUMNS = ("properties", "custom_traits")
+
+
 @pytest.fixture(scope="module")
 def spark_warehouse(tmp_path_factory: pytest.TempPathFactory, fixture_warehouse: Warehouse) -> Path:
     """tests/fixtures/landing loaded by the PySpark raw load, seeded with DuckDB's Python-model
@@ -167,6 +171,17 @@ def test_compare_frames_reads_a_spark_struct_as_duckdbs() -> None:
     assert not compare_frames("t", duck, other).equal
 
 
+def test_compare_frames_reads_json_columns_as_values() -> None:
+    """A JSON column equals when the two texts hold the same JSON value (Spark escapes an emoji,
+    DuckDB writes it), and differs when the value does; other columns compare as text."""
+    duck = pd.DataFrame({"properties": ['{"q":"café 🚀"}']})
+    spark = pd.DataFrame({"properties": ['{"q":"café \\uD83D\\uDE80"}']})
+    assert compare_frames("t", duck, spark, json_columns=("properties",)).equal
+    assert not compare_frames("t", duck, spark).equal
+    other = pd.DataFrame({"properties": ['{"q":"cafe \\uD83D\\uDE80"}']})
+    assert not compare_frames("t", duck, other, json_columns=("properties",)).equal
+
+
 def test_fixture_tables_equal_on_duckdb_and_spark(
     fixture_warehouse: Warehouse, spark_warehouse: Path
 ) -> None:
@@ -185,6 +200,7 @@ def test_fixture_tables_equal_on_duckdb_and_spark(
                     spark_table.toPandas(),
                     ignore=ignore,
                     decimal_scales=decimal_scales(spark_table.schema),
+                    json_columns=JSON_COLUMNS,
                 )
             )
     finally:
