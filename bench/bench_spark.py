@@ -5,10 +5,11 @@
 1. generate --events lines (users = events / 100, 30 days, seed 11);
 2. DuckDB: `dbt build` without tests (BUILD) of every model (raw load, staging, intermediate,
    marts, the Python models), then again, with --full-refresh, of what Spark builds
-   (SPARK_SELECTION: seeds, intermediate and marts) on the built warehouse, so the two engines'
-   figures cover the same models and the same work (Spark's incremental models are tables);
-3. Spark: the PySpark raw load, staging seeded from step 2's build (the stop-gap), BUILD of
-   SPARK_SELECTION on the spark target (local[2], Parquet).
+   (SPARK_SELECTION: seeds, staging, intermediate and marts) on the built warehouse, so the two
+   engines' figures cover the same models and the same work (Spark's incremental models are
+   tables);
+3. Spark: the PySpark raw load, the Python models' tables seeded from step 2's build (the
+   stop-gap), BUILD of SPARK_SELECTION on the spark target (local[2], Parquet).
 
 Each step is timed in wall and CPU seconds (the step's whole process tree, the JVM included:
 personalization.spark.lane.run_measured); the load average before and after is reported, as

@@ -11,10 +11,12 @@
     ], value -> value is not null)
 {%- endmacro %}
 
+{#- Spark: array_compact, not filter(..., lambda): Spark refuses a subquery (is_suppressed's)
+    inside a higher-order function's arguments. -#}
 {% macro spark__non_null_array(expressions) -%}
-    filter(array(
+    array_compact(array(
         {{ expressions | join(',\n        ') }}
-    ), value -> value is not null)
+    ))
 {%- endmacro %}
 
 {% macro default__non_null_array(expressions) -%}

@@ -28,10 +28,11 @@
 {%- endmacro %}
 
 {#- Spark: the per-row type of a VARIANT (parse_json, Spark 4). An integer beyond BIGINT is a
-    DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. -#}
+    DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. The path in
+    Spark's syntax (spark_json_path): variant_get reads `$."key"` as no key at all. -#}
 {% macro spark__json_kind(json, path) -%}
     {{ spark_variant_type_as_kind(
-        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(path) ~ "))"
+        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(spark_json_path(path)) ~ "))"
     ) }}
 {%- endmacro %}
 
@@ -306,4 +307,53 @@
             ~ (spark_struct_ddl(kind) if kind is mapping else kind)) -%}
     {%- endfor -%}
     {{ return('struct<' ~ parts | join(',') ~ '>') }}
+{%- endmacro %}
+
+
+{#- Whether a JSON text holds an object. -#}
+{% macro json_is_object(json) -%}
+    {{ return(adapter.dispatch('json_is_object', 'personalization')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_is_object(json) -%}
+    json_type({{ json }}) = 'OBJECT'
+{%- endmacro %}
+
+{% macro spark__json_is_object(json) -%}
+    coalesce(schema_of_variant(try_parse_json({{ json }})) like 'OBJECT%', false)
+{%- endmacro %}
+
+
+{#- A JSON object's text without the top-level `keys` (a JSON merge patch setting them to null
+    on DuckDB; on Spark the object as a map of VARIANTs, filtered, written back with to_json:
+    values keep their JSON types). -#}
+{% macro json_remove_keys(json, keys) -%}
+    {{ return(adapter.dispatch('json_remove_keys', 'personalization')(json, keys)) }}
+{%- endmacro %}
+
+{% macro default__json_remove_keys(json, keys) -%}
+    {%- set removed = {} -%}
+    {%- for key in keys -%}{%- do removed.update({key: none}) -%}{%- endfor -%}
+    json_merge_patch({{ json }}, {{ quoted_literal(tojson(removed)) }})
+{%- endmacro %}
+
+{% macro spark__json_remove_keys(json, keys) -%}
+    to_json(map_filter(
+        variant_get(parse_json({{ json }}), '$', 'map<string, variant>'),
+        (key, value) -> not key in {{ quoted_literal_list(keys) }}
+    ))
+{%- endmacro %}
+
+
+{#- Text as the engine's JSON type: DuckDB's JSON; Spark has none (JSON is text there). -#}
+{% macro as_json(expr) -%}
+    {{ return(adapter.dispatch('as_json', 'personalization')(expr)) }}
+{%- endmacro %}
+
+{% macro default__as_json(expr) -%}
+    cast({{ expr }} as json)
+{%- endmacro %}
+
+{% macro spark__as_json(expr) -%}
+    {{ expr }}
 {%- endmacro %}

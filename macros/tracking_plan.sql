@@ -237,14 +237,6 @@
 {%- endmacro %}
 
 
-{#- A JSON merge patch that removes the standard trait keys, leaving the custom traits. -#}
-{% macro custom_trait_removal_patch() -%}
-    {%- set removed = {} -%}
-    {%- for key in standard_trait_keys() -%}{%- do removed.update({key: none}) -%}{%- endfor -%}
-    {{ return(tojson(removed)) }}
-{%- endmacro %}
-
-
 {#- The custom traits kept on a staged event: every undeclared key as sent; every declared trait
     typed and valid (an invalid one is removed), a pii one as its keyed hash. Null when empty.
     Reads the columns custom_value_<name> of the staging model. -#}
@@ -256,7 +248,11 @@
             ~ (pseudonymise(value) if rule.get('pii') else value) ~ ')') -%}
     {%- endfor -%}
     {%- set patched = "json_merge_patch(" ~ json ~ ", json_object(" ~ pairs | join(', ') ~ "))" if pairs else json -%}
-    case when {{ array_size('json_keys(' ~ patched ~ ')') }} > 0 then {{ patched }} end
+    {%- if pairs and target.type == 'spark' -%}
+        {{ exceptions.raise_compiler_error("tracking plan: declared custom traits (`traits:`) are not "
+            ~ "ported to Spark yet (docs/scale-out.md); the spark target builds plans without them") }}
+    {%- endif -%}
+    case when {{ array_size(json_object_keys(patched)) }} > 0 then {{ patched }} end
 {%- endmacro %}
 
 
@@ -274,6 +270,26 @@
 {#- The declared traits an event sent with a value that broke their rule, as a list of
     {trait_name, rejected_value}. -#}
 {% macro declared_trait_rejections(declared_traits) -%}
+    {{ return(adapter.dispatch('declared_trait_rejections', 'personalization')(declared_traits)) }}
+{%- endmacro %}
+
+{#- Spark: the same array of structs (named_struct, filter); none declared: an empty typed array. -#}
+{% macro spark__declared_trait_rejections(declared_traits) -%}
+    {%- if not declared_traits -%}
+        cast(array() as array<struct<trait_name: string, rejected_value: string>>)
+    {%- else -%}
+        filter(array(
+            {%- for name in declared_traits.keys() %}
+            named_struct('trait_name', {{ quoted_literal(name) }}, 'rejected_value', case
+                when {{ field_column('custom_value_', name) }} is null
+                    then {{ field_column('custom_text_', name) }}
+            end){{ ',' if not loop.last }}
+            {%- endfor %}
+        ), rejection -> rejection.rejected_value is not null)
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__declared_trait_rejections(declared_traits) -%}
     {%- if not declared_traits -%}
         cast([] as struct(trait_name varchar, rejected_value varchar)[])
     {%- else -%}

@@ -17,7 +17,7 @@ issues as (
         event_at,
         file_path,
         line_number,
-        unnest(trait_issues) as reason,
+        {{ unnest_array('trait_issues') }} as reason,
         rejected_age,
         rejected_country,
         rejected_city,
@@ -41,7 +41,7 @@ declared_rejections as (
     from (
         select
             *,
-            unnest(declared_trait_rejections) as rejection
+            {{ unnest_array('declared_trait_rejections') }} as rejection
         from checked
         where status = 'staged'
     ) as rejected

@@ -218,8 +218,8 @@ traits as (
         )), '') as declared_name,
         -- every other key of the trait object: a custom trait, declared in the plan or not
         case
-            when trait_source is not null and json_type(trait_source) = 'OBJECT'
-                then json_merge_patch(trait_source, {{ quoted_literal(custom_trait_removal_patch()) }})
+            when trait_source is not null and {{ json_is_object('trait_source') }}
+                then {{ json_remove_keys('trait_source', standard_trait_keys()) }}
         end as custom_trait_json
     from trait_named
 ),
@@ -324,7 +324,7 @@ already_staged as (
         select distinct message_id from {{ this }}
         where status = 'staged'
     {%- else %}
-        select cast(null as varchar) as message_id
+        select cast(null as {{ text_type() }}) as message_id
         where false
     {%- endif %}
 ),
@@ -337,7 +337,7 @@ first_copies as (
     -- kept, so the join below builds on a few rows, not on every event.
     select
         message_id,
-        min(file_path || chr(0) || lpad(cast(line_number as varchar), 12, '0')) as first_position
+        min(file_path || chr(0) || lpad(cast(line_number as {{ text_type() }}), 12, '0')) as first_position
     from event_checks
     where message_id is not null and {{ array_size('reasons') }} = 0
     group by message_id
@@ -351,7 +351,7 @@ ranked as (
         and {{ array_size('event_checks.reasons') }} = 0
         and (
             coalesce(
-                event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as varchar), 12, '0')
+                event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as {{ text_type() }}), 12, '0')
                 != first_copies.first_position,
                 false
             )
@@ -370,7 +370,7 @@ ranked as (
         "case when " ~ column ~ " is distinct from scrubbed_" ~ column ~ " then '" ~ field ~ "' end") -%}
 {%- endfor %}
 {%- do scrub_change_expressions.append(
-    "case when cast(custom_traits_cleaned as varchar) is distinct from scrubbed_custom_traits then 'custom_traits' end") %}
+    "case when cast(custom_traits_cleaned as " ~ text_type() ~ ") is distinct from scrubbed_custom_traits then 'custom_traits' end") %}
 
 scrubbed as (
     -- free text (properties: search queries, paths, URLs, referrers, titles; page names; custom
@@ -382,7 +382,7 @@ scrubbed as (
         {%- for column in scrubbed_text_fields().values() %}
             {{ scrub_pii('ranked.' ~ column) }} as scrubbed_{{ column }},
         {%- endfor %}
-        {{ scrub_pii('cast(ranked.custom_traits_cleaned as varchar)') }} as scrubbed_custom_traits
+        {{ scrub_pii('cast(ranked.custom_traits_cleaned as ' ~ text_type() ~ ')') }} as scrubbed_custom_traits
     from (
         select
             ranked.*,
@@ -441,7 +441,7 @@ final as (
         {{ pseudonymise('declared_email') }} as email_hash,
         {{ pseudonymise('declared_name') }} as name_hash,
         -- custom traits: declared ones valid (pii ones as a keyed hash), undeclared ones as sent
-        case when not is_suppressed_line then cast(scrubbed_custom_traits as json) end
+        case when not is_suppressed_line then {{ as_json('scrubbed_custom_traits') }} end
             as custom_traits,
         {{ non_null_array([
             "case when is_implausible_age then 'implausible_age' end",

@@ -7,6 +7,7 @@ their scale). The report is one line per table; `differences` lists what is not 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -55,7 +56,9 @@ def _normalised(value: object) -> object:
         return value.tz_localize(None) if value.tzinfo else value
     if hasattr(value, "isoformat"):
         return pd.Timestamp(value)
-    if isinstance(value, list | tuple | np.ndarray):
+    if hasattr(value, "asDict"):  # a Spark struct (Row) compares as DuckDB's struct (a dict)
+        value = value.asDict()
+    elif isinstance(value, list | tuple | np.ndarray):
         return tuple(_normalised(item) for item in value)
     if isinstance(value, dict):
         return tuple(sorted((str(k), _normalised(v)) for k, v in value.items()))
@@ -83,6 +86,7 @@ def compare_frames(
     spark_frame: pd.DataFrame,
     ignore: tuple[str, ...] = (),
     decimal_scales: dict[str, int] | None = None,
+    json_columns: tuple[str, ...] = (),
 ) -> TableComparison:
     """Compare two frames of the same table: the same columns (apart from `ignore`, columns
     that hold each run's own time or id), the same row count, then every column row by row
@@ -90,7 +94,11 @@ def compare_frames(
 
     Floats agree within FLOAT_TOLERANCE; a column that is a DECIMAL of scale s on Spark (its
     decimal arithmetic rounds a division or an average to the result's scale, at least 6
-    digits, where DuckDB computes a double) agrees within half a unit of its last digit."""
+    digits, where DuckDB computes a double) agrees within half a unit of its last digit.
+
+    `json_columns` hold JSON text written by each engine's JSON writer: compared as JSON values
+    (key order kept), because Spark's (Jackson) writes a character outside the Basic
+    Multilingual Plane as a surrogate-pair escape where DuckDB writes the character."""
     columns = [c for c in duckdb_frame.columns if c not in ignore]
     result = TableComparison(table, len(duckdb_frame), len(spark_frame), columns)
     missing = sorted(set(columns) - set(spark_frame.columns))
@@ -103,7 +111,11 @@ def compare_frames(
         return result
 
     def rows(frame: pd.DataFrame) -> list[tuple]:
-        values = [tuple(_normalised(v) for v in row) for row in frame[columns].itertuples(False)]
+        frame = frame[columns].copy()
+        for column in json_columns:
+            if column in frame.columns:
+                frame[column] = frame[column].map(_json_value)
+        values = [tuple(_normalised(v) for v in row) for row in frame.itertuples(False)]
         return sorted(values, key=lambda row: tuple(_sort_key(v) for v in row))
 
     scales = decimal_scales or {}
@@ -125,6 +137,16 @@ def compare_frames(
         elif column in scales and scales[column] < 9:
             result.rounded.append(f"{column}@{scales[column]}")
     return result
+
+
+def _json_value(text: object) -> object:
+    """A JSON text re-written canonically (its value, key order kept); other values as they are."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    except ValueError:
+        return text
 
 
 def decimal_scales(schema: object) -> dict[str, int]:

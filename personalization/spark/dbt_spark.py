@@ -23,7 +23,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from personalization.dbt_runner import DbtError, Warehouse
+from personalization.pii_guard import scrub_expression
 from personalization.privacy import pseudonymise, resolve_key, user_pseudonym
 from personalization.spark.session import WAREHOUSE_ENV
 from personalization.tracking_plan import PROJECT_ROOT
@@ -33,15 +36,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The PII guard's scrub as DuckDB SQL over a column `value` (what personalization.duckdb_plugin
+# registers as the scrub_pii macro)
+SCRUB_SQL = scrub_expression("value")
+
+
+def scrub_texts(values: pd.Series) -> pd.Series:
+    """personalization.pii_guard's scrub (the SQL DuckDB's plugin registers as `scrub_pii`) over a
+    batch of texts, evaluated by an in-memory DuckDB: the same expression, so the same output
+    byte for byte on both engines; null stays null."""
+    import duckdb
+
+    frame = pd.DataFrame({"value": values.astype(object)})
+    with duckdb.connect() as con:
+        con.register("batch", frame)
+        scrubbed = con.execute(f"select {SCRUB_SQL} as value from batch").df()["value"]
+    return scrubbed.astype(object).where(values.notna(), None)
+
 
 def register_functions(spark: SparkSession, key: bytes) -> None:
     """Register user_pseudonym(text) and pseudonymise(text) on the session: Python UDFs calling
-    personalization.privacy with `key` (row-at-a-time Python UDFs, so no pyarrow is needed;
-    their cost at scale is in docs/scale-out.md)."""
-    from pyspark.sql.functions import udf
+    personalization.privacy with `key` (row-at-a-time Python UDFs; their cost at scale is in
+    docs/scale-out.md); and scrub_pii(text), a vectorised (Arrow) UDF running the PII guard's
+    DuckDB expression over each batch (scrub_texts)."""
+    from pyspark.sql.functions import pandas_udf, udf
 
     spark.udf.register("user_pseudonym", udf(lambda value: user_pseudonym(value, key), "string"))
     spark.udf.register("pseudonymise", udf(lambda value: pseudonymise(value, key), "string"))
+    spark.udf.register("scrub_pii", pandas_udf(scrub_texts, "string"))
 
 
 def main(argv: list[str] | None = None) -> int:

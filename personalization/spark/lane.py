@@ -1,10 +1,11 @@
 """Build a landing folder on Spark, the way the Spark lane and the benchmark do.
 
 1. the PySpark raw load (personalization.spark.raw_load);
-2. the stop-gap: staging and the Python models' tables seeded from a DuckDB build of the same
-   folder (personalization.spark.seed_from_duckdb; docs/scale-out.md);
-3. `dbt build` (or `run`) on the spark target of SPARK_SELECTION: seeds, the privacy tables, the
-   restricted identity keys (the HMAC on Spark), every intermediate and mart SQL model.
+2. the stop-gap: the Python models' tables (age kNN, clusters) seeded from a DuckDB build of the
+   same folder (personalization.spark.seed_from_duckdb; docs/scale-out.md);
+3. `dbt build` (or `run`) on the spark target of SPARK_SELECTION: seeds, the privacy tables,
+   staging from the raw load's table, the restricted identity keys (the HMAC on Spark), every
+   intermediate and mart SQL model.
 
 Each step is a process of its own (the embedded metastore is open in one JVM at a time); each is
 timed in wall and CPU seconds (`Measured`: the CPU of the step's whole process tree, the JVM
@@ -23,10 +24,11 @@ from pathlib import Path
 from personalization.spark.seed_from_duckdb import seeded_models
 from personalization.spark.session import WAREHOUSE_ENV
 
-# What dbt builds on Spark: seeds, the privacy tables, the raw load's manifest view, the tracking
-# plan, the restricted identity keys and every intermediate and mart model but the seeded ones.
+# What dbt builds on Spark: seeds, the privacy tables, every staging model (the raw load's
+# manifest view, the tracking plan, the checked lines and the views over them), the restricted
+# identity keys and every intermediate and mart model but the seeded ones.
 SPARK_SELECTION = [
-    "--select", "resource_type:seed", "+raw_landing_files", "+stg_tracking_plan",
+    "--select", "resource_type:seed", "path:models/staging",
     "+privacy_suppression_list", "privacy_requests", "restricted_identity_keys",
     "path:models/intermediate", "path:models/marts",
     "--exclude", "raw_landing_events", *seeded_models(),
@@ -123,10 +125,10 @@ def build_on_spark(
             "--loaded-at", loaded_at, "--warehouse", str(spark_warehouse),
             "--settle-seconds", "0",
         ]),
-        ("staging seeded from DuckDB", [
+        ("Python models' tables seeded from DuckDB", [
             python, "-m", "personalization.spark.seed_from_duckdb", "--duckdb", str(duckdb_path),
             "--warehouse", str(spark_warehouse),
         ]),
-        (f"dbt {' '.join(dbt_command)} (intermediate, marts)", dbt_args),
+        (f"dbt {' '.join(dbt_command)} (staging, intermediate, marts)", dbt_args),
     ]  # fmt: skip
     return [run_measured(step, argv, env, PROJECT_ROOT) for step, argv in steps]

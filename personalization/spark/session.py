@@ -8,6 +8,7 @@ tests/spark checks that the two parameter lists stay equal.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,11 @@ def spark_conf(warehouse: str | Path | None = None) -> dict[str, str]:
 
 def spark_session(warehouse: str | Path | None = None) -> SparkSession:
     """A Hive-enabled local SparkSession with the `spark` target's parameters (as dbt-spark's
-    session method builds it)."""
+    session method builds it). Its Python workers run this interpreter (PYSPARK_PYTHON, unless
+    set): the UDFs need the project's environment (pandas and pyarrow for scrub_pii)."""
     from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     builder = SparkSession.builder.appName("personalization").enableHiveSupport()
     for key, value in spark_conf(warehouse).items():

@@ -3,10 +3,10 @@ fixture built on DuckDB (the session's fixture_warehouse) and on local Spark, co
 table; the equality report is logged. Clustering: MLlib on the generated data, compared with
 DuckDB's by adjusted Rand index.
 
-The Spark build: the PySpark raw load, then (a stop-gap while staging is rewritten:
-docs/scale-out.md) the tables Spark cannot build yet seeded from DuckDB's build
-(personalization/spark/seed_from_duckdb.py), then `dbt build --target spark` for the seeds, the
-privacy tables, the restricted identity keys, intermediate and marts.
+The Spark build: the PySpark raw load, then the Python models' tables seeded from DuckDB's build
+(personalization/spark/seed_from_duckdb.py: the fixture has too few users to compare clusters),
+then `dbt build --target spark` for the seeds, the privacy tables, staging from the raw load's
+table, the restricted identity keys, intermediate and marts.
 """
 
 from __future__ import annotations
@@ -38,12 +38,19 @@ from personalization.tracking_plan import PROJECT_ROOT
 pytestmark = pytest.mark.spark
 log = logging.getLogger(__name__)
 
+# intermediate tables that carry the raw load's loaded_at
+LOADED_AT_TABLES = ("int_events_stitched", "int_identity_activity_daily")
 # (table, columns that hold each run's own time or id: never equal across two runs)
 COMPARED_TABLES = [
     ("raw.raw_landing_events", ("loaded_at",)),
     ("raw.landing_file_log", ("load_id", "logged_at")),
     ("raw.raw_landing_files", ("loaded_at",)),
     ("staging.stg_tracking_plan", ()),
+    ("staging.stg_landing__events_checked", ("loaded_at",)),
+    ("staging.stg_events", ("loaded_at",)),
+    ("staging.quarantined_events", ("loaded_at",)),
+    ("staging.stg_duplicate_events", ("loaded_at",)),
+    ("staging.quarantined_traits", ()),
     ("reference.ref_countries", ()),
     ("reference.ref_cities", ()),
     ("reference.ref_country_aliases", ()),
@@ -51,7 +58,8 @@ COMPARED_TABLES = [
     ("privacy.privacy_suppression_list", ()),
     ("restricted.restricted_identity_keys", ()),
     *(
-        (f"intermediate.{name}", ())
+        # loaded_at is the raw load's time of each run (DuckDB's load stamps the wall clock)
+        (f"intermediate.{name}", ("loaded_at",) if name in LOADED_AT_TABLES else ())
         for name in [
             "int_identity_links", "int_identity_map", "int_user_consent", "int_events_stitched",
             "int_order_amounts", "int_identity_activity_daily", "int_user_attribute_observations",
@@ -73,11 +81,15 @@ COMPARED_TABLES = [
 ]  # fmt: skip
 
 
+# JSON text each engine's JSON writer produced (compare_frames: compared as JSON values)
+JSON_COLUMNS = ("properties", "custom_traits")
+
+
 @pytest.fixture(scope="module")
 def spark_warehouse(tmp_path_factory: pytest.TempPathFactory, fixture_warehouse: Warehouse) -> Path:
-    """tests/fixtures/landing loaded by the PySpark raw load, seeded with DuckDB's staging and
-    Python-model tables, and built by dbt on the spark target, in a warehouse folder of its own;
-    returns the folder."""
+    """tests/fixtures/landing loaded by the PySpark raw load, seeded with DuckDB's Python-model
+    tables, and built by dbt on the spark target (staging included), in a warehouse folder of its
+    own; returns the folder."""
     root = tmp_path_factory.mktemp("spark_warehouse")
     landing = root / "landing"
     shutil.copytree(FIXTURE_LANDING, landing)  # copy2: the files keep their mtimes
@@ -150,6 +162,29 @@ def test_compare_frames_rounds_only_at_sparks_decimal_scale() -> None:
     assert not compare_frames("t", duck, spark.assign(reasons=[["b", "a"]])).equal
 
 
+def test_compare_frames_reads_a_spark_struct_as_duckdbs() -> None:
+    """A Spark struct (a Row, a tuple) equals DuckDB's struct (a dict) with the same fields and
+    values, and differs when a value does (declared_trait_rejections is an array of them)."""
+    from pyspark.sql import Row
+
+    duck = pd.DataFrame({"r": [[{"trait_name": "plan", "rejected_value": "x"}]]})
+    spark = pd.DataFrame({"r": [[Row(trait_name="plan", rejected_value="x")]]})
+    assert compare_frames("t", duck, spark).equal
+    other = pd.DataFrame({"r": [[Row(trait_name="plan", rejected_value="y")]]})
+    assert not compare_frames("t", duck, other).equal
+
+
+def test_compare_frames_reads_json_columns_as_values() -> None:
+    """A JSON column equals when the two texts hold the same JSON value (Spark escapes an emoji,
+    DuckDB writes it), and differs when the value does; other columns compare as text."""
+    duck = pd.DataFrame({"properties": ['{"q":"café 🚀"}']})
+    spark = pd.DataFrame({"properties": ['{"q":"café \\uD83D\\uDE80"}']})
+    assert compare_frames("t", duck, spark, json_columns=("properties",)).equal
+    assert not compare_frames("t", duck, spark).equal
+    other = pd.DataFrame({"properties": ['{"q":"cafe \\uD83D\\uDE80"}']})
+    assert not compare_frames("t", duck, other, json_columns=("properties",)).equal
+
+
 def test_fixture_tables_equal_on_duckdb_and_spark(
     fixture_warehouse: Warehouse, spark_warehouse: Path
 ) -> None:
@@ -168,6 +203,7 @@ def test_fixture_tables_equal_on_duckdb_and_spark(
                     spark_table.toPandas(),
                     ignore=ignore,
                     decimal_scales=decimal_scales(spark_table.schema),
+                    json_columns=JSON_COLUMNS,
                 )
             )
     finally:
