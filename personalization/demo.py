@@ -17,6 +17,7 @@ import duckdb
 
 from personalization import cli
 from personalization.clustering import write_cluster_pictures
+from personalization.dagster_record import record_dbt_build
 from personalization.dbt_runner import Warehouse, run_dbt
 from personalization.publish import publish
 from personalization.tracking_plan import PROJECT_ROOT
@@ -196,12 +197,18 @@ def run(args: argparse.Namespace) -> int:
     log.info("dbt %s into %s at as_of %s", " ".join(command), warehouse.db_path, warehouse.as_of)
     run_dbt(command, warehouse, stream=True)
     built = time.perf_counter()
+    # `make ui` opens the instance in data/dagster: show this build there, not "never materialized"
+    recorded = record_dbt_build(
+        PROJECT_ROOT / "target", data_dir / "dagster", warehouse.db_path, str(warehouse.as_of)
+    )
     version = publish(warehouse.db_path, data_dir / "published")
     log.info("published marts for BI readers: %s", version)
     pictures = write_cluster_pictures(warehouse.db_path, pictures_dir(data_dir))
     log.info("cluster pictures: %s", ", ".join(str(p) for p in pictures))
     sys.stdout.write(
         summarise(warehouse.db_path, manifest, data_dir / "published" / "current") + "\n"
+        f"dagster           this build recorded for `make ui`: {recorded.materialisations} assets "
+        f"materialised, {recorded.check_results} check results\n"
     )
     log.info(
         "timings: generate %.1f s, dbt build %.1f s, total %.1f s",

@@ -13,6 +13,7 @@ git-status tests come first, before the README's commands write into the same co
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -95,6 +96,77 @@ def test_demo_shows_dbt_progress(demo: tuple[Path, subprocess.CompletedProcess])
     total = max(int(of) for _, of, _ in done)
     assert total > 100 and sum(int(of) == total for _, of, _ in done) > 100
     assert "Done. PASS=" in result.stderr
+
+
+# run in the copy: what the demo recorded in Dagster's instance, against the definitions and
+# the warehouse (JSON on the last line)
+DAGSTER_RECORD_PROBE = """
+import json
+import dagster as dg
+import duckdb
+from dagster_dbt.asset_utils import get_asset_check_key_for_test
+from orchestration.dbt_assets import TRANSLATOR
+from orchestration.definitions import defs
+
+manifest = json.load(open("target/manifest.json"))
+nodes = [n for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")]
+graph = defs.resolve_asset_graph()
+with dg.DagsterInstance.from_config("data/dagster") as instance:
+    recorded = {}
+    for node in nodes:
+        key = TRANSLATOR.get_asset_spec(manifest, node["unique_id"], None).key
+        event = instance.get_latest_materialization_event(key)
+        if key in graph.get_all_asset_keys() and event is not None:
+            metadata = event.asset_materialization.metadata
+            recorded[key.to_user_string()] = {
+                "unique_id": metadata["dbt unique_id"].value,
+                "rows": metadata["dagster/row_count"].value
+                if "dagster/row_count" in metadata else None,
+                "columns": [c.name for c in metadata["dagster/column_schema"].schema.columns],
+            }
+    checks = [
+        get_asset_check_key_for_test(manifest, TRANSLATOR, test_id, None)
+        for test_id in manifest["nodes"] if test_id.startswith("test.")
+    ]
+    checks = [c for c in checks if c is not None]
+    executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(checks)
+with duckdb.connect("data/warehouse.duckdb", read_only=True) as warehouse:
+    rows = warehouse.execute("select count(*) from marts.dim_user_profiles").fetchone()[0]
+    columns = [r[0] for r in warehouse.execute(
+        "select column_name from information_schema.columns where table_schema = 'marts' "
+        "and table_name = 'dim_user_profiles' order by ordinal_position").fetchall()]
+print(json.dumps({
+    "models": {n["unique_id"]: TRANSLATOR.get_asset_spec(manifest, n["unique_id"], None)
+               .key.to_user_string() for n in nodes},
+    "recorded": recorded, "checks": len(checks), "executed": len(executions),
+    "profiles": {"rows": rows, "columns": columns},
+}))
+"""
+
+
+def test_demo_build_is_shown_in_dagster(
+    demo: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """`make ui` after `make demo` shows the demo's build: every model and seed materialised
+    with its dbt id, columns and row count, and every dbt test's check result."""
+    checkout, result = demo
+    probe = tmp_path / "probe.py"
+    probe.write_text(DAGSTER_RECORD_PROBE)
+    outcome = run(checkout, f".venv/bin/python {probe}")
+    assert outcome.returncode == 0, outcome.stderr[-4000:]
+    found = json.loads(outcome.stdout.splitlines()[-1])
+    models, recorded = found["models"], found["recorded"]
+    assert len(models) > 40
+    assert {key: recorded[key]["unique_id"] for key in models.values()} == {
+        key: unique_id for unique_id, key in models.items()
+    }
+    profiles = recorded["marts/dim_user_profiles"]
+    assert profiles["rows"] == found["profiles"]["rows"] > 0
+    assert profiles["columns"] == found["profiles"]["columns"]
+    assert found["checks"] > 100 and found["executed"] == found["checks"]
+    said = re.search(r"(\d+) assets materialised, (\d+) check results", result.stdout)
+    assert said is not None, result.stdout[-2000:]
+    assert (int(said[1]), int(said[2])) == (len(models), found["checks"])
 
 
 def test_make_clean_keeps_tracked_files_and_readme_images(tmp_path: Path) -> None:
