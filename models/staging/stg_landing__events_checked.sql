@@ -156,10 +156,10 @@ fields as (
         nullif(trim(raw_anonymous_id), '') as anonymous_id,
         nullif(trim(raw_previous_id), '') as previous_id,
         raw_timestamp as event_at_text,
-        {{ to_utc_timestamp('raw_timestamp') }} as event_at,
-        {{ to_utc_timestamp('raw_sent_at') }} as sent_at,
+        {{ line_utc_timestamp('raw_timestamp') }} as event_at,
+        {{ line_utc_timestamp('raw_sent_at') }} as sent_at,
         raw_received_at as received_at_text,
-        {{ to_utc_timestamp('raw_received_at') }} as received_at,
+        {{ line_utc_timestamp('raw_received_at') }} as received_at,
         raw_name as page_name,
         raw_properties as properties,
         -- identify carries traits; a Profile Updated event carries the corrected traits as
