@@ -62,12 +62,13 @@
 
 {#- One consent category of a judged line, from the places the consent_signals var names, the
     most explicit first: a consent event's payload (consent_event_json), identify traits
-    (consent_traits_json), then context.consent.categoryPreferences (consent_json). Null when
-    the line says nothing about it. -#}
+    (consent_traits_json), then context.consent.categoryPreferences (its category's text, read
+    by staging's one parse of the line: consent_context_<category>). Null when the line says
+    nothing about it. -#}
 {% macro consent_signal(category) -%}
     coalesce(
         {{ try_cast(json_text('consent_event_json', '$.' ~ category), 'boolean') }},
         {{ try_cast(json_text('consent_traits_json', '$.' ~ category), 'boolean') }},
-        {{ try_cast(json_text('consent_json', '$.' ~ category), 'boolean') }}
+        {{ try_cast('consent_context_' ~ category, 'boolean') }}
     )
 {%- endmacro %}

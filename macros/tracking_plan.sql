@@ -95,8 +95,8 @@
 {%- endmacro %}
 
 
-{#- Every property name the plan declares, sorted: each is extracted once per event (json_kind_many
-    and json_text_many) and named by plan_property_fields as kind_<name> and prop_<name>. -#}
+{#- Every property name the plan declares, sorted: each is typed once per event (json_type_many)
+    and named kind_<name>; the ones with a min are read as prop_<name> too. -#}
 {% macro plan_property_names() -%}
     {%- set names = [] -%}
     {%- for spec in tracking_plan().events.values() -%}
@@ -137,7 +137,8 @@
 
 
 {#- A boolean SQL expression: true when the event named in `event_column` breaks `check` for any
-    property of its tracking-plan entry. Reads the columns kind_<name> (json_kind) and
+    property of its tracking-plan entry. Reads the columns kind_<name> (json_type_many: the
+    engine's names, so the plan's kinds are compared as json_native_kinds) and
     prop_<name> (text) of each property with a min (see plan_property_names,
     plan_min_property_names). check is one of:
     missing   - a required property is absent, or none of a `required_one_of` group is present
@@ -147,6 +148,7 @@
     below_min - a numeric property is at least 0 but below its `min` -#}
 {% macro tracking_plan_violation(check, event_column) -%}
     {%- set clauses = [] -%}
+    {%- set native_null = quoted_literal(json_native_kinds(['null'])[0]) -%}
     {%- for event_name, spec in tracking_plan().events.items() -%}
         {%- set conditions = [] -%}
         {%- for name, rule in ((spec or {}).get('properties') or {}).items() -%}
@@ -157,7 +159,7 @@
             {%- elif check == 'mistyped' -%}
                 {%- set allowed = plan_type_kinds(rule.type) + ([] if rule.get('required') else ['null'])
                     + (['integer'] if is_id_like_property(name, rule) else []) -%}
-                {%- do conditions.append(kind ~ " not in " ~ quoted_literal_list(allowed)) -%}
+                {%- do conditions.append(kind ~ " not in " ~ quoted_literal_list(json_native_kinds(allowed))) -%}
             {%- elif check == 'negative' and rule.get('min') is not none and rule.min >= 0 -%}
                 {%- do conditions.append(number ~ " < 0") -%}
             {%- elif check == 'below_min' and rule.get('min') is not none and rule.min > 0 -%}
@@ -168,18 +170,22 @@
             {%- for group in (spec or {}).get('required_one_of') or [] -%}
                 {%- set absent = [] -%}
                 {%- for name in group -%}
-                    {%- do absent.append("coalesce(" ~ field_column('kind_', name) ~ ", 'null') = 'null'") -%}
+                    {%- do absent.append("coalesce(" ~ field_column('kind_', name) ~ ", " ~ native_null ~ ") = " ~ native_null) -%}
                 {%- endfor -%}
                 {%- do conditions.append(absent | join(' and ')) -%}
             {%- endfor -%}
         {%- endif -%}
         {%- if conditions -%}
-            {%- do clauses.append("(" ~ event_column ~ " = " ~ quoted_literal(event_name)
-                ~ " and ((" ~ conditions | join(") or (") ~ ")))") -%}
+            {%- do clauses.append("when " ~ quoted_literal(event_name)
+                ~ " then coalesce((" ~ conditions | join(") or (") ~ "), false)") -%}
         {%- endif -%}
     {%- endfor -%}
+    {#- a case on the event name: each line's own conditions only (an `or` of every event's
+        conditions computed all of them for every line) -#}
     {%- if clauses -%}
-        coalesce({{ clauses | join('\n        or ') }}, false)
+        case {{ event_column }}
+        {{ clauses | join('\n        ') }}
+        else false end
     {%- else -%}
         false
     {%- endif -%}

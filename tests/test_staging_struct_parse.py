@@ -71,6 +71,15 @@ LINES = [
         "quarantined",
         ["missing_identity"],
     ),
+    # the SDKs' timestamp shape takes a fast path (line_utc_timestamp): an impossible day in that
+    # shape is still a bad timestamp, and an offset still converts to the same UTC instant
+    (
+        event("s-ts-impossible-day", type="page", timestamp="2026-02-30T10:00:00.000Z"),
+        "quarantined",
+        ["bad_timestamp"],
+    ),
+    (event("s-ts-offset", type="page", timestamp="2026-01-01T12:00:00.000+02:00"), "staged", []),
+    (event("s-ts-no-zone", type="page", timestamp="2026-01-01T10:00:00.000"), "staged", []),
     # an integer order id is read as its text
     (
         event(
@@ -136,6 +145,22 @@ def test_values_are_the_text_the_line_sent(warehouse):
     assert identify["personalization"] is False
     assert rows["s-context-string"]["device"] is None
     assert (rows["s-order"]["order_id"], float(rows["s-order"]["amount"])) == ("536365", 10.0)
+
+
+def test_timestamps_agree_on_both_paths(warehouse):
+    rows = dict(
+        query(
+            warehouse,
+            "select message_id, strftime(event_at, '%Y-%m-%d %H:%M:%S.%g') from staging.stg_events "
+            "where message_id in ('s-number-user', 's-ts-offset', 's-ts-no-zone')",
+        )
+    )
+    # s-number-user sends the SDK shape (fast path), the others take the general rule
+    assert rows == {
+        "s-number-user": "2026-01-01 10:00:00.000",
+        "s-ts-offset": "2026-01-01 10:00:00.000",
+        "s-ts-no-zone": "2026-01-01 10:00:00.000",
+    }
 
 
 def test_undeclared_properties_are_kept(warehouse):

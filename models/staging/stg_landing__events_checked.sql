@@ -22,12 +22,16 @@
     'properties': '$.properties',
     'traits': '$.traits',
     'context_traits': '$.context.traits',
-    'consent': consent_signals.context_path,
     'consent_event': consent_signals.event_path,
     'consent_traits': consent_signals.trait_path,
     'device_type': '$.context.device.type',
     'locale': '$.context.locale',
 } -%}
+{#- the context's consent object is read per category, as struct fields: no text of the object
+    to parse again per category -#}
+{%- for category in consent_categories() -%}
+    {%- do top_fields.update({'consent_context_' ~ category: json_key_path(category, consent_signals.context_path)}) -%}
+{%- endfor -%}
 {#- the standard trait locations of Segment / RudderStack SDKs, read from the trait object:
     top-level first, then the spec's address object -#}
 {%- set trait_fields = {
@@ -152,10 +156,10 @@ fields as (
         nullif(trim(raw_anonymous_id), '') as anonymous_id,
         nullif(trim(raw_previous_id), '') as previous_id,
         raw_timestamp as event_at_text,
-        {{ to_utc_timestamp('raw_timestamp') }} as event_at,
-        {{ to_utc_timestamp('raw_sent_at') }} as sent_at,
+        {{ line_utc_timestamp('raw_timestamp') }} as event_at,
+        {{ line_utc_timestamp('raw_sent_at') }} as sent_at,
         raw_received_at as received_at_text,
-        {{ to_utc_timestamp('raw_received_at') }} as received_at,
+        {{ line_utc_timestamp('raw_received_at') }} as received_at,
         raw_name as page_name,
         raw_properties as properties,
         -- identify carries traits; a Profile Updated event carries the corrected traits as
@@ -165,7 +169,9 @@ fields as (
             when raw_event = 'Profile Updated' then raw_properties
             else raw_context_traits
         end as trait_source,
-        raw_consent as consent_json,
+        {%- for category in consent_categories() %}
+            raw_consent_context_{{ category }} as consent_context_{{ category }},
+        {%- endfor %}
         case
             when lower(raw_type) = 'track' and raw_event in {{ quoted_literal_list(consent_signals.events) }}
                 then raw_consent_event
@@ -266,7 +272,7 @@ property_fields as (
         trait_checks.*,
         case
             when event_type = 'track' and properties is not null
-                then {{ json_kind_many('properties', plan_property_paths()) }}
+                then {{ json_type_many('properties', plan_property_paths()) }}
         end as property_kinds{{ ',' if property_value_fields }}
         -- then the values of the properties with a minimum, one parse (none without a minimum;
         -- generated: the linter cannot indent a line that renders empty)
@@ -282,7 +288,8 @@ property_fields as (
 ),
 
 property_named as (
-    -- each property the plan declares as kind_<name> (its JSON type); the ones with a minimum
+    -- each property the plan declares as kind_<name> (its JSON type, in the engine's names:
+    -- json_native_kinds); the ones with a minimum
     -- as prop_<name> (their text) too
     select
         property_fields.*,
