@@ -3,12 +3,20 @@ one hand-written DuckDB query computing the same core columns, and an incrementa
 new events, twice from the same state: everything (`dbt build`, as the daily job) and the hourly
 selection (`dbt build --selector microbatch`, what the hourly schedule's job runs).
 
-The history is loaded minutes before the incremental build, so with the default `lookback_hours`
-(72) every history line counts as loaded since the previous run and every user is touched; the
-incremental builds therefore run at `--lookback-hours` (0 unless given), as the micro-batch
-benchmark and the equivalence test do, and report how many users each run touched and why.
+The touched set takes the lines loaded after the previous run's load high-water mark, with no
+lookback (docs/architecture.md, "No lookback on the touched set"); `--lookback-hours` (0 unless
+given) only widens `int_identity_activity_daily`'s (identity, day) pairs. Each incremental build
+reports how many users it touched and why, and CPU seconds next to wall seconds.
 
     python bench/bench_profiles.py --events 10000000
+
+`--crossover DIR` (a folder kept by `--keep`) measures instead the adaptive switch's crossover
+(var touched_full_rebuild_share, docs/architecture.md "Touched users"): for each share, one new
+line for that share of the users lands, and the hourly selection runs twice from the same state,
+on the touched path (share 1) and on the plain full path (share 0); CPU seconds of the dbt
+processes are the comparable figure on a shared machine.
+
+    python bench/bench_profiles.py --crossover /tmp/bench --shares 0.01 0.1 0.3 0.6
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ PROFILE_PATH_MODELS = (
     "dim_user_profiles",
 )
 HOURLY = ["build", "--selector", "microbatch"]
+# CPU seconds (user + system) of each timed dbt process, in order: on a shared machine the
+# comparable figure
+CPU_SECONDS: list[float] = []
 
 HAND_WRITTEN = """
 with identity_map as (
@@ -110,9 +121,10 @@ def _generate(out: Path, events: int, users: int, days: int, seed: int, start: s
 def _timed_build(
     warehouse: Warehouse, command: list[str] | None = None, dbt_vars: dict | None = None
 ) -> tuple[float, dict[str, float]]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     run_dbt(command or ["build"], warehouse, dbt_vars)
     seconds = time.perf_counter() - started
+    CPU_SECONDS.append(_cpu_seconds() - cpu)
     results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
     per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
     return seconds, per_model
@@ -165,6 +177,7 @@ def _compare_hand(db: Path) -> dict:
 
 def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: int = 0) -> dict:
     work = Path(keep or tempfile.mkdtemp(prefix="bench-profiles-"))
+    CPU_SECONDS.clear()
     history = _generate(work / "history", events, max(1, events // 100), days, 1, "2026-01-01")
     increment_events = max(100, events // 100)
     increment = _generate(
@@ -196,14 +209,19 @@ def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: i
         "lookback_hours": lookback_hours,
         **compared,
         "full_build_seconds": round(full_seconds, 1),
+        "full_build_cpu_seconds": round(CPU_SECONDS[0], 1),
         "profile_models_seconds": round(profile_seconds, 2),
         "hand_query_seconds": round(hand_seconds, 2),
         "profile_to_hand_ratio": round(profile_seconds / hand_seconds, 2),
         "incremental_build_seconds": round(incremental_seconds, 1),
         "incremental_to_full_ratio": round(incremental_seconds / full_seconds, 3),
+        "incremental_cpu_seconds": round(CPU_SECONDS[1], 1),
+        "incremental_to_full_cpu_ratio": round(CPU_SECONDS[1] / CPU_SECONDS[0], 3),
         "incremental_touched": incremental_touched,
         "hourly_build_seconds": round(hourly_seconds, 1),
         "hourly_to_full_ratio": round(hourly_seconds / full_seconds, 3),
+        "hourly_cpu_seconds": round(CPU_SECONDS[2], 1),
+        "hourly_to_full_cpu_ratio": round(CPU_SECONDS[2] / CPU_SECONDS[0], 3),
         "hourly_touched": hourly_touched,
         "slowest_models_full": _slowest(per_model, 8),
         "slowest_models_incremental": _slowest(incremental_models, 8),
@@ -216,6 +234,90 @@ def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: i
     return result
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_cpu(warehouse: Warehouse, dbt_vars: dict) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    run_dbt(["run", "--selector", "microbatch"], warehouse, dbt_vars)
+    return time.perf_counter() - started, _cpu_seconds() - cpu
+
+
+def _land_share(db: Path, landing: Path, share: float, as_of: str) -> int:
+    """One Product Viewed line an hour before as_of for `share` of the user ids (the first by a
+    fixed hash order: the same choice every run): returns how many."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        ids = [row[0] for row in con.sql(
+            "select raw_identity from restricted.restricted_identity_keys"
+            " where identity_type = 'user_id'"
+            " order by hash(raw_identity || 'crossover'), raw_identity"
+        ).fetchall()]  # fmt: skip
+    chosen = ids[: max(1, round(share * len(ids)))]
+    at = duckdb.sql(
+        f"select strftime(timestamp '{as_of}' - interval 1 hour, '%Y-%m-%dT%H:%M:%S.000Z')"
+    )
+    stamp = at.fetchone()[0]
+    folder = landing / "dt=crossover"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "crossover.jsonl").open("w") as out:
+        for number, user_id in enumerate(chosen):
+            line = {
+                "messageId": f"crossover-{number}", "type": "track", "event": "Product Viewed",
+                "userId": user_id, "timestamp": stamp, "sentAt": stamp, "receivedAt": stamp,
+                "properties": {"product_id": "P00133", "category": "furniture", "price": 120.0},
+            }  # fmt: skip
+            out.write(json.dumps(line) + "\n")
+    return len(chosen)
+
+
+def crossover(kept: Path, shares: list[float]) -> dict:
+    """The touched path against the plain full path as the touched share grows, from the state
+    a `--keep` run left (its warehouse after the incremental builds)."""
+    base = kept / "warehouse.duckdb"
+    with duckdb.connect(str(base), read_only=True) as con:
+        (as_of,) = con.sql(
+            "select cast(max(as_of) as varchar) from raw.dbt_builds where status = 'success'"
+        ).fetchone()
+    rows = []
+    for share in shares:
+        work = kept / f"crossover-{share}"
+        shutil.rmtree(work, ignore_errors=True)
+        landing = work / "landing"
+        shutil.copytree(kept / "landing", landing, copy_function=os.link)
+        lines = _land_share(base, landing, share, as_of)
+        row: dict = {"share_of_user_ids": share, "lines": lines}
+        for path, switch in (("touched", 1), ("full", 0)):
+            # named as the kept one: its views name the catalogue (the file's stem)
+            warehouse = Warehouse(work / path / "warehouse.duckdb", landing, work / path, as_of)
+            warehouse.db_path.parent.mkdir(parents=True)
+            shutil.copyfile(base, warehouse.db_path)
+            seconds, cpu = _timed_cpu(
+                warehouse, {"lookback_hours": 0, "touched_full_rebuild_share": switch}
+            )
+            touched = _touched(warehouse.db_path)
+            with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+                keys = con.sql(
+                    "select count(*) from restricted.restricted_identity_keys"
+                ).fetchone()
+            row[path] = {
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
+                **touched,
+                "touched_share_of_keys": round(touched["touched_users"] / keys[0], 3),
+            }
+            log.info("share %s %s: %s", share, path, row[path])
+            warehouse.db_path.unlink()
+        row["touched_to_full_cpu"] = round(
+            row["touched"]["cpu_seconds"] / row["full"]["cpu_seconds"], 2
+        )
+        rows.append(row)
+        shutil.rmtree(work, ignore_errors=True)
+    return {"crossover": rows, "load_average": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -224,8 +326,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lookback-hours", type=int, default=0, help="lookback_hours of the incremental builds"
     )
+    parser.add_argument(
+        "--crossover",
+        type=Path,
+        default=None,
+        help="a --keep folder: measure the touched/full crossover from it",
+    )
+    parser.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.1, 0.3, 0.6],
+        help="shares of the user ids given a new line (--crossover)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.crossover is not None:
+        print(json.dumps(crossover(args.crossover, args.shares), indent=2, default=str))
+        return 0
     result = run(args.events, args.days, args.keep, args.lookback_hours)
     print(json.dumps(result, indent=2, default=str))
     return 0

@@ -3,8 +3,12 @@
 A run that touches more than var('touched_full_rebuild_share') of every identity key recomputes
 every user through the plain path (is_full_rebuild, no touched-events copy); at or below it, only
 the touched users through int_touched_events. One new user's line lands on a copy of the fixture
-warehouse; the share is set half a user either side of that one touched user, so a switch that
-never fires, always fires or compares the wrong counts fails one side.
+warehouse; the share is set either side of that one touched user, at 1.5 and 0.75 users of every
+identity key, so a switch that never fires, always fires or compares the wrong counts fails one
+side, and so does a share (or a touched count) planted at twice or half its value: 1.5 halved is
+0.75 users (the one touched user is past it), 0.75 doubled is 1.5 (it is not). Half a user on the
+full side would put a doubled share exactly on the boundary (1 > 1.0 is false only while the
+floating-point product rounds down), so the planted 2x fault went unnoticed.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def test_one_touched_user_at_the_share_takes_the_touched_path(
 def test_one_touched_user_past_the_share_recomputes_every_user(
     tmp_path: Path, fixture_warehouse: Warehouse, identity_keys: int
 ) -> None:
-    warehouse = run_with_share(tmp_path, fixture_warehouse, 0.5 / identity_keys)
+    warehouse = run_with_share(tmp_path, fixture_warehouse, 0.75 / identity_keys)
     (summary,) = query(
         warehouse,
         "select count(*), count(distinct canonical_user_id), bool_and(is_full_rebuild),"

@@ -3,8 +3,12 @@
     (touched_users_state(): the latest successful build that built every touched-user model this
     run builds), a user is touched when their output can change:
     - new lines: an identity (userId, anonymousId, previousId) of any judged line, staged or
-      quarantined (consent signals count on both), loaded since the previous run finished, less
-      var('lookback_hours'); late events of any age count;
+      quarantined (consent signals count on both), loaded after the previous run's load
+      high-water mark (touched_high_water_mark(): the latest loaded_at that run read, recorded
+      in int_touched_user_runs); late events of any age count. Load stamps are compared with load
+      stamps, so no lookback applies (var('lookback_hours') does not widen the touched set: at
+      its default of 72 hours an hourly run would recompute every user with a line loaded in
+      the last three days);
     - as_of moving forward from P to A: an identity with an event whose time crosses the edge of
       a window or threshold (touched_as_of_bands(): for each duration W that any segment rule,
       catalogue trait or lifecycle stage measures, P - W < event_at <= A - W; W = 0: events
@@ -52,7 +56,7 @@ new_lines as (
         where false
     {%- else %}
         where
-            loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), state.finished_at) }}
+            loaded_at > {{ touched_high_water_mark(state) }}
             {%- for band in touched_as_of_bands(state.definitions) %}
                 {%- if band[0] is number %}
                     or (

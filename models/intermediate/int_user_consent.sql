@@ -67,8 +67,10 @@ canonical_users as (
 ),
 
 signal_lines as (
+    -- each line that carries a signal, with its user's key: resolved once per line, before
+    -- the line is split by category
     select
-        coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id) as raw_canonical_id,
+        identity_keys.user_key as canonical_user_id,
         {{ consent_signal_at('checked') }} as consent_at,
         {{ consent_client_at('checked') }} as client_at,
         {%- for category in categories %}
@@ -77,6 +79,10 @@ signal_lines as (
     from checked
     left join identity_map
         on checked.anonymous_id = identity_map.anonymous_id
+    inner join identity_keys
+        on
+            coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id)
+            = identity_keys.raw_identity
     where
         checked.status != 'duplicate'
         and (
@@ -90,19 +96,17 @@ signals as (
     -- one row per (line, category) that carries a value
     {%- for category in categories %}
         select
-            identity_keys.user_key as canonical_user_id,
+            canonical_user_id,
             '{{ category }}' as category,
-            signal_lines.consent_{{ category }} as is_granted,
-            signal_lines.consent_at,
-            signal_lines.client_at
+            consent_{{ category }} as is_granted,
+            consent_at,
+            client_at
         from signal_lines
-        inner join identity_keys
-            on signal_lines.raw_canonical_id = identity_keys.raw_identity
         where
-            signal_lines.consent_{{ category }} is not null
+            consent_{{ category }} is not null
             and (
-                not signal_lines.consent_{{ category }}
-                or signal_lines.consent_at <= {{ as_of() }}
+                not consent_{{ category }}
+                or consent_at <= {{ as_of() }}
             )
         {% if not loop.last %}union all{% endif %}
     {%- endfor %}

@@ -45,35 +45,36 @@ previous_run as (
         ) as built_as_of
     from {{ this }}
 ),
-{%- endif %}
 
 touched as (
-    -- the (identity, day) pairs to recompute (all pairs on a full build)
+    -- the (identity, day) pairs to recompute
     select distinct
         events.identity_key,
         events.activity_date
     from events
-    {%- if is_incremental() %}
-        cross join previous_run
-        where
-            events.loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'previous_run.high_water_mark') }}
-            or events.event_at > previous_run.built_as_of
-        union
-        select
-            identity_key,
-            activity_date
-        from {{ this }}
-        where last_event_at > {{ as_of() }}
-    {%- endif %}
+    cross join previous_run
+    where
+        events.loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'previous_run.high_water_mark') }}
+        or events.event_at > previous_run.built_as_of
+    union
+    select
+        identity_key,
+        activity_date
+    from {{ this }}
+    where last_event_at > {{ as_of() }}
 ),
+{%- endif %}
 
 selected as (
+    -- the events of the pairs to recompute (a full build: every event, no join)
     select events.*
     from events
-    inner join touched
-        on
-            events.identity_key = touched.identity_key
-            and events.activity_date = touched.activity_date
+    {%- if is_incremental() %}
+        inner join touched
+            on
+                events.identity_key = touched.identity_key
+                and events.activity_date = touched.activity_date
+    {%- endif %}
 ),
 
 converted as (
@@ -123,9 +124,16 @@ aggregated as (
 ),
 
 final as (
+    -- a recomputed pair with no event left (all after as_of) gets zeros; on a full build every
+    -- pair comes from an event
     select
-        touched.identity_key,
-        touched.activity_date,
+        {%- if is_incremental() %}
+            touched.identity_key,
+            touched.activity_date,
+        {%- else %}
+            aggregated.identity_key,
+            aggregated.activity_date,
+        {%- endif %}
         {%- for column in activity_count_columns() %}
             coalesce(aggregated.{{ column }}, 0) as {{ column }},
         {%- endfor %}
@@ -141,11 +149,15 @@ final as (
         {%- else %}
             1 as build_sequence
         {%- endif %}
-    from touched
-    left join aggregated
-        on
-            touched.identity_key = aggregated.identity_key
-            and touched.activity_date = aggregated.activity_date
+    {%- if is_incremental() %}
+        from touched
+        left join aggregated
+            on
+                touched.identity_key = aggregated.identity_key
+                and touched.activity_date = aggregated.activity_date
+    {%- else %}
+        from aggregated
+    {%- endif %}
 )
 
 select * from final
