@@ -9,7 +9,7 @@ DEMO_USERS ?= 6000
 DEMO_DAYS ?= 30
 
 .PHONY: install demo test lint format ui serve dashboard docs column-docs bench clean \
-	install-spark test-spark bench-spark
+	install-spark test-spark test-spark-ci bench-spark
 
 $(INSTALLED): pyproject.toml
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)"
@@ -75,6 +75,14 @@ install-spark: install $(SPARK_INSTALLED)
 test-spark: install-spark
 	$(BIN)/pytest -m 'spark or spark_smoke' tests/spark -p no:cacheprovider -o log_cli=true \
 		--log-cli-level=INFO
+
+# CI's Spark lane (.ci/run, after make test, when Java 17 is there): the smallest comparison of
+# the two engines (tests/spark/test_spark_smoke.py: one JVM, no dbt on Spark; a planted
+# difference fails it). pytest's exit 5 (nothing collected) fails it too.
+test-spark-ci: install-spark
+	$(BIN)/pytest -m spark_smoke tests/spark/test_spark_smoke.py -p no:cacheprovider \
+		-o log_cli=true --log-cli-level=INFO --durations=5; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "test-spark-ci collected no tests" >&2; exit 1; fi; exit $$status
 
 # The same build on DuckDB and on local Spark, side by side (bench/bench_spark.py; 1M events by
 # default, BENCH_SPARK_EVENTS to change): wall and CPU seconds per step, niced (shared machine)

@@ -24,6 +24,7 @@ raw load -> dbt -> age kNN -> dbt -> clustering -> dbt in dependency order.
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from orchestration.resources import (
     env_path,
     landing_settle_seconds,
 )
+from personalization.spark.lane import DUCKDB_ONLY_UNIT_TESTS
 from personalization.tracking_plan import PROJECT_ROOT
 
 ENGINE_ENV = "PERSONALIZATION_ENGINE"
@@ -195,14 +197,29 @@ def spark_dbt_models(
 ) -> Iterator[Any]:
     """`dbt build` of the selected models and their tests on the spark target (the same
     arguments as the DuckDB assets: orchestration.dbt_assets.dbt_build_args)."""
-    args = dbt_build_args(
-        DBT_MANIFEST,
-        context.selected_asset_keys,
-        warehouse.dbt_vars(),
-        sensor_batch=SENSOR_BATCH_TAG in context.run.tags,
+    args = without_duckdb_only_unit_tests(
+        dbt_build_args(
+            DBT_MANIFEST,
+            context.selected_asset_keys,
+            warehouse.dbt_vars(),
+            sensor_batch=SENSOR_BATCH_TAG in context.run.tags,
+        )
     )
+    # dbt's artefacts in the warehouse's targets folder (as the DuckDB assets), one per step
+    target = warehouse.targets() / f"spark-{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
     with spark.env():
-        yield from dbt.cli(args, context=context).stream()
+        yield from dbt.cli(args, context=context, target_path=target).stream()
+
+
+def without_duckdb_only_unit_tests(args: list[str]) -> list[str]:
+    """`dbt build` arguments with the unit tests whose given rows are DuckDB SQL left out
+    (personalization.spark.lane.DUCKDB_ONLY_UNIT_TESTS), added to the run's own --exclude."""
+    args = list(args)
+    if "--exclude" in args:
+        at = args.index("--exclude") + 1
+        args[at] = " ".join([args[at], *DUCKDB_ONLY_UNIT_TESTS])
+        return args
+    return [*args, "--exclude", " ".join(DUCKDB_ONLY_UNIT_TESTS)]
 
 
 SPARK_ASSETS = [

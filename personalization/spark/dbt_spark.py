@@ -20,6 +20,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+
+# the JVM's output of a dbt run on Spark, in the warehouse folder (main)
+DRIVER_LOG = "spark-driver.log"
 
 # The PII guard's scrub as DuckDB SQL over a column `value` (what personalization.duckdb_plugin
 # registers as the scrub_pii macro)
@@ -66,17 +71,43 @@ def register_functions(spark: SparkSession, key: bytes) -> None:
     spark.udf.register("scrub_pii", pandas_udf(scrub_texts, "string"))
 
 
+@contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 of this process go to `path` inside the block (the JVM that
+    pyspark starts in it inherits them for good); the process's own output is restored after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    try:
+        with path.open("ab") as log_file:
+            os.dup2(log_file.fileno(), 1)
+            os.dup2(log_file.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run dbt (the given arguments, `--target spark` added when missing) in this process, on a
-    session that has the project's functions."""
+    session that has the project's functions.
+
+    The JVM's own output (log4j lines, the console progress bar's carriage returns) goes to
+    DRIVER_LOG in the warehouse folder, not to this process's output: dagster-dbt reads dbt's
+    JSON log lines from stdout with stderr merged in, and a progress bar written into the middle
+    of a line made it drop that node's event (a skipped downstream step)."""
     from dbt.cli.main import dbtRunner
 
-    from personalization.spark.session import spark_session
+    from personalization.spark.session import spark_session, warehouse_dir
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--target" not in args:
         args += ["--target", "spark"]
-    spark = spark_session()
+    with output_to(Path(warehouse_dir()) / DRIVER_LOG):
+        spark = spark_session()
     register_functions(spark, resolve_key(require_key=False))
     result = dbtRunner().invoke(args)
     if result.exception is not None:

@@ -24,6 +24,14 @@ from pathlib import Path
 from personalization.spark.seed_from_duckdb import seeded_models
 from personalization.spark.session import WAREHOUSE_ENV
 
+# Unit tests whose given rows are DuckDB SQL (a list literal, `cast(... as varchar)`): the models
+# they test build and compare on Spark; their fixtures would need Spark SQL. Every Spark build
+# leaves them out (the lane, the bench, the Dagster Spark definitions).
+DUCKDB_ONLY_UNIT_TESTS = (
+    "identified_users_with_missing_imputed_or_stale_key_attributes_need_a_refresh",
+    "segment_composition_audit_known_skew",
+)
+
 # What dbt builds on Spark: seeds, the privacy tables, every staging model (the raw load's
 # manifest view, the tracking plan, the checked lines and the views over them), the restricted
 # identity keys and every intermediate and mart model but the seeded ones.
@@ -31,11 +39,7 @@ SPARK_SELECTION = [
     "--select", "resource_type:seed", "path:models/staging",
     "+privacy_suppression_list", "privacy_requests", "restricted_identity_keys",
     "path:models/intermediate", "path:models/marts",
-    "--exclude", "raw_landing_events", *seeded_models(),
-    # unit tests whose given rows are DuckDB SQL (a list literal, `cast(... as varchar)`): the
-    # models they test build and compare on Spark; their fixtures would need Spark SQL
-    "identified_users_with_missing_imputed_or_stale_key_attributes_need_a_refresh",
-    "segment_composition_audit_known_skew",
+    "--exclude", "raw_landing_events", *seeded_models(), *DUCKDB_ONLY_UNIT_TESTS,
 ]  # fmt: skip
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

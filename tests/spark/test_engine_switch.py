@@ -88,3 +88,15 @@ def test_engine_name_rejects_an_unknown_engine(monkeypatch: pytest.MonkeyPatch) 
         engine.engine_name()
     monkeypatch.delenv(engine.ENGINE_ENV)
     assert engine.engine_name() == "duckdb"
+
+
+def test_spark_dbt_builds_leave_out_the_duckdb_only_unit_tests() -> None:
+    """The unit tests whose given rows are DuckDB SQL join the run's own --exclude on Spark."""
+    names = " ".join(engine.DUCKDB_ONLY_UNIT_TESTS)
+    assert len(engine.DUCKDB_ONLY_UNIT_TESTS) == 2
+    assert engine.without_duckdb_only_unit_tests(["build", "--vars", "{}"]) == [
+        "build", "--vars", "{}", "--exclude", names,
+    ]  # fmt: skip
+    assert engine.without_duckdb_only_unit_tests(["build", "--exclude", "tag:x", "--quiet"]) == [
+        "build", "--exclude", f"tag:x {names}", "--quiet",
+    ]  # fmt: skip

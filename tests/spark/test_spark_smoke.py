@@ -4,8 +4,9 @@ DuckDB's raw table row for row; the pseudonym UDF registered on Spark gives Duck
 Spark orders the tie-break key (macros/arrays.sql `spark__ordering_key`: a struct) as DuckDB
 does.
 
-Marked `spark_smoke`: make test-spark runs it; make test deselects it (pyproject addopts) until
-it installs the spark extra (docs/scale-out.md, "A Spark test in make test")."""
+Marked `spark_smoke`: make test-spark runs it, and CI after make test (`make test-spark-ci`,
+.ci/run, when Java 17 is there); make test deselects it (pyproject addopts: make test does not
+install the spark extra). docs/scale-out.md, "The CI lane"."""
 
 from __future__ import annotations
 
@@ -42,11 +43,13 @@ def test_spark_raw_load_pseudonyms_and_tie_break_equal_duckdb(
     spark = spark_session(tmp_path / "warehouse")
     try:
         load_landing(spark, landing, loaded_at, settle_seconds=0)
-        raw = compare_frames(
-            "raw.raw_landing_events",
-            duck_raw,
-            spark.table("raw.raw_landing_events").toPandas(),
-            ignore=("loaded_at",),
+        spark_raw = spark.table("raw.raw_landing_events").toPandas()
+        raw = compare_frames("raw.raw_landing_events", duck_raw, spark_raw, ignore=("loaded_at",))
+        # a planted difference: one raw line changed by a character on the Spark side
+        planted = spark_raw.copy()
+        planted.loc[0, "raw_line"] = str(planted.loc[0, "raw_line"]) + " "
+        planted_raw = compare_frames(
+            "raw.raw_landing_events", duck_raw, planted, ignore=("loaded_at",)
         )
         register_functions(spark, resolve_key(require_key=False))
         identities = spark.createDataFrame([(raw_id,) for raw_id, _ in keys], "raw_identity string")
@@ -65,5 +68,8 @@ def test_spark_raw_load_pseudonyms_and_tie_break_equal_duckdb(
     finally:
         spark.stop()
     assert raw.duckdb_rows == 41 and raw.equal, report([raw])
+    assert not planted_raw.equal and planted_raw.differences[0].startswith("raw_line:"), report(
+        [planted_raw]
+    )
     assert len(keys) > 10 and spark_keys == dict(keys)
     assert (tie.last_v, tie.first_v) == ("a", "c")
