@@ -195,12 +195,12 @@
 {%- endmacro %}
 
 
-{#- The pre-hook of a touched-user model (incremental, append): on an incremental run, delete
-    the touched users' rows, which the model then inserts again (a user who no longer has rows,
-    such as an anonymous id stitched to a user, is deleted and not inserted; every row when
-    every_user is true). dbt's
-    delete+insert deletes only the keys it inserts, which would keep such rows.
-    Example: `pre_hook="{{ delete_touched_users() }}"`. -#}
+{#- The delete of a touched-user model (the touched_users materialisation runs it before its
+    insert, macros/materializations/touched_users.sql): on an incremental run, delete the
+    touched users' rows, which the model then inserts again (a user who no longer has rows, such
+    as an anonymous id stitched to a user, is deleted and not inserted; every row when
+    every_user is true). dbt's delete+insert deletes only the keys it inserts, which would keep
+    such rows. Example: `delete_touched_users()` -> `delete from <this> where ...`. -#}
 {% macro delete_touched_users(every_user=false) -%}
     {%- if this and is_incremental() -%}
         delete from {{ this }}
@@ -216,11 +216,19 @@
     refuse UPDATE, rebuild every row at this as_of anyway).
     Example: `post_hook="{{ stamp_computed_at() }}"`. -#}
 {% macro stamp_computed_at() -%}
-    {%- if config.get('materialized') == 'incremental' -%}
+    {%- if config.get('materialized') in ['incremental', 'touched_users'] -%}
         update {{ this }} set computed_at = {{ as_of() }} where computed_at != {{ as_of() }}
     {%- else -%}
         select 1 as nothing_to_stamp
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- Whether fct_segment_membership re-evaluates every user this run (its touched_every_user
+    config): a rule reads a column that changes for untouched users. Read at run time, after the
+    definitions are validated. Example: `segment_membership_reads_every_user()` -> false. -#}
+{% macro segment_membership_reads_every_user() -%}
+    {{ return(personalization.segment_reads_every_user(personalization.segment_definitions())) }}
 {%- endmacro %}
 
 

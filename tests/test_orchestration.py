@@ -311,9 +311,10 @@ def test_sensor_batches_skip_models_a_landing_file_cannot_change() -> None:
 def test_segment_definitions_are_validated_once_per_dbt_invocation(
     fixture_warehouse: Warehouse,
 ) -> None:
-    """int_touched_users, dim_segments, fct_segment_membership and its pre-hook all read the
-    segment definitions; the fixture's `dbt build` validates them once (validate_segments_once
-    logs each validation it runs, keyed on the invocation id and the definitions)."""
+    """int_touched_users, dim_segments, fct_segment_membership and its every-user delete check
+    all read the segment definitions; the fixture's `dbt build` validates them once
+    (validate_segments_once logs each validation it runs, keyed on the invocation id and the
+    definitions)."""
     assert fixture_warehouse.target_path is not None
     log_text = (fixture_warehouse.target_path / "logs" / "dbt.log").read_text()
     keys = [
