@@ -195,12 +195,12 @@
 {%- endmacro %}
 
 
-{#- The pre-hook of a touched-user model (incremental, append): on an incremental run, delete
-    the touched users' rows, which the model then inserts again (a user who no longer has rows,
-    such as an anonymous id stitched to a user, is deleted and not inserted; every row when
-    every_user is true). dbt's
-    delete+insert deletes only the keys it inserts, which would keep such rows.
-    Example: `pre_hook="{{ delete_touched_users() }}"`. -#}
+{#- The delete of a touched-user model (the touched_users materialisation runs it before its
+    insert, macros/materializations/touched_users.sql): on an incremental run, delete the
+    touched users' rows, which the model then inserts again (a user who no longer has rows, such
+    as an anonymous id stitched to a user, is deleted and not inserted; every row when
+    every_user is true). dbt's delete+insert deletes only the keys it inserts, which would keep
+    such rows. Example: `delete_touched_users()` -> `delete from <this> where ...`. -#}
 {% macro delete_touched_users(every_user=false) -%}
     {%- if this and is_incremental() -%}
         delete from {{ this }}
@@ -216,11 +216,19 @@
     refuse UPDATE, rebuild every row at this as_of anyway).
     Example: `post_hook="{{ stamp_computed_at() }}"`. -#}
 {% macro stamp_computed_at() -%}
-    {%- if config.get('materialized') == 'incremental' -%}
+    {%- if config.get('materialized') in ['incremental', 'touched_users'] -%}
         update {{ this }} set computed_at = {{ as_of() }} where computed_at != {{ as_of() }}
     {%- else -%}
         select 1 as nothing_to_stamp
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- Whether fct_segment_membership re-evaluates every user this run (its touched_every_user
+    config): a rule reads a column that changes for untouched users. Read at run time, after the
+    definitions are validated. Example: `segment_membership_reads_every_user()` -> false. -#}
+{% macro segment_membership_reads_every_user() -%}
+    {{ return(personalization.segment_reads_every_user(personalization.segment_definitions())) }}
 {%- endmacro %}
 
 
@@ -387,4 +395,106 @@ stitched as (
         when not {{ array_contains(relation ~ '.reasons', "'future_timestamp'") }}
             then {{ relation }}.event_at
     end
+{%- endmacro %}
+
+
+{#- The materialisation of a touched-user model: touched_users on DuckDB; a plain table on Spark,
+    whose Parquet tables cannot delete rows (every build recomputes every user, as
+    incremental_or_table()). Example: `config(materialized=touched_users_or_table())` ->
+    `touched_users` on DuckDB. -#}
+{% macro touched_users_or_table() -%}
+    {{ return(adapter.dispatch('touched_users_or_table', 'personalization')()) }}
+{%- endmacro %}
+
+{% macro spark__touched_users_or_table() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
+{% macro default__touched_users_or_table() -%}
+    {{ return('touched_users') }}
+{%- endmacro %}
+
+
+{#- Whether an incremental run deletes every row of a touched-user model (its config
+    `touched_every_user`): a boolean, or the name of a project macro without arguments that
+    returns one when the model runs (fct_segment_membership: whether a rule reads a column that
+    changes for untouched users, known only once the definitions are read).
+    Example: `touched_users_every_user('segment_membership_reads_every_user')` -> false. -#}
+{% macro touched_users_every_user(setting) -%}
+    {%- if setting is string -%}
+        {%- set found = context.get(setting) -%}
+        {%- if found is none -%}
+            {{ exceptions.raise_compiler_error(
+                "touched_every_user names no macro: '" ~ setting ~ "' (model " ~ this ~ ")") }}
+        {%- endif -%}
+        {{ return(found() is sameas true) }}
+    {%- endif -%}
+    {{ return(setting is sameas true) }}
+{%- endmacro %}
+
+
+{#- The schema guard of a touched-user model on an incremental run (what on_schema_change='fail'
+    gave, without building the rows first): one query compares the columns of the model's query
+    (DuckDB's DESCRIBE binds it without running it) with the table's, by name and type, and
+    raises a compiler error naming every difference. Returns whether the table's and columns'
+    comments already equal the model's descriptions (persist_docs is then skipped).
+    Example: `touched_users_schema_guard(this, compiled_code)` -> true, or an error
+    "fct_sessions: the model's columns differ from the table's (on_schema_change: fail):
+    new_column (model VARCHAR, table missing); run with --full-refresh". -#}
+{% macro touched_users_schema_guard(relation, sql) -%}
+    {%- set found = run_query(
+        "with model_columns as (select column_name, column_type from (describe " ~ sql ~ "\n)),"
+        ~ " table_columns as (select column_name, data_type, comment from duckdb_columns()"
+        ~ " where database_name = '" ~ relation.database ~ "' and schema_name = '" ~ relation.schema
+        ~ "' and table_name = '" ~ relation.identifier ~ "')"
+        ~ " select coalesce(model_columns.column_name, table_columns.column_name) as column_name,"
+        ~ " model_columns.column_type, table_columns.data_type, table_columns.comment,"
+        ~ " (select comment from duckdb_tables() where database_name = '" ~ relation.database
+        ~ "' and schema_name = '" ~ relation.schema ~ "' and table_name = '" ~ relation.identifier
+        ~ "') as table_comment"
+        ~ " from model_columns full outer join table_columns"
+        ~ " on model_columns.column_name = table_columns.column_name"
+        ~ " order by column_name"
+    ) -%}
+    {%- set changed = [] -%}
+    {%- set docs = {'same': true} -%}
+    {%- set persisted = config.get('persist_docs', {}) -%}
+    {%- for row in found.rows -%}
+        {%- set name, model_type, table_type, comment, table_comment = row -%}
+        {%- if model_type != table_type -%}
+            {%- do changed.append(name ~ ' (model ' ~ (model_type or 'missing') ~ ', table '
+                ~ (table_type or 'missing') ~ ')') -%}
+        {%- endif -%}
+        {%- set described = model.columns.get(name, {}).get('description') -%}
+        {%- if persisted.get('columns') and described and described != comment -%}
+            {%- do docs.update({'same': false}) -%}
+        {%- endif -%}
+        {%- if loop.first and persisted.get('relation') and model.description
+            and model.description != table_comment -%}
+            {%- do docs.update({'same': false}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if changed -%}
+        {{ exceptions.raise_compiler_error(
+            relation.identifier ~ ": the model's columns differ from the table's (on_schema_change: fail): "
+            ~ changed | join('; ') ~ "; run with --full-refresh") }}
+    {%- endif -%}
+    {{ return(docs.same) }}
+{%- endmacro %}
+
+
+{#- dbt's is_incremental(), also true for a touched_users model: an existing table, not a full
+    refresh (false without a `this`: parsing, the segment SQL renderer). The touched-user macros (touched_users_only, touched_events, ...) and the models'
+    `{% if is_incremental() %}` blocks then read only the touched users, as they did under
+    dbt's incremental materialisation. Overrides dbt's global macro of the same name.
+    Example: `is_incremental()` -> true on a micro-batch of fct_sessions. -#}
+{% macro is_incremental() -%}
+    {%- if not execute or not this -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(this.database, this.schema, this.table) -%}
+    {{ return(relation is not none
+        and relation.type == 'table'
+        and model.config.materialized in ['incremental', 'touched_users']
+        and not should_full_refresh()) }}
 {%- endmacro %}

@@ -308,12 +308,26 @@ def test_sensor_batches_skip_models_a_landing_file_cannot_change() -> None:
     assert criterion not in " ".join(hourly)
 
 
+def test_the_shipped_instance_dequeues_sensor_runs_every_second(tmp_path: Path) -> None:
+    """orchestration/dagster.yaml: a sensor's run waits in the run queue until the daemon next
+    dequeues it (every 5 s by default); the shipped instance dequeues every second and keeps
+    the pool limit of 1 and the run limit of 4 next to it."""
+    shutil.copy(Path(sensors.__file__).parent / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
+    concurrency = instance.get_concurrency_config()
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert concurrency.run_queue_config is not None
+    assert concurrency.run_queue_config.max_concurrent_runs == 4
+
+
 def test_segment_definitions_are_validated_once_per_dbt_invocation(
     fixture_warehouse: Warehouse,
 ) -> None:
-    """int_touched_users, dim_segments, fct_segment_membership and its pre-hook all read the
-    segment definitions; the fixture's `dbt build` validates them once (validate_segments_once
-    logs each validation it runs, keyed on the invocation id and the definitions)."""
+    """int_touched_users, dim_segments, fct_segment_membership and its every-user delete check
+    all read the segment definitions; the fixture's `dbt build` validates them once
+    (validate_segments_once logs each validation it runs, keyed on the invocation id and the
+    definitions)."""
     assert fixture_warehouse.target_path is not None
     log_text = (fixture_warehouse.target_path / "logs" / "dbt.log").read_text()
     keys = [

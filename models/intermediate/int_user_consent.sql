@@ -23,12 +23,7 @@
     as_of passes it is an as_of band, a stitch touches old and new owners), reading only the
     lines of their identities (int_touched_identities).
     Grain: one row per canonical_user_id (every user, signal or not). -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_touched_users') }}
 
 {%- set categories = consent_categories() -%}

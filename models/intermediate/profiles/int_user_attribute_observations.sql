@@ -5,12 +5,7 @@
     staging, so they never appear here and can never override a valid one.
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per (message_id, attribute_name, source). -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 {%- set declared_traits = tracking_plan().traits %}
 -- depends_on: {{ ref('int_touched_users') }}
 

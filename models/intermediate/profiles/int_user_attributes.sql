@@ -9,12 +9,7 @@
 {%- for name, rule in tracking_plan().traits.items() -%}
     {%- do attributes.update({name: declared_trait_type(name, rule)}) -%}
 {%- endfor %}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_touched_users') }}
 
 with

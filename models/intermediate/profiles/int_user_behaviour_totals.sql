@@ -5,12 +5,7 @@
     (days since, lifecycle) and the cross-user scores over every user, cheaply.
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per canonical_user_id. -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_touched_users') }}
 
 with

@@ -2,12 +2,7 @@
     may also name a numeric trait the tracking plan declares (from int_user_attributes).
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per canonical_user_id. -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_user_attributes') }}
 -- depends_on: {{ ref('int_touched_users') }}
 {%- set traits = trait_catalogue() -%}

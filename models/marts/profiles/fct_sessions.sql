@@ -2,12 +2,7 @@
     `session_timeout_minutes`. Touched-user incremental (macros/touched_users.sql): a run deletes
     the sessions of the users in int_touched_users and rebuilds them from all their events, so a
     session that spans two micro-batches is one session. Grain: one row per session_id. -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_touched_users') }}
 
 with

@@ -4,12 +4,7 @@
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users, from the per-identity days of their identities
     (int_touched_identities). Grain: one row per (canonical_user_id, activity_date). -#}
-{{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users() }}",
-) }}
+{{ config(materialized=touched_users_or_table()) }}
 -- depends_on: {{ ref('int_touched_users') }}
 
 with

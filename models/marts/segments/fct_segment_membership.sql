@@ -9,10 +9,8 @@
     a percentile score, the imputed age, a cluster).
     Grain: one row per (segment_name, canonical_user_id). -#}
 {{ config(
-    materialized=incremental_or_table(),
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ delete_touched_users(segment_reads_every_user(segment_definitions())) }}",
+    materialized=touched_users_or_table(),
+    touched_every_user='segment_membership_reads_every_user',
     post_hook="{{ stamp_computed_at() }}",
 ) }}
 {%- set definitions = segment_definitions() -%}
