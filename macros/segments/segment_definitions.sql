@@ -34,7 +34,7 @@
 
 
 {#- validate_segments, once per dbt invocation for the same definitions: int_touched_users,
-    dim_segments, fct_segment_membership and its pre-hook each read them, and each validation
+    dim_segments, fct_segment_membership and its delete of touched users each read them, and each validation
     costs a metadata query (the profile columns) and a walk of every rule. The validated keys
     live in `graph`, the one dict every node's context shares (dbt builds it with the manifest,
     so a process reusing a parsed manifest keeps it across invocations): the key is the
