@@ -398,20 +398,12 @@ stitched as (
 {%- endmacro %}
 
 
-{#- The materialisation of a touched-user model: touched_users on DuckDB; a plain table on Spark,
-    whose Parquet tables cannot delete rows (every build recomputes every user, as
-    incremental_or_table()). Example: `config(materialized=touched_users_or_table())` ->
-    `touched_users` on DuckDB. -#}
+{#- The materialisation of a touched-user model: touched_users where the engine keeps
+    incremental tables (incremental_or_table() decides, once for every model), else a plain
+    table (Spark's Parquet tables cannot delete rows: every build recomputes every user).
+    Example: `config(materialized=touched_users_or_table())` -> `touched_users` on DuckDB. -#}
 {% macro touched_users_or_table() -%}
-    {{ return(adapter.dispatch('touched_users_or_table', 'personalization')()) }}
-{%- endmacro %}
-
-{% macro spark__touched_users_or_table() -%}
-    {{ return('table') }}
-{%- endmacro %}
-
-{% macro default__touched_users_or_table() -%}
-    {{ return('touched_users') }}
+    {{ return('touched_users' if personalization.incremental_or_table() == 'incremental' else 'table') }}
 {%- endmacro %}
 
 
