@@ -16,16 +16,19 @@
 
 
 {#- `cast(sum(c) as bigint) as c` for every activity count, `sum(a) as a` for every amount
-    (exact DECIMAL; as_money: the published money type, macros/money.sql). -#}
+    (exact DECIMAL; as_money: the published money type, macros/money.sql). An amount is cast to
+    DECIMAL(38, 2) before it is summed, so a roll-up of published (DOUBLE, cent-rounded) amounts
+    is exact too: a DOUBLE sum depends on the order the rows arrive in, and a user's average
+    order value on a half cent then rounded either way between two builds of the same data. -#}
 {% macro sum_activity_counts(as_money=false) -%}
     {%- for column in activity_count_columns() %}
         cast(sum({{ column }}) as bigint) as {{ column }},
     {%- endfor %}
     {%- for column in activity_amount_columns() %}
         {%- if as_money %}
-        {{ money('sum(' ~ column ~ ')') }} as {{ column }},
+        {{ money('sum(cast(' ~ column ~ ' as decimal(38, 2)))') }} as {{ column }},
         {%- else %}
-        sum({{ column }}) as {{ column }},
+        sum(cast({{ column }} as decimal(38, 2))) as {{ column }},
         {%- endif %}
     {%- endfor %}
 {%- endmacro %}
