@@ -275,6 +275,18 @@
 {%- endmacro %}
 
 
+{#- `function(expression)` over DOUBLE values, the same whatever order the rows arrive in: a
+    floating-point sum depends on the order (10.1 + 20.2 + 39.4 + 30.3 = 99.99999999999999, in
+    another order 100.0), so sum and avg are rounded to 6 decimals, below any property's own
+    precision; min and max need nothing. Catalogue traits and segment aggregates use it, so a
+    threshold such as `sum(price) >= 100` decides the same on every run and engine.
+    Example: `order_free_aggregate('sum', 'price')` -> `round(sum(price), 6)`. -#}
+{% macro order_free_aggregate(function, expression) -%}
+    {%- set aggregate = function ~ '(' ~ expression ~ ')' -%}
+    {{ return('round(' ~ aggregate ~ ', 6)' if function in ['sum', 'avg'] else aggregate) }}
+{%- endmacro %}
+
+
 {#- The aggregate expression of a trait over one user's events (most_frequent is done apart). -#}
 {% macro trait_aggregate(trait) -%}
     {%- set condition = trait_event_condition(trait) -%}
@@ -283,11 +295,7 @@
     {%- if trait.type == 'counter' -%}
         {{ return('count(case when ' ~ condition ~ ' then 1 end)') }}
     {%- elif trait.type in ['sum', 'avg', 'min', 'max'] -%}
-        {%- set aggregate = trait.type ~ '(case when ' ~ condition ~ ' then ' ~ number ~ ' end)' -%}
-        {#- floating-point sums depend on the order rows arrive in; rounding keeps reruns equal -#}
-        {%- if trait.type in ['sum', 'avg'] -%}
-            {%- set aggregate = 'round(' ~ aggregate ~ ', 6)' -%}
-        {%- endif -%}
+        {%- set aggregate = order_free_aggregate(trait.type, 'case when ' ~ condition ~ ' then ' ~ number ~ ' end') -%}
         {{ return('coalesce(' ~ aggregate ~ ', 0)' if trait.type == 'sum' else aggregate) }}
     {%- elif trait.type == 'first_at' -%}
         {{ return('min(case when ' ~ condition ~ ' then event_at end)') }}

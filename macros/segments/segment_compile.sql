@@ -245,8 +245,8 @@
     {%- if aggregate.function == 'count_distinct' -%}
         {{ return('count(distinct case\n            when ' ~ filter ~ '\n                then ' ~ text ~ '\n        end)') }}
     {%- endif -%}
-    {{ return(aggregate.function ~ '(case\n            when ' ~ filter ~ '\n                then '
-        ~ personalization.try_cast(text, 'double') | trim ~ '\n        end)') }}
+    {{ return(personalization.order_free_aggregate(aggregate.function, 'case\n            when ' ~ filter
+        ~ '\n                then ' ~ personalization.try_cast(text, 'double') | trim ~ '\n        end')) }}
 {%- endmacro %}
 
 

@@ -59,7 +59,8 @@ user_activity as (
         {%- for column in behaviour_counts %}
             sum({{ column }}) as {{ column }},
         {%- endfor %}
-        cast(sum(revenue) as double) as revenue,
+        -- the daily amounts are published DOUBLE: summed as DECIMAL, exact in any row order
+        cast(sum(cast(revenue as decimal(38, 2))) as double) as revenue,
         sum(behaviour_events) as events,
         count(distinct case when behaviour_events > 0 then activity_date end) as active_days
     from activity_daily
