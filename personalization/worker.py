@@ -54,6 +54,7 @@ LOCK_SUFFIX = ".worker.lock"
 DEFAULT_POLL_SECONDS = 0.2
 WAIT_WARNING_SECONDS = 10.0  # a file unchanged for no two polls in a row this long is reported
 TRIGGER_TAG = "personalization/trigger"
+WORKER_DB_TAG = "personalization/worker_db"  # the database of the worker that started a run
 FILE_LOG = "raw.landing_file_log"
 
 
@@ -182,8 +183,9 @@ def land_atomically(root: Path, relative: str, lines: list[str]) -> Path:
 # ---------------------------------------------------------------- the worker
 
 
-def batch_tags(files: list[str]) -> dict[str, str]:
-    """The tags of a worker batch: the sensor's (a sensor batch's dbt path) and the trigger."""
+def batch_tags(files: list[str], db: Path) -> dict[str, str]:
+    """The tags of a worker batch: the sensor's (a sensor batch's dbt path), the trigger and
+    the worker's database."""
     from orchestration.dbt_assets import SENSOR_BATCH_TAG
     from orchestration.sensors import batch_key
 
@@ -193,6 +195,7 @@ def batch_tags(files: list[str]) -> dict[str, str]:
         "personalization/batch_first_file": files[0],
         "personalization/batch_last_file": files[-1],
         TRIGGER_TAG: "worker",
+        WORKER_DB_TAG: str(db),
     }
 
 
@@ -236,7 +239,7 @@ class MicroBatchWorker:
                 outcome["result"] = self.job.execute_in_process(
                     instance=self.instance,
                     resources=self.resources,
-                    tags=batch_tags(files),
+                    tags=batch_tags(files, self.warehouse.db()),
                     raise_on_error=False,
                 )
             except BaseException as error:  # reported by the worker's loop
@@ -266,8 +269,27 @@ class MicroBatchWorker:
             self.on_detected(files)
         return self.run_batch(files)
 
+    def fail_orphans(self) -> list[str]:
+        """Mark failed the runs a killed worker of this warehouse left "started" (SIGKILL, a
+        crash: nothing finished them), freeing their DuckDB pool slot. Only a worker holding
+        the warehouse's lock calls this, so no run of a live worker is among them."""
+        import dagster as dg
+
+        runs = self.instance.get_runs(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+                tags={TRIGGER_TAG: "worker", WORKER_DB_TAG: str(self.warehouse.db())},
+            )
+        )
+        for orphan in runs:
+            log.warning("run %s of a stopped worker never finished: marked failed", orphan.run_id)
+            self.instance.report_run_failed(orphan, "the micro-batch worker running it died")
+            self.instance.event_log_storage.free_concurrency_slots_for_run(orphan.run_id)
+        return [orphan.run_id for orphan in runs]
+
     def serve(self, max_runs: int | None = None) -> int:
         """Poll and run until stopped (or max_runs runs); the number of failed runs."""
+        self.fail_orphans()
         self.refresh()
         failed = 0
         while not self.stop.is_set():

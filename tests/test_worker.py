@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +21,15 @@ import pytest
 from conftest import FIXTURE_AS_OF, user_key
 
 from orchestration import sensors
+from orchestration.resources import WarehouseResource
 from personalization import warm_dbt
 from personalization.dbt_runner import Warehouse
 from personalization.tracking_plan import PROJECT_ROOT
 from personalization.worker import (
+    TRIGGER_TAG,
+    WORKER_DB_TAG,
     LandingWatch,
+    MicroBatchWorker,
     WorkerLockedError,
     hold_warehouse,
     land_atomically,
@@ -90,6 +95,30 @@ def test_the_sensor_is_off_while_a_worker_holds_the_warehouse(
     assert [r.tags["personalization/batch_first_file"] for r in after.run_requests] == [
         "dt=1/a.jsonl"
     ]
+
+
+def test_a_run_left_started_by_a_killed_worker_is_marked_failed(tmp_path: Path) -> None:
+    """SIGKILL leaves the run in flight "started" in the instance: the next worker of the same
+    warehouse marks it failed (the raw load's manifest makes its batch the next one's)."""
+    db = tmp_path / "warehouse.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+
+    def started(database: Path) -> dg.DagsterRun:
+        return instance.add_run(
+            dg.DagsterRun(
+                job_name="microbatch_job", run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+                tags={TRIGGER_TAG: "worker", WORKER_DB_TAG: str(database)},
+            )
+        )  # fmt: skip
+
+    orphan, other = started(db), started(tmp_path / "other.duckdb")
+    warehouse = WarehouseResource(db_path=str(db), landing_path=str(tmp_path))
+    worker = MicroBatchWorker(None, instance, warehouse)
+    assert worker.fail_orphans() == [orphan.run_id]
+    assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+    assert instance.get_run_by_id(other.run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
+    assert worker.fail_orphans() == []
 
 
 # ---------------------------------------------------------------- the worker process
