@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".worker.lock"
 DEFAULT_POLL_SECONDS = 0.2
+RETRY_SECONDS, RETRY_MAX_SECONDS = 10.0, 300.0  # the pause after a failed run, doubling
 WAIT_WARNING_SECONDS = 10.0  # a file unchanged for no two polls in a row this long is reported
 TRIGGER_TAG = "personalization/trigger"
 WORKER_DB_TAG = "personalization/worker_db"  # the database of the worker that started a run
@@ -288,18 +289,27 @@ class MicroBatchWorker:
         return [orphan.run_id for orphan in runs]
 
     def serve(self, max_runs: int | None = None) -> int:
-        """Poll and run until stopped (or max_runs runs); the number of failed runs."""
+        """Poll and run until stopped (or max_runs runs); the number of failed runs. After a
+        failed run the next one waits RETRY_SECONDS, doubling up to RETRY_MAX_SECONDS (a run
+        that fails before its raw load leaves its files new: no retry loop at poll speed)."""
         self.fail_orphans()
         self.refresh()
-        failed = 0
+        failed = streak = 0
         while not self.stop.is_set():
             result = self.step()
-            if result is not None:
+            if result is None:
+                self.stop.wait(self.poll_seconds)
+                continue
+            if max_runs is not None and len(self.runs) >= max_runs:
                 failed += 0 if result.success else 1
-                if max_runs is not None and len(self.runs) >= max_runs:
-                    break
+                break
+            if result.success:
+                streak = 0
                 continue  # files that landed during the run: look again at once
-            self.stop.wait(self.poll_seconds)
+            failed, streak = failed + 1, streak + 1
+            pause = min(RETRY_SECONDS * 2 ** (streak - 1), RETRY_MAX_SECONDS)
+            log.warning("run %s failed: next attempt in %g s", result.run_id, pause)
+            self.stop.wait(pause)
         return failed
 
 
@@ -322,6 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The CLI entry: lock the warehouse, load the definitions once, serve until a signal."""
+    for handler in logging.getLogger().handlers:  # a long-lived service: timestamped lines
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     os.environ["PERSONALIZATION_LANDING_SETTLE_SECONDS"] = f"{args.settle_seconds:g}"
     os.environ[SHIELD_ENV] = "1"
     if not os.environ.get("DAGSTER_HOME"):

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -23,6 +24,7 @@ from conftest import FIXTURE_AS_OF, user_key
 from orchestration import sensors
 from orchestration.resources import WarehouseResource
 from personalization import warm_dbt
+from personalization import worker as worker_module
 from personalization.dbt_runner import Warehouse
 from personalization.tracking_plan import PROJECT_ROOT
 from personalization.worker import (
@@ -119,6 +121,29 @@ def test_a_run_left_started_by_a_killed_worker_is_marked_failed(tmp_path: Path) 
     assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
     assert instance.get_run_by_id(other.run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
     assert worker.fail_orphans() == []
+
+
+def test_a_failed_run_is_retried_after_a_growing_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails before its raw load leaves its files new: the worker retries them after
+    RETRY_SECONDS, doubling, instead of at poll speed."""
+    monkeypatch.setattr(worker_module, "RETRY_SECONDS", 0.2)
+    land_atomically(tmp_path, "a.jsonl", ['{"type": "track"}'])
+    started: list[float] = []
+
+    class FailingJob:
+        def execute_in_process(self, **_: object) -> SimpleNamespace:
+            started.append(time.monotonic())
+            return SimpleNamespace(success=False, run_id=f"run-{len(started)}")
+
+    warehouse = WarehouseResource(db_path=str(tmp_path / "w.duckdb"), landing_path=str(tmp_path))
+    worker = MicroBatchWorker(FailingJob(), None, warehouse, poll_seconds=0.01)
+    monkeypatch.setattr(worker, "fail_orphans", list)
+    monkeypatch.setattr(worker, "refresh", lambda *_: None)  # the file stays new
+    assert worker.serve(max_runs=3) == 3
+    pauses = [later - earlier for earlier, later in zip(started, started[1:], strict=False)]
+    assert 0.2 <= pauses[0] < 0.4 and 0.4 <= pauses[1] < 0.6, pauses
 
 
 # ---------------------------------------------------------------- the worker process
