@@ -26,6 +26,7 @@ from orchestration.resources import WarehouseResource
 from personalization import warm_dbt
 from personalization import worker as worker_module
 from personalization.dbt_runner import Warehouse
+from personalization.raw_load import scan_landing
 from personalization.tracking_plan import PROJECT_ROOT
 from personalization.worker import (
     TRIGGER_TAG,
@@ -35,6 +36,7 @@ from personalization.worker import (
     WorkerLockedError,
     hold_warehouse,
     land_atomically,
+    scan_candidates,
     worker_holder,
 )
 
@@ -144,6 +146,21 @@ def test_a_failed_run_is_retried_after_a_growing_pause(
     assert worker.serve(max_runs=3) == 3
     pauses = [later - earlier for earlier, later in zip(started, started[1:], strict=False)]
     assert 0.2 <= pauses[0] < 0.4 and 0.4 <= pauses[1] < 0.6, pauses
+
+
+def test_the_worker_scan_takes_what_the_raw_load_takes(tmp_path: Path) -> None:
+    """scan_candidates (the worker's cheap walk) applies the raw load's name rules exactly."""
+    names = ["a.jsonl", "b.ndjson.gz", "c.json.gz", "d.gz", "e.csv.gz", "f.json", "notes.txt",
+             ".g.jsonl.tmp", "h.jsonl.part", "_staging/i.jsonl", "dt=1/j.jsonl",
+             "dt=1/.k/l.jsonl", "dt=2/m.JSONL"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    expected = {f.path: f.size for f in scan_landing(tmp_path).candidates}
+    assert {path: size for path, (size, _) in scan_candidates(tmp_path).items()} == expected
+    assert sorted(expected) == ["a.jsonl", "b.ndjson.gz", "c.json.gz", "d.gz", "dt=1/j.jsonl",
+                                "dt=2/m.JSONL"]  # fmt: skip
+    assert scan_candidates(tmp_path / "absent") == {}
 
 
 # ---------------------------------------------------------------- the worker process
