@@ -378,6 +378,10 @@ def run(args: argparse.Namespace) -> int:
     from orchestration.resources import WarehouseResource
 
     warehouse = WarehouseResource()
+    if not warehouse.db().is_file():
+        log.error("%s does not exist: build the warehouse once first (make demo, or "
+                  "personalization build)", warehouse.db())  # fmt: skip
+        return 2
     try:
         with hold_warehouse(warehouse.db()) as lock:
             worker = MicroBatchWorker(
