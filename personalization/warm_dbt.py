@@ -328,6 +328,11 @@ def _handle(conn: socket.socket, cache: ManifestCache) -> bool:
     with conn.makefile("rb") as reader:
         line = reader.readline()
     request = json.loads(line) if line else {"stop": True}
+    if request.get("ping"):  # a keep-alive (the micro-batch worker's): the idle time restarts
+        for fd in fds:
+            os.close(fd)
+        conn.sendall(json.dumps({"pong": True}).encode() + b"\n")
+        return True
     if request.get("stop") or len(fds) != 2:
         for fd in fds:
             os.close(fd)
@@ -439,6 +444,18 @@ def stop_server(path: Path) -> bool:
         client.sendall(json.dumps({"stop": True}).encode() + b"\n")
         client.recv(1024)
     return True
+
+
+def ping_server(path: Path) -> bool:
+    """Keep the server at path alive (its idle time restarts); False when none is running (a
+    ping never starts one)."""
+    client = _connect(path)
+    if client is None:
+        return False
+    with client:
+        client.sendall(b"\0")
+        client.sendall(json.dumps({"ping": True}).encode() + b"\n")
+        return b"pong" in client.recv(1024)
 
 
 def run_on_server(

@@ -24,6 +24,9 @@ and checks in the UI, tagged like a sensor batch (guard tests only, the warm dbt
 - **The sensor**: the worker holds an exclusive lock on `<database>.worker.lock` beside the
   DuckDB file while it runs; the landing sensor skips its ticks while that lock is held
   (orchestration/sensors.py), and takes over when the worker stops.
+- **Keeping dbt warm**: between batches the worker pings the warm dbt server every third of its
+  idle time (PERSONALIZATION_WARM_DBT_IDLE_SECONDS), so a quiet hour does not cost the next batch
+  the server's start and a parse; the server still stops on its own once the worker is gone.
 - **Stopping**: SIGINT or SIGTERM stops the worker after the run in flight: runs execute in a
   thread of their own (Dagster does not turn a signal into an interruption there), and the warm
   dbt client is told not to pass a Ctrl-C on to dbt (warm_dbt.SHIELD_ENV), so a run is never
@@ -46,8 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from personalization import warm_dbt
 from personalization.raw_load import is_in_progress_name, is_json_lines_name
-from personalization.warm_dbt import SHIELD_ENV
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +255,7 @@ class MicroBatchWorker:
         self.stop = threading.Event()
         self.runs: list[Any] = []  # ExecuteInProcessResult of every batch, in order
         self.on_detected: Callable[[list[str]], None] | None = None  # the bench's clock
+        self._next_ping = 0.0
 
     def refresh(self, batch: list[str] = ()) -> None:  # type: ignore[assignment]
         """What the warehouse has now; when it cannot be read, the batch just run counts."""
@@ -321,6 +325,16 @@ class MicroBatchWorker:
             self.instance.event_log_storage.free_concurrency_slots_for_run(orphan.run_id)
         return [orphan.run_id for orphan in runs]
 
+    def keep_warm(self) -> None:
+        """Ping the warm dbt server of this warehouse's dbt artefacts every third of its idle
+        time, so a quiet spell longer than that (900 s by default) does not cost the next batch
+        the server's start and a parse; a server that is not running is left so."""
+        if time.monotonic() < self._next_ping:
+            return
+        idle = float(os.environ.get(warm_dbt.IDLE_ENV) or warm_dbt.DEFAULT_IDLE_SECONDS)
+        self._next_ping = time.monotonic() + idle / 3
+        warm_dbt.ping_server(warm_dbt.socket_path(self.warehouse.targets()))
+
     def serve(self, max_runs: int | None = None) -> int:
         """Poll and run until stopped (or max_runs runs); the number of failed runs. After a
         failed run the next one waits RETRY_SECONDS, doubling up to RETRY_MAX_SECONDS (a run
@@ -331,6 +345,7 @@ class MicroBatchWorker:
         while not self.stop.is_set():
             result = self.step()
             if result is None:
+                self.keep_warm()
                 self.stop.wait(self.poll_seconds)
                 continue
             if max_runs is not None and len(self.runs) >= max_runs:
@@ -368,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # a long-lived service: timestamped lines
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     os.environ["PERSONALIZATION_LANDING_SETTLE_SECONDS"] = f"{args.settle_seconds:g}"
-    os.environ[SHIELD_ENV] = "1"
+    os.environ[warm_dbt.SHIELD_ENV] = "1"
     if not os.environ.get("DAGSTER_HOME"):
         log.error("DAGSTER_HOME is not set: the worker records its runs in that instance")
         return 2

@@ -4,9 +4,11 @@ session's fixture warehouse, stopped by SIGTERM in the middle of a run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,6 +163,34 @@ def test_the_worker_scan_takes_what_the_raw_load_takes(tmp_path: Path) -> None:
     assert sorted(expected) == ["a.jsonl", "b.ndjson.gz", "c.json.gz", "d.gz", "dt=1/j.jsonl",
                                 "dt=2/m.JSONL"]  # fmt: skip
     assert scan_candidates(tmp_path / "absent") == {}
+
+
+def test_the_worker_keeps_the_warm_dbt_server_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle, the worker pings the warm server every third of its idle time; the server takes a
+    ping as activity (serving on) and answers it, and a ping never starts a server."""
+    monkeypatch.setenv(warm_dbt.IDLE_ENV, "3")
+    pings: list[Path] = []
+    monkeypatch.setattr(warm_dbt, "ping_server", pings.append)
+    warehouse = WarehouseResource(
+        db_path=str(tmp_path / "w.duckdb"), landing_path=str(tmp_path), target_root=str(tmp_path)
+    )
+    worker = MicroBatchWorker(None, None, warehouse, poll_seconds=0.01)
+    worker.keep_warm()
+    worker.keep_warm()  # not due yet: one ping per second (a third of 3 s)
+    assert pings == [warm_dbt.socket_path(tmp_path)]
+    time.sleep(1.05)
+    worker.keep_warm()
+    assert len(pings) == 2
+    monkeypatch.undo()
+    server, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with server, client:
+        client.sendall(b"\0" + json.dumps({"ping": True}).encode() + b"\n")
+        client.shutdown(socket.SHUT_WR)
+        assert warm_dbt._handle(server, cache=None) is True  # noqa: SLF001 - the server's loop
+        assert json.loads(client.recv(1024)) == {"pong": True}
+    assert warm_dbt.ping_server(tmp_path / "no-server.sock") is False
 
 
 # ---------------------------------------------------------------- the worker process
