@@ -43,7 +43,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,12 +257,13 @@ class MicroBatchWorker:
         self.on_detected: Callable[[list[str]], None] | None = None  # the bench's clock
         self._next_ping = 0.0
 
-    def refresh(self, batch: list[str] = ()) -> None:  # type: ignore[assignment]
-        """What the warehouse has now; when it cannot be read, the batch just run counts."""
+    def refresh(self, loaded: Sequence[str] = ()) -> None:
+        """What the warehouse has now; when it cannot be read (another process writes it), the
+        files of the batch that just succeeded count as handled."""
         handled = handled_files(self.warehouse.db())
         if handled is None:
             pending = self.watch.pending()
-            sizes = {path: pending[path][0] for path in batch if path in pending}
+            sizes = {path: pending[path][0] for path in loaded if path in pending}
             self.watch.handled.update(sizes)
         else:
             self.watch.handled = handled
@@ -292,7 +293,7 @@ class MicroBatchWorker:
             raise outcome["error"]
         result = outcome["result"]
         self.runs.append(result)
-        self.refresh(files)
+        self.refresh(files if result.success else ())  # a failed batch stays new (retried)
         log.info(
             "micro-batch run %s %s", result.run_id, "succeeded" if result.success else "FAILED"
         )
