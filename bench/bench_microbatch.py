@@ -2,7 +2,8 @@
 
     python bench/bench_microbatch.py --events 1000000 --batches 5 \
         [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0] \
-        [--keep | --reuse /tmp/bench-microbatch-XXXX] [--compare-cold] [--trigger sensor worker]
+        [--keep | --reuse /tmp/bench-microbatch-XXXX] [--compare-cold] \
+        [--trigger sensor worker] [--poll-seconds 0.2]
 
 1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
 2. for each batch: write one small file (a new user who views the top product: segment
