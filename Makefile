@@ -101,6 +101,15 @@ ui: $(INSTALLED)
 	PERSONALIZATION_DBT_TARGET=$${PERSONALIZATION_DBT_TARGET:-$$([ -n "$$PERSONALIZATION_HMAC_KEY" ] \
 	&& echo prod || echo dev)} DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/dagster dev -m orchestration.definitions
 
+# The push-based micro-batch worker (docs/orchestration.md): runs the micro-batch job whenever
+# complete files land, recorded in the instance `make ui` opens; the landing sensor is off while it
+# runs. Ctrl-C stops it after the run in flight.
+.PHONY: worker
+worker: $(INSTALLED)
+	mkdir -p data/dagster && cp orchestration/dagster.yaml data/dagster/dagster.yaml
+	PERSONALIZATION_DBT_TARGET=$${PERSONALIZATION_DBT_TARGET:-$$([ -n "$$PERSONALIZATION_HMAC_KEY" ] \
+	&& echo prod || echo dev)} DAGSTER_HOME=$(CURDIR)/data/dagster $(BIN)/personalization worker
+
 # The collector (Segment's tracking API, writing landing files) and the profile API, on loopback.
 # Development keys unless PERSONALIZATION_WRITE_KEYS / PERSONALIZATION_API_KEYS are set.
 COLLECTOR_PORT ?= 8088

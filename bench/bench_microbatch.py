@@ -2,7 +2,8 @@
 
     python bench/bench_microbatch.py --events 1000000 --batches 5 \
         [--target marts.fct_segment_membership] [--settle-seconds 1] [--lookback-hours 0] \
-        [--keep | --reuse /tmp/bench-microbatch-XXXX] [--compare-cold]
+        [--keep | --reuse /tmp/bench-microbatch-XXXX] [--compare-cold] \
+        [--trigger sensor worker] [--poll-seconds 0.2]
 
 1. generate a history (--events lines, users = events / 100, 30 days) and build it once (dbt build);
 2. for each batch: write one small file (a new user who views the top product: segment
@@ -19,6 +20,12 @@
 Sensor batches run in the warm dbt server (docs/orchestration.md, "The warm micro-batch path");
 the first one starts it and is reported apart ("first sensor batch"). --compare-cold adds an empty
 sensor batch through a plain dbt process (PERSONALIZATION_WARM_DBT=0), measured in the same run.
+--trigger worker (with sensor: both, side by side, the sensor's first) lands the same kind of file
+through the push-based worker instead (personalization/worker.py): the worker polls the landing
+folder in a thread of this process (--poll-seconds), the file is written under a temporary name
+and renamed (the landing contract; the worker's runs use settle 0), and the latency is landing ->
+the worker's run finished with the user in the target; its detection (landing -> batch taken) is
+reported apart, and so is the worker's first batch (the warm server parses once for its vars).
 Prints one JSON object (also written to --out) with the figures, the load average and the CPU
 time of each batch (this process, its children and the warm server with the dbt children it
 forks), and logs a per-phase table of every run (phase_breakdown: Dagster run start, dbt start-up,
@@ -37,6 +44,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -62,6 +70,7 @@ from orchestration.resources import WarehouseResource, dbt_resource  # noqa: E40
 from personalization import cli, warm_dbt  # noqa: E402
 from personalization.api.keys import mart_key  # noqa: E402
 from personalization.dbt_runner import Warehouse, run_dbt  # noqa: E402
+from personalization.worker import LandingWatch, MicroBatchWorker, land_atomically  # noqa: E402
 
 log = logging.getLogger("bench_microbatch")
 
@@ -287,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     interval = sensors.MICROBATCH_INTERVAL_SECONDS
     batches = []
     prefix = f"bench-user-{int(time.time())}"  # new users on a reused warehouse too
-    for i in range(args.batches):
+    for i in range(args.batches if "sensor" in args.trigger else 0):
         user = f"{prefix}-{i}"
         path = landing / "dt=bench" / f"{user}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +326,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         log.info("batch %s", batches[-1])
     # an empty batch as the sensor starts it (warm dbt, guard tests only): the fixed cost
     empty = measured(sensor_tags)
+    pushed = None
+    if "worker" in args.trigger:
+        pushed = worker_batches(args, instance, job, resources, resource, landing, as_of,
+                                prefix, socket)  # fmt: skip
     # the same empty batch through a plain dbt process (the path before the warm server)
     cold = None
     if args.compare_cold:
@@ -324,11 +337,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         cold = measured(sensor_tags)
         os.environ.pop(WARM_DBT_ENV)
     warm_dbt.stop_server(socket)
-    latencies = [b["latency_s"] for b in batches]
+    latencies = [b["latency_s"] for b in batches] or [float("nan")]
     log.info("%s", phase_table({"hourly-like run": noop, "first sensor batch": server_start,
                                 **{f"batch {b['batch']}": b for b in batches},
                                 "empty sensor batch": empty,
-                                **({"empty, plain dbt": cold} if cold else {})}))  # fmt: skip
+                                **({"empty, plain dbt": cold} if cold else {}),
+                                **{f"worker batch {b['batch']}": b
+                                   for b in (pushed or {}).get("batches", [])}}))  # fmt: skip
     if not args.keep and not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -342,7 +357,74 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "sensor_interval_s": interval, "load_average": [round(x, 2) for x in os.getloadavg()],
         "median_latency_s": round(statistics.median(latencies), 2),
         "max_latency_s": round(max(latencies), 2),
-        "median_cpu_s": round(statistics.median(b["cpu_s"] for b in batches), 2),
+        "median_cpu_s": round(statistics.median(b["cpu_s"] for b in batches), 2)
+        if batches else None,
+        "worker": pushed,
+    }  # fmt: skip
+
+
+def worker_batches(
+    args: argparse.Namespace, instance: dg.DagsterInstance, job: Any,
+    resources: dict[str, Any], warehouse: WarehouseResource, landing: Path, as_of: datetime,
+    prefix: str, socket: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The same one-file batches pushed to the micro-batch worker (a thread of this process):
+    each file lands under a temporary name and is renamed; latency = landing -> the worker's
+    run finished with the user in the target; detection = landing -> the worker took the batch.
+    Batch 0 is the worker's first (the warm server parses once for the settle time 0)."""
+    os.environ["PERSONALIZATION_LANDING_SETTLE_SECONDS"] = "0"  # the worker's rule: the rename
+    watch = LandingWatch(landing)
+    poll_cost = []
+    for _ in range(20):
+        t0 = time.process_time()
+        watch.pending()
+        poll_cost.append(time.process_time() - t0)
+    worker = MicroBatchWorker(job, instance, warehouse, resources, poll_seconds=args.poll_seconds)
+    detected: list[float] = []
+    worker.on_detected = lambda files: detected.append(time.perf_counter())
+    thread = threading.Thread(target=worker.serve, name="bench-worker", daemon=True)
+    thread.start()
+    rng = random.Random(11)
+    batches = []
+    for i in range(args.batches + 1):
+        user = f"{prefix}-w{i}"
+        time.sleep(rng.uniform(0.5, 1.5))  # the file lands at a random moment of the poll
+        first, cpu = len(worker.runs), cpu_seconds(socket)
+        landed = time.perf_counter()
+        land_atomically(landing, f"dt=bench/{user}.jsonl", new_user_lines(user, as_of))
+        done = first
+        while True:
+            while len(worker.runs) == done:
+                time.sleep(0.02)
+            done = len(worker.runs)
+            if visible(warehouse.db(), args.target, user):
+                break
+            if done - first >= 3:
+                raise RuntimeError(f"{user} never reached {args.target} after 3 worker runs")
+        seen = time.perf_counter()
+        outcome = worker.runs[-1]
+        batches.append({"batch": i, "success": outcome.success, "runs": done - first,
+                        "detect_s": round(detected[-1] - landed, 2),
+                        "run_s": round(seen - detected[-1], 2),
+                        "latency_s": round(seen - landed, 2),
+                        "cpu_s": round(cpu_seconds(socket) - cpu, 2),
+                        "load_average": round(os.getloadavg()[0], 2),
+                        "phases": phase_breakdown(instance, outcome.run_id,
+                                                  warehouse.targets())})  # fmt: skip
+        log.info("worker batch %s", batches[-1])
+    worker.stop.set()
+    thread.join()
+    measured = batches[1:]  # batch 0 reported apart (the parse for the worker's vars)
+    latencies = [b["latency_s"] for b in measured]
+    return {
+        "batches": batches, "poll_seconds": args.poll_seconds,
+        "poll_files": len(watch.pending()) + len(watch.handled),
+        "poll_cpu_ms": round(1000 * statistics.median(poll_cost), 2),
+        "median_latency_s": round(statistics.median(latencies), 2),
+        "max_latency_s": round(max(latencies), 2),
+        "median_detect_s": round(statistics.median(b["detect_s"] for b in measured), 2),
+        "median_run_s": round(statistics.median(b["run_s"] for b in measured), 2),
+        "median_cpu_s": round(statistics.median(b["cpu_s"] for b in measured), 2),
     }  # fmt: skip
 
 
@@ -400,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="age a landing file needs before the sensor takes it")  # fmt: skip
     parser.add_argument("--compare-cold", action="store_true",
                         help="also an empty sensor batch through a plain dbt process")  # fmt: skip
+    parser.add_argument("--trigger", nargs="+", choices=("sensor", "worker"), default=["sensor"],
+                        help="who starts the one-file batches: sensor, worker or both")  # fmt: skip
+    parser.add_argument("--poll-seconds", type=float, default=0.2,
+                        help="the worker's poll of the landing folder")  # fmt: skip
     parser.add_argument("--lookback-hours", type=int, default=0,
                         help="the dbt var lookback_hours of the micro-batches")  # fmt: skip
     args = parser.parse_args(argv)

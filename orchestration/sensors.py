@@ -14,8 +14,9 @@ import dagster as dg
 from orchestration.dbt_assets import LANDING_KEY, SENSOR_BATCH_TAG
 from orchestration.jobs import microbatch_job
 from orchestration.landing import landing_metadata
-from orchestration.resources import landing_root, landing_settle_seconds
+from orchestration.resources import WarehouseResource, landing_root, landing_settle_seconds
 from personalization.raw_load import list_landing_files, settled
+from personalization.worker import worker_holder
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,18 @@ def microbatch_in_progress(instance: dg.DagsterInstance) -> list[str]:
         "Watches PERSONALIZATION_LANDING (default data/landing) for new JSON-lines files. "
         "Every new file is requested exactly once (the cursor lists the files handed to a run); "
         "files found on one tick form one batch and one run; while a micro-batch run is queued "
-        "or running, the tick is skipped and the files wait for the next batch."
+        "or running, the tick is skipped and the files wait for the next batch. Off while a "
+        "micro-batch worker (`personalization worker`) holds the warehouse's lock."
     ),
 )
 def landing_microbatch_sensor(
     context: dg.SensorEvaluationContext,
 ) -> dg.SensorResult | dg.SkipReason:
+    db = WarehouseResource().db()
+    if holder := worker_holder(db):
+        # the worker loads new files itself; the cursor stays, so the sensor takes over (one
+        # batch of whatever it has not seen, the raw load skipping what is loaded) when it stops
+        return dg.SkipReason(f"the micro-batch worker ({holder}) holds {db}: it loads new files")
     root = landing_root()
     files = list_landing_files(root)
     seen = read_cursor(context.cursor)

@@ -17,6 +17,7 @@ COMMANDS = {
     "collect": "personalization.collector",
     "serve": "personalization.api",
     "forget": "personalization.erasure",
+    "worker": "personalization.worker",
 }
 
 

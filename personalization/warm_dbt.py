@@ -189,7 +189,9 @@ MANIFEST_COMMANDS = frozenset({"build", "run", "test", "compile", "show", "ls", 
 # vars dbt renders when it compiles a node, never at parse time: a change needs no new parse
 COMPILE_TIME_VARS = frozenset({"as_of"})
 # environment a run sets per invocation (artefact folders), which a parse does not read
-PER_RUN_ENV = frozenset({"DBT_TARGET_PATH", "DBT_LOG_PATH", "PERSONALIZATION_AS_OF"})
+PER_RUN_ENV = frozenset(
+    {"DBT_TARGET_PATH", "DBT_LOG_PATH", "PERSONALIZATION_AS_OF", "PERSONALIZATION_WARM_DBT_SHIELD"}
+)
 
 
 def _option(args: Sequence[str], name: str) -> str | None:
@@ -303,6 +305,10 @@ class ManifestCache:
 
 IDLE_ENV = "PERSONALIZATION_WARM_DBT_IDLE_SECONDS"
 SOCKET_ENV = "PERSONALIZATION_WARM_DBT_SOCKET"
+# "1": the client ignores SIGINT and SIGTERM instead of passing them on to dbt. The micro-batch
+# worker sets it: a Ctrl-C in its terminal (or a stop signal to its process group) stops the
+# worker after the run in flight, never dbt in the middle of a build (personalization/worker.py)
+SHIELD_ENV = "PERSONALIZATION_WARM_DBT_SHIELD"
 DEFAULT_IDLE_SECONDS = 900
 START_TIMEOUT_SECONDS = 180  # imports on a loaded 2-core machine took 20 s
 
@@ -322,6 +328,11 @@ def _handle(conn: socket.socket, cache: ManifestCache) -> bool:
     with conn.makefile("rb") as reader:
         line = reader.readline()
     request = json.loads(line) if line else {"stop": True}
+    if request.get("ping"):  # a keep-alive (the micro-batch worker's): the idle time restarts
+        for fd in fds:
+            os.close(fd)
+        conn.sendall(json.dumps({"pong": True}).encode() + b"\n")
+        return True
     if request.get("stop") or len(fds) != 2:
         for fd in fds:
             os.close(fd)
@@ -435,6 +446,18 @@ def stop_server(path: Path) -> bool:
     return True
 
 
+def ping_server(path: Path) -> bool:
+    """Keep the server at path alive (its idle time restarts); False when none is running (a
+    ping never starts one)."""
+    client = _connect(path)
+    if client is None:
+        return False
+    with client:
+        client.sendall(b"\0")
+        client.sendall(json.dumps({"ping": True}).encode() + b"\n")
+        return b"pong" in client.recv(1024)
+
+
 def run_on_server(
     path: Path,
     args: Sequence[str],
@@ -445,7 +468,7 @@ def run_on_server(
     """Run `dbt ARGS` in the server at path (started if needed), its output on the descriptors
     out (stdout, stderr). Returns the server's answers: pid, returncode, whether a cached
     manifest ran it (manifest) and how many parses the server has made (parsed). A signal this
-    process receives meanwhile is passed on to dbt."""
+    process receives meanwhile is passed on to dbt, or ignored when env sets SHIELD_ENV."""
     client = connect_or_start(path)
     with client:
         socket.send_fds(client, [b"\0"], list(out))
@@ -464,8 +487,9 @@ def run_on_server(
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
+            shielded = env.get(SHIELD_ENV) == "1"
             for signum in handlers:
-                signal.signal(signum, forward)
+                signal.signal(signum, signal.SIG_IGN if shielded else forward)
         try:
             done = json.loads(answers.readline() or b'{"returncode": 1}')
         finally:

@@ -45,6 +45,7 @@ HEAVY_FIRST = (
     "test_real_shaped.py",
     "test_privacy_erasure.py",
     "test_orchestration.py",
+    "test_worker.py",  # one real worker process: start, warm server, parse, two runs
     "test_clustering.py",
     "test_publish.py",
     "test_reference_time.py",
