@@ -29,23 +29,23 @@
 
 {#- Spark: the per-row type of a VARIANT (parse_json, Spark 4). An integer beyond BIGINT is a
     DECIMAL there ('number'), where DuckDB says UBIGINT ('integer') up to 2^64. The path in
-    Spark's syntax (spark_json_path): variant_get reads `$."key"` as no key at all. -#}
+    Spark's syntax (spark_json_path): variant_get reads `$."key"` as no key at all. The native
+    name is looked up in a map literal: a `case` would repeat its argument (the parse) once per
+    `when` in Spark's plan. -#}
 {% macro spark__json_kind(json, path) -%}
-    {{ spark_variant_type_as_kind(
-        "schema_of_variant(variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(spark_json_path(path)) ~ "))"
-    ) }}
+    {%- set pairs = [] -%}
+    {%- for kind, names in json_native_kind_names().items() -%}
+        {%- for name in names -%}{%- do pairs.append(quoted_literal(name) ~ ', ' ~ quoted_literal(kind)) -%}{%- endfor -%}
+    {%- endfor -%}
+    element_at(map({{ pairs | join(', ') }}), {{ spark_variant_native_kind(
+        "variant_get(try_parse_json(" ~ json ~ "), " ~ quoted_literal(spark_json_path(path)) ~ ")") }})
 {%- endmacro %}
 
-{% macro spark_variant_type_as_kind(type_expr) -%}
-    case
-        when {{ type_expr }} = 'STRING' then 'string'
-        when {{ type_expr }} in ('BIGINT', 'INT', 'SMALLINT', 'TINYINT') then 'integer'
-        when {{ type_expr }} in ('DOUBLE', 'FLOAT') or {{ type_expr }} like 'DECIMAL%' then 'number'
-        when {{ type_expr }} = 'BOOLEAN' then 'boolean'
-        when {{ type_expr }} like 'ARRAY%' then 'array'
-        when {{ type_expr }} like 'OBJECT%' then 'object'
-        when {{ type_expr }} = 'VOID' then 'null'
-    end
+{#- Spark: the JSON type of a VARIANT value as its native name: schema_of_variant's leading word
+    ('STRING', 'BIGINT', 'DECIMAL' of 'DECIMAL(3,1)', 'OBJECT' of 'OBJECT<...>', 'VOID' for a
+    JSON null); null when the value is absent. One reference to its argument. -#}
+{% macro spark_variant_native_kind(variant_expr) -%}
+    regexp_extract(schema_of_variant({{ variant_expr }}), '^[A-Z]+', 0)
 {%- endmacro %}
 
 {#- DuckDB's json_type names in the tracking plan's vocabulary. -#}
@@ -103,48 +103,79 @@
 {%- endmacro %}
 
 
+{#- A JSON text parsed once into the value json_type_many reads: on Spark a VARIANT
+    (try_parse_json: null for invalid text), so that several paths are typed from one parse; on
+    DuckDB the text itself (json_type parses it once for a list of paths). Put it in a column of
+    its own CTE and pass that column to json_type_many. -#}
+{% macro json_document(json) -%}
+    {{ return(adapter.dispatch('json_document', 'personalization')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_document(json) -%}
+    {{ json }}
+{%- endmacro %}
+
+{% macro spark__json_document(json) -%}
+    try_parse_json({{ json }})
+{%- endmacro %}
+
+
 {#- The JSON type of several paths at once, as an array, in the engine's own names (DuckDB's
-    json_type: 'VARCHAR', 'BIGINT', ...; Spark: the kinds of json_kind). Compare the items with
-    json_native_kinds(kinds), never with kind names: mapping every item of every row to a kind
-    costs a lambda per row, mapping the few literals to native names costs nothing. -#}
-{% macro json_type_many(json, paths) -%}
-    {{ return(adapter.dispatch('json_type_many', 'personalization')(json, paths)) }}
+    json_type: 'VARCHAR', 'BIGINT', ...; Spark's schema_of_variant: 'STRING', 'BIGINT',
+    'DECIMAL', ...). `document` is a column holding json_document(text): one parse per row for
+    every path. Compare the items with json_native_kinds(kinds), never with kind names: mapping
+    every item of every row to a kind costs a lambda per row, mapping the few literals to native
+    names costs nothing. -#}
+{% macro json_type_many(document, paths) -%}
+    {{ return(adapter.dispatch('json_type_many', 'personalization')(document, paths)) }}
 {%- endmacro %}
 
-{% macro duckdb__json_type_many(json, paths) -%}
-    json_type({{ json }}, {{ quoted_literal_array(paths) }})
+{% macro duckdb__json_type_many(document, paths) -%}
+    json_type({{ document }}, {{ quoted_literal_array(paths) }})
 {%- endmacro %}
 
-{% macro spark__json_type_many(json, paths) -%}
-    array({% for path in paths %}{{ spark__json_kind(json, path) }}{{ ', ' if not loop.last }}{% endfor %})
+{% macro spark__json_type_many(document, paths) -%}
+    array({% for path in paths %}{{ spark_variant_native_kind(
+        "variant_get(" ~ document ~ ", " ~ quoted_literal(spark_json_path(path)) ~ ")") }}{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
-{% macro default__json_type_many(json, paths) -%}
+{% macro default__json_type_many(document, paths) -%}
     {{ exceptions.raise_compiler_error("json_type_many is not implemented for adapter " ~ adapter.type()) }}
 {%- endmacro %}
 
 
-{#- The names json_type_many gives the JSON kinds `kinds` (the tracking plan's vocabulary, see
-    json_kind), as a list of names: DuckDB's json_type names (an integer is BIGINT or UBIGINT);
-    on Spark the kinds themselves. -#}
-{% macro json_native_kinds(kinds) -%}
-    {{ return(adapter.dispatch('json_native_kinds', 'personalization')(kinds)) }}
+{#- Each JSON kind (the tracking plan's vocabulary, see json_kind) and the engine's native
+    names of it (json_type_many's items): DuckDB's json_type names (an integer is BIGINT or
+    UBIGINT); Spark's schema_of_variant words (a variant stores an integer in the smallest type
+    that holds it; a fraction is a DECIMAL, or a DOUBLE in exponent form). -#}
+{% macro json_native_kind_names() -%}
+    {{ return(adapter.dispatch('json_native_kind_names', 'personalization')()) }}
 {%- endmacro %}
 
-{% macro duckdb__json_native_kinds(kinds) -%}
-    {%- set names = {
+{% macro default__json_native_kind_names() -%}
+    {{ return({
         'string': ['VARCHAR'], 'integer': ['BIGINT', 'UBIGINT'], 'number': ['DOUBLE'],
         'boolean': ['BOOLEAN'], 'array': ['ARRAY'], 'object': ['OBJECT'], 'null': ['NULL'],
-    } -%}
+    }) }}
+{%- endmacro %}
+
+{% macro spark__json_native_kind_names() -%}
+    {{ return({
+        'string': ['STRING'], 'integer': ['BIGINT', 'INT', 'SMALLINT', 'TINYINT'],
+        'number': ['DOUBLE', 'FLOAT', 'DECIMAL'], 'boolean': ['BOOLEAN'], 'array': ['ARRAY'],
+        'object': ['OBJECT'], 'null': ['VOID'],
+    }) }}
+{%- endmacro %}
+
+
+{#- The native names (json_native_kind_names) of the JSON kinds `kinds`, as a list. -#}
+{% macro json_native_kinds(kinds) -%}
+    {%- set names = json_native_kind_names() -%}
     {%- set native = [] -%}
     {%- for kind in kinds -%}
         {%- for name in names[kind] if name not in native -%}{%- do native.append(name) -%}{%- endfor -%}
     {%- endfor -%}
     {{ return(native) }}
-{%- endmacro %}
-
-{% macro default__json_native_kinds(kinds) -%}
-    {{ return(kinds | list) }}
 {%- endmacro %}
 
 

@@ -1,16 +1,32 @@
-{#- Whether a line belongs to an erased identity: its userId, anonymousId or previousId is on the
-    suppression list (privacy_suppression_list, keyed pseudonyms 'suppressed:' || id). The list
-    is read from the CTE `relation`; an empty list costs no hashing. -#}
+{#- Whether a line belongs to an erased identity: its userId, anonymousId or previousId is one
+    of the identities in the CTE `relation` (column `identity`: the lines' identities found on the
+    suppression list, see suppressed_identities_of). -#}
 {% macro is_suppressed(relation, id_columns=['user_id', 'anonymous_id', 'previous_id']) -%}
     (
-        exists (select 1 from {{ relation }})
-        and (
-            {%- for column in id_columns %}
-                {{ pseudonymise("'suppressed:' || " ~ column) }} in (select identity_hash from {{ relation }})
-                {%- if not loop.last %} or{% endif %}
-            {%- endfor %}
-        )
+        {%- for column in id_columns %}
+            {{ column }} in (select identity from {{ relation }})
+            {%- if not loop.last %} or{% endif %}
+        {%- endfor %}
     )
+{%- endmacro %}
+
+
+{#- The identities named in `id_columns` of the rows of CTE `lines` that are on the suppression
+    list (CTE `suppressed`, privacy_suppression_list: keyed pseudonyms 'suppressed:' || id), as
+    one column `identity`: each distinct identity hashed once (not each line's ids, three hashes
+    a line), and none hashed while the list is empty. A select, for a CTE read by is_suppressed. -#}
+{% macro suppressed_identities_of(lines, suppressed, id_columns=['user_id', 'anonymous_id', 'previous_id']) -%}
+    select named.identity
+    from (
+        select distinct identity
+        from (
+            select {{ unnest_array(non_null_array(id_columns)) }} as identity
+            from {{ lines }}
+            where exists (select 1 from {{ suppressed }})
+        ) as line_ids
+    ) as named
+    inner join {{ suppressed }}
+        on {{ pseudonymise("'suppressed:' || named.identity") }} = {{ suppressed }}.identity_hash
 {%- endmacro %}
 
 

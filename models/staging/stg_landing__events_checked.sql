@@ -182,6 +182,11 @@ fields as (
     from top_named
 ),
 
+suppressed_line_identities as (
+    -- the lines' identities on the suppression list: each distinct id hashed once, as a join
+    {{ suppressed_identities_of('fields', 'suppressed_identities') }}
+),
+
 trait_fields as (
     select
         fields.*,
@@ -267,13 +272,23 @@ trait_checks as (
             and countries.country_code = city_in_country.country_code
 ),
 
-property_fields as (
+property_documents as (
+    -- a track call's properties parsed once for the type of every declared property
+    -- (json_document: a VARIANT on Spark, the text itself on DuckDB, whose json_type takes
+    -- a list of paths)
     select
         trait_checks.*,
         case
             when event_type = 'track' and properties is not null
-                then {{ json_type_many('properties', plan_property_paths()) }}
-        end as property_kinds{{ ',' if property_value_fields }}
+                then {{ json_document('properties') }}
+        end as properties_document
+    from trait_checks
+),
+
+property_fields as (
+    select
+        property_documents.*,
+        {{ json_type_many('properties_document', plan_property_paths()) }} as property_kinds{{ ',' if property_value_fields }}
         -- then the values of the properties with a minimum, one parse (none without a minimum;
         -- generated: the linter cannot indent a line that renders empty)
         -- noqa: disable=LT02
@@ -284,7 +299,7 @@ property_fields as (
             end as property_values
         {%- endif %}
     -- noqa: enable=LT02
-    from trait_checks
+    from property_documents
 ),
 
 property_named as (
@@ -319,7 +334,7 @@ event_checks as (
             "case when event_type = 'track' and " ~ tracking_plan_violation('mistyped', 'event_name') ~ " then 'wrong_property_type' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('negative', 'event_name') ~ " then 'negative_amount' end",
             "case when event_type = 'track' and " ~ tracking_plan_violation('below_min', 'event_name') ~ " then 'below_minimum' end",
-            "case when " ~ is_suppressed('suppressed_identities') ~ " then 'suppressed' end",
+            "case when " ~ is_suppressed('suppressed_line_identities') ~ " then 'suppressed' end",
         ]) }} as reasons
     from property_named
 ),
@@ -336,37 +351,31 @@ already_staged as (
     {%- endif %}
 ),
 
-first_copies as (
-    -- first received = first in landing order; files land with names that sort by arrival, so a
-    -- full refresh and a run per file agree on which copy wins. Ranked on a narrow projection:
-    -- sorting whole rows is the most expensive step of this model. Only lines that pass every
-    -- check compete: a quarantined copy never hides a valid one. Only ids sent more than once are
-    -- kept, so the join below builds on a few rows, not on every event.
-    select
-        message_id,
-        min(file_path || chr(0) || lpad(cast(line_number as {{ text_type() }}), 12, '0')) as first_position
-    from event_checks
-    where message_id is not null and {{ array_size('reasons') }} = 0
-    group by message_id
-    having count(*) > 1
-),
+{#- a line's place in landing order: file, then line number -#}
+{%- set landing_position = "event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as "
+    ~ text_type() ~ "), 12, '0')" %}
 
 ranked as (
+    -- first received = first in landing order; files land with names that sort by arrival, so a
+    -- full refresh and a run per file agree on which copy wins. Only lines that pass every check
+    -- compete: a quarantined copy never hides a valid one. A window over the message id, not an
+    -- aggregate joined back: event_checks is read once (Spark inlines a CTE read twice, and
+    -- computed the whole chain of checks twice; DuckDB measured the same CPU either way).
     select
         event_checks.*,
         event_checks.message_id is not null
         and {{ array_size('event_checks.reasons') }} = 0
         and (
             coalesce(
-                event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as {{ text_type() }}), 12, '0')
-                != first_copies.first_position,
+                {{ landing_position }} != min(case
+                    when event_checks.message_id is not null and {{ array_size('event_checks.reasons') }} = 0
+                        then {{ landing_position }}
+                end) over (partition by event_checks.message_id),
                 false
             )
             or already_staged.message_id is not null
         ) as is_duplicate
     from event_checks
-    left join first_copies
-        on event_checks.message_id = first_copies.message_id
     left join already_staged
         on event_checks.message_id = already_staged.message_id
 ),
