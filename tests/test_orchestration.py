@@ -249,35 +249,41 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         t["name"] for uid, t in TESTS.items() if set(DBT_MANIFEST["parent_map"][uid]) & models
     }
     deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected)) & runnable
+    folded = set(dbt_assets.folded_guard_tests(DBT_MANIFEST)) & runnable
     hourly_left = excluded_tests(hourly)
-    assert deferred and hourly_left == deferred
+    # the hourly run checks whole tables with dbt's own key tests: it skips the folded guards
+    assert deferred and len(folded) == 26 and hourly_left == deferred | folded
     left = excluded_tests(sensor) & runnable
-    assert deferred <= left
+    assert deferred <= left and not folded & left
     left -= deferred
     # dbt resolves each criterion against the graph: a few kinds, not hundreds of names
     assert len(sensor[sensor.index("--exclude") + 1].split()) < 40 < len(left)
     by_name = {t["name"]: t for t in TESTS.values()}
     kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
     assert {"accepted_values", "accepted_range"} <= kinds
-    # the only keys left are those of views and of the models a landing file cannot change
+    # every key test is left (the folded guard_keys of each written table checks the same keys
+    # on the rows the run wrote); the tables left unguarded are views and the models a landing
+    # file cannot change
     left_keys = [n for n in left if (by_name[n].get("test_metadata") or {}).get("name") in KEYS]
+    assert {n for n in runnable if (by_name[n].get("test_metadata") or {}).get("name") in KEYS} == (
+        set(left_keys)
+    )
+    guarded = {by_name[n]["attached_node"] for n in folded}
+    unguarded = {by_name[n]["attached_node"] for n in left_keys} - guarded
     independent = {
-        n
-        for n in left_keys
-        if dbt_assets.LANDING_INDEPENDENT_TAG
-        in MODELS[by_name[n]["attached_node"]]["config"]["tags"]
+        uid
+        for uid in unguarded
+        if dbt_assets.LANDING_INDEPENDENT_TAG in MODELS[uid]["config"]["tags"]
     }
-    assert {by_name[n]["attached_node"].split(".")[-1] for n in independent} == {
+    assert {uid.split(".")[-1] for uid in independent} == {
         "privacy_requests",
         "privacy_suppression_list",
     }
-    left_keys = [n for n in left_keys if n not in independent]
-    assert left_keys
-    assert {MODELS[by_name[n]["attached_node"]]["config"]["materialized"] for n in left_keys} == {
-        "view"
-    }
-    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_fct_sessions_session_id"):
+    assert {MODELS[uid]["config"]["materialized"] for uid in unguarded - independent} == {"view"}
+    for guard in ("assert_raw_lines_conserved", "guard_keys_raw_landing_events_loaded"):
         assert guard in runnable and guard not in left
+    for whole_table in (RAW_PK_CHECK, "unique_fct_sessions_session_id"):
+        assert whole_table in runnable and whole_table in left and whole_table not in hourly_left
     assert "assert_consent_signals_present" in left
     # the keys of views (stg_events, int_events_stitched) are left too: a batch writes no rows
     # there; the keys of the tables they feed are checked
