@@ -39,6 +39,7 @@ STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
 RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
+RAW_GUARD = "guard_keys_raw_landing_events_loaded"  # the same key, on the lines a batch loaded
 KEYS = {"unique", "not_null", "unique_combination_of_columns", "relationships"}
 
 
@@ -106,6 +107,7 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     specs = {spec.key: spec for spec in dbt_models.check_specs}
     assert specs[dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved")].blocking
     assert specs[dg.AssetCheckKey(RAW, RAW_PK_CHECK)].blocking
+    assert specs[dg.AssetCheckKey(RAW, RAW_GUARD)].blocking
     assert {s.name for s in repo.schedule_defs} == {
         "daily_full_build_schedule",
         "hourly_incremental_schedule",
@@ -280,7 +282,7 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         "privacy_suppression_list",
     }
     assert {MODELS[uid]["config"]["materialized"] for uid in unguarded - independent} == {"view"}
-    for guard in ("assert_raw_lines_conserved", "guard_keys_raw_landing_events_loaded"):
+    for guard in ("assert_raw_lines_conserved", RAW_GUARD):
         assert guard in runnable and guard not in left
     for whole_table in (RAW_PK_CHECK, "unique_fct_sessions_session_id"):
         assert whole_table in runnable and whole_table in left and whole_table not in hourly_left
@@ -460,14 +462,18 @@ def test_manifest_names_the_database_the_run_writes() -> None:
 def blocked(
     built: tuple[Path, dg.ExecuteInProcessResult], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dg.DagsterInstance, dg.ExecuteInProcessResult]:
-    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line,
-    started as the landing sensor starts it (guard tests only, in the warm dbt server)."""
+    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line
+    among the lines loaded since the last run (the rows a sensor batch's guard reads: a line
+    loaded again, a day after the previous run's load high-water mark), started as the landing
+    sensor starts it (guard tests only, in the warm dbt server)."""
     root, _ = built
     bad = tmp_path_factory.mktemp("orchestration_blocked")
     shutil.copy(root / "warehouse.duckdb", bad / "warehouse.duckdb")
     with duckdb.connect(str(bad / "warehouse.duckdb")) as con:
         con.execute(
-            "insert into raw.raw_landing_events select * from raw.raw_landing_events limit 1"
+            "insert into raw.raw_landing_events select * replace (loaded_at + interval 1 day "
+            "as loaded_at) from raw.raw_landing_events where loaded_at = "
+            "(select max(loaded_at) from raw.raw_landing_events) limit 1"
         )
     instance = dg.DagsterInstance.ephemeral()
     selection = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
@@ -491,8 +497,10 @@ def test_failing_blocking_check_stops_downstream_assets(
     _, result = blocked
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert evaluations[RAW_PK_CHECK].passed is False
-    assert evaluations[RAW_PK_CHECK].asset_key == RAW
+    # a sensor batch checks the raw keys with the folded guard (the whole-table test is hourly's)
+    assert RAW_PK_CHECK not in evaluations
+    assert evaluations[RAW_GUARD].passed is False
+    assert evaluations[RAW_GUARD].asset_key == RAW
     materialised = {
         e.event_specific_data.materialization.asset_key
         for e in result.get_asset_materialization_events()
