@@ -71,21 +71,22 @@ violations as (
                 '{{ rule.reason }}' as reason,
                 {{ personalization.guard_keys_text(rule.columns, 'whole') }} as row_key
             from {{ model }} as whole
+            {%- if scope != 'true' %}
+                -- the keys the run wrote, joined by hash (a correlated exists cost 5-10x)
+                inner join (
+                    select distinct {{ rule.columns | join(', ') }} from written
+                ) as written_keys
+                    on
+                    {%- for column in rule.columns %}
+                        whole.{{ column }} is not distinct from written_keys.{{ column }}
+                        {%- if not loop.last %} and{% endif %}
+                    {%- endfor %}
+            {%- endif %}
             where
                 {%- if rule.kind == 'unique' %}
                     whole.{{ rule.columns[0] }} is not null
                 {%- else %}
                     true
-                {%- endif %}
-                {%- if scope != 'true' %}
-                    and exists (
-                        select 1 from written
-                        where
-                            {%- for column in rule.columns %}
-                                written.{{ column }} is not distinct from whole.{{ column }}
-                                {%- if not loop.last %} and{% endif %}
-                            {%- endfor %}
-                    )
                 {%- endif %}
             group by
                 {%- for column in rule.columns %}
