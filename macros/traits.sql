@@ -5,6 +5,11 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
+    {#- validated once per invocation (invocation_cache) -#}
+    {%- set cache = personalization.invocation_cache() -%}
+    {%- if 'trait_catalogue' in cache -%}
+        {{ return(cache['trait_catalogue']) }}
+    {%- endif -%}
     {#- a var overrides the file (tests feed catalogues this way) -#}
     {%- set traits = var('trait_catalogue', none) -%}
     {%- if traits is none and 'nodes' in graph -%}
@@ -13,6 +18,7 @@
     {%- endif -%}
     {%- set traits = traits or [] -%}
     {%- do validate_trait_catalogue(traits) -%}
+    {%- do cache.update({'trait_catalogue': traits}) -%}
     {{ return(traits) }}
 {%- endmacro %}
 

@@ -215,14 +215,13 @@ def tests_left_for_daily(
 
 
 # The tests that guard a micro-batch's outputs: the keys (unique, not null, foreign keys) of the
-# tables it writes, raw lines conserved, every landing file loaded, and the membership history's
-# spells. Left to the hourly and daily runs, which build the same models: value checks (accepted
-# values and ranges, expressions, segment sizes), unit tests, and the keys of views (a view's
-# rows follow from its code and its input tables, whose keys a batch checks; the views over all
-# events cost a quarter of a batch's test time).
-GUARD_GENERIC_TESTS = frozenset(
-    {"unique", "unique_combination_of_columns", "not_null", "relationships"}
-)
+# tables it writes, folded into one `guard_keys` test per table that checks only the rows the run
+# wrote (tests/dbt/generic/guard_keys.sql), raw lines conserved, every landing file loaded, and
+# the membership history's spells. Left to the hourly and daily runs, which build the same models:
+# dbt's own key tests on whole tables (those runs skip guard_keys, which folds the same checks),
+# value checks (accepted values and ranges, expressions, segment sizes), unit tests, and the keys
+# of views (a view's rows follow from its code and its input tables, whose keys a batch checks).
+GUARD_GENERIC_TESTS = frozenset({"guard_keys"})
 GUARD_SINGULAR_TESTS = frozenset(
     {
         "assert_raw_lines_conserved",
@@ -259,6 +258,16 @@ def tests_left_for_hourly(manifest: Mapping[str, Any]) -> list[str]:
         props["name"]
         for props in manifest["nodes"].values()
         if props["resource_type"] == "test" and not is_guard_test(manifest, props)
+    )
+
+
+def folded_guard_tests(manifest: Mapping[str, Any]) -> list[str]:
+    """The folded key guards (guard_keys), which only sensor-started micro-batches run."""
+    return sorted(
+        props["name"]
+        for props in manifest["nodes"].values()
+        if props["resource_type"] == "test"
+        and (props.get("test_metadata") or {}).get("name") in GUARD_GENERIC_TESTS
     )
 
 
@@ -319,6 +328,8 @@ def dbt_build_args(
     if sensor_batch:
         excluded |= set(tests_left_for_hourly(manifest))
         args += ["--exclude-resource-type", "unit_test"]
+    else:  # dbt's own key tests check the whole tables: the folded guards would repeat them
+        excluded |= set(folded_guard_tests(manifest))
     criteria = exclude_criteria(manifest, excluded, selected_keys)
     if sensor_batch:
         criteria.append(f"tag:{LANDING_INDEPENDENT_TAG}")

@@ -2,9 +2,10 @@
 gives, column by column.
 
 The micro-batches run as the Dagster micro-batch job runs them: `dbt build --selector
-microbatch` (selectors.yml; the job's asset selection is the same selector), at the tightest
-incremental setting (lookback_hours 0). In between come a late event (a day older than the
-batch it arrives in), an identity stitched retroactively (an anonymous visitor of the first
+microbatch_sensor` (selectors.yml: the job's models, with the folded key guards a sensor batch
+runs, guard_keys over the rows each batch wrote, in place of dbt's whole-table key tests), at
+the tightest incremental setting (lookback_hours 0). In between come a late event (a day older
+than the batch it arrives in), an identity stitched retroactively (an anonymous visitor of the first
 batch identifies later), a shared device (an anonymous id a second user identifies on: its
 events leave the first user, who brings no line of their own) and a consent withdrawal.
 
@@ -46,7 +47,7 @@ from conftest import make_warehouse, user_key
 
 from personalization.dbt_runner import Warehouse, run_dbt
 
-MICROBATCH = ["build", "--selector", "microbatch"]
+MICROBATCH = ["build", "--selector", "microbatch_sensor"]
 # the touched path on every batch (the switch, touched_full_rebuild_share, never fires: its
 # early batches touch every user), so the touched-set rules are what this test guards; the
 # switch itself: tests/test_touched_switch.py

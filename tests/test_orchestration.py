@@ -39,6 +39,7 @@ STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 PROFILES = dg.AssetKey(["marts", "dim_user_profiles"])
 RAW = dg.AssetKey(["raw", "raw_landing_events"])
 RAW_PK_CHECK = "unique_combination_of_columns_raw_landing_events_file_path__line_number"
+RAW_GUARD = "guard_keys_raw_landing_events_loaded"  # the same key, on the lines a batch loaded
 KEYS = {"unique", "not_null", "unique_combination_of_columns", "relationships"}
 
 
@@ -106,6 +107,7 @@ def test_definitions_load_every_asset_check_schedule_and_sensor() -> None:
     specs = {spec.key: spec for spec in dbt_models.check_specs}
     assert specs[dg.AssetCheckKey(STG_EVENTS, "assert_raw_lines_conserved")].blocking
     assert specs[dg.AssetCheckKey(RAW, RAW_PK_CHECK)].blocking
+    assert specs[dg.AssetCheckKey(RAW, RAW_GUARD)].blocking
     assert {s.name for s in repo.schedule_defs} == {
         "daily_full_build_schedule",
         "hourly_incremental_schedule",
@@ -249,35 +251,41 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         t["name"] for uid, t in TESTS.items() if set(DBT_MANIFEST["parent_map"][uid]) & models
     }
     deferred = set(dbt_assets.tests_left_for_daily(DBT_MANIFEST, selected)) & runnable
+    folded = set(dbt_assets.folded_guard_tests(DBT_MANIFEST)) & runnable
     hourly_left = excluded_tests(hourly)
-    assert deferred and hourly_left == deferred
+    # the hourly run checks whole tables with dbt's own key tests: it skips the folded guards
+    assert deferred and len(folded) == 26 and hourly_left == deferred | folded
     left = excluded_tests(sensor) & runnable
-    assert deferred <= left
+    assert deferred <= left and not folded & left
     left -= deferred
     # dbt resolves each criterion against the graph: a few kinds, not hundreds of names
     assert len(sensor[sensor.index("--exclude") + 1].split()) < 40 < len(left)
     by_name = {t["name"]: t for t in TESTS.values()}
     kinds = {(by_name[n].get("test_metadata") or {}).get("name", "singular") for n in left}
     assert {"accepted_values", "accepted_range"} <= kinds
-    # the only keys left are those of views and of the models a landing file cannot change
+    # every key test is left (the folded guard_keys of each written table checks the same keys
+    # on the rows the run wrote); the tables left unguarded are views and the models a landing
+    # file cannot change
     left_keys = [n for n in left if (by_name[n].get("test_metadata") or {}).get("name") in KEYS]
+    assert {n for n in runnable if (by_name[n].get("test_metadata") or {}).get("name") in KEYS} == (
+        set(left_keys)
+    )
+    guarded = {by_name[n]["attached_node"] for n in folded}
+    unguarded = {by_name[n]["attached_node"] for n in left_keys} - guarded
     independent = {
-        n
-        for n in left_keys
-        if dbt_assets.LANDING_INDEPENDENT_TAG
-        in MODELS[by_name[n]["attached_node"]]["config"]["tags"]
+        uid
+        for uid in unguarded
+        if dbt_assets.LANDING_INDEPENDENT_TAG in MODELS[uid]["config"]["tags"]
     }
-    assert {by_name[n]["attached_node"].split(".")[-1] for n in independent} == {
+    assert {uid.split(".")[-1] for uid in independent} == {
         "privacy_requests",
         "privacy_suppression_list",
     }
-    left_keys = [n for n in left_keys if n not in independent]
-    assert left_keys
-    assert {MODELS[by_name[n]["attached_node"]]["config"]["materialized"] for n in left_keys} == {
-        "view"
-    }
-    for guard in ("assert_raw_lines_conserved", RAW_PK_CHECK, "unique_fct_sessions_session_id"):
+    assert {MODELS[uid]["config"]["materialized"] for uid in unguarded - independent} == {"view"}
+    for guard in ("assert_raw_lines_conserved", RAW_GUARD):
         assert guard in runnable and guard not in left
+    for whole_table in (RAW_PK_CHECK, "unique_fct_sessions_session_id"):
+        assert whole_table in runnable and whole_table in left and whole_table not in hourly_left
     assert "assert_consent_signals_present" in left
     # the keys of views (stg_events, int_events_stitched) are left too: a batch writes no rows
     # there; the keys of the tables they feed are checked
@@ -454,14 +462,18 @@ def test_manifest_names_the_database_the_run_writes() -> None:
 def blocked(
     built: tuple[Path, dg.ExecuteInProcessResult], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dg.DagsterInstance, dg.ExecuteInProcessResult]:
-    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line,
-    started as the landing sensor starts it (guard tests only, in the warm dbt server)."""
+    """The micro-batch plus publish on a copy of the build whose raw table has a duplicate line
+    among the lines loaded since the last run (the rows a sensor batch's guard reads: a line
+    loaded again, a day after the previous run's load high-water mark), started as the landing
+    sensor starts it (guard tests only, in the warm dbt server)."""
     root, _ = built
     bad = tmp_path_factory.mktemp("orchestration_blocked")
     shutil.copy(root / "warehouse.duckdb", bad / "warehouse.duckdb")
     with duckdb.connect(str(bad / "warehouse.duckdb")) as con:
         con.execute(
-            "insert into raw.raw_landing_events select * from raw.raw_landing_events limit 1"
+            "insert into raw.raw_landing_events select * replace (loaded_at + interval 1 day "
+            "as loaded_at) from raw.raw_landing_events where loaded_at = "
+            "(select max(loaded_at) from raw.raw_landing_events) limit 1"
         )
     instance = dg.DagsterInstance.ephemeral()
     selection = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
@@ -485,8 +497,10 @@ def test_failing_blocking_check_stops_downstream_assets(
     _, result = blocked
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert evaluations[RAW_PK_CHECK].passed is False
-    assert evaluations[RAW_PK_CHECK].asset_key == RAW
+    # a sensor batch checks the raw keys with the folded guard (the whole-table test is hourly's)
+    assert RAW_PK_CHECK not in evaluations
+    assert evaluations[RAW_GUARD].passed is False
+    assert evaluations[RAW_GUARD].asset_key == RAW
     materialised = {
         e.event_specific_data.materialization.asset_key
         for e in result.get_asset_materialization_events()

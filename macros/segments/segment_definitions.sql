@@ -13,6 +13,11 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
+    {#- read and validated once per invocation (invocation_cache) -#}
+    {%- set cache = personalization.invocation_cache() -%}
+    {%- if 'segment_definitions' in cache -%}
+        {{ return(cache['segment_definitions']) }}
+    {%- endif -%}
     {%- set override = var('segment_definitions', none) -%}
     {%- if override is not none -%}
         {%- set definitions = override -%}
@@ -29,6 +34,7 @@
     {%- if execute and personalization.segment_graph_available() -%}
         {%- do personalization.validate_segments_once(definitions) -%}
     {%- endif -%}
+    {%- do cache.update({'segment_definitions': definitions}) -%}
     {{ return(definitions) }}
 {%- endmacro %}
 
