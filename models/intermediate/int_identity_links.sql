@@ -1,32 +1,36 @@
 {#- Every link between an anonymous id (or an alias's previousId) and a userId, from identify and
     any event carrying both, up to as_of() (a link made later does not exist yet).
     Incremental by load high-water mark (load_mark_state(), macros/touched_users.sql): a run
-    recomputes, from all their lines, the links of the anonymous ids on lines loaded after the
-    latest last_loaded_at here or stamped in (previous as_of, as_of]; a link never goes away
-    between runs except by a privacy request, after which the table is rebuilt whole.
-    Grain: one row per (anonymous_id, user_id). -#}
+    reads only the lines loaded after the latest last_loaded_at here or stamped in (the table's
+    built_as_of, as_of], each line exactly once (the table's mark and as_of are written with its
+    rows), and merges them into the rows of their links: earliest and latest link time, count.
+    A link never goes away between runs except by a privacy request, after which the table is
+    rebuilt whole. Grain: one row per (anonymous_id, user_id). -#}
 {{ config(
     materialized=incremental_or_table(),
     incremental_strategy='delete+insert',
     unique_key=['anonymous_id', 'user_id'],
     on_schema_change='fail',
-    pre_hook="{{ load_mark_delete_all('last_loaded_at', 'event_at') }}",
+    pre_hook="{{ load_mark_delete_all('last_loaded_at', 'event_at', none, 'built_as_of') }}",
 ) }}
 -- depends_on: {{ ref('privacy_requests') }}
-{%- set state = load_mark_state('last_loaded_at', 'event_at') %}
+{%- set state = load_mark_state('last_loaded_at', 'event_at', none, 'built_as_of') %}
 
 with
 
 events as (
     select * from {{ ref('stg_events') }}
+    where {{ state.new_lines }}
 ),
 
 links as (
     select
         {{ identity_link_anonymous_id() }} as anonymous_id,
         user_id,
-        event_at,
-        loaded_at
+        event_at as first_linked_at,
+        event_at as last_linked_at,
+        1 as linking_events,
+        loaded_at as last_loaded_at
     from events
     where
         event_at <= {{ as_of() }}
@@ -36,23 +40,28 @@ links as (
 
 {%- if not state.full %}
 
-touched as (
-    -- the anonymous ids of the new lines (an anonymous id's links only grow between runs)
-    select distinct {{ identity_link_anonymous_id() }} as anonymous_id
-    from events
-    where
-        {{ state.new_lines }}
-        and event_at <= {{ as_of() }}
-        and user_id is not null
-        and coalesce(previous_id, anonymous_id) is not null
+known as (
+    -- the rows of the links the new lines add to
+    select
+        this_table.anonymous_id,
+        this_table.user_id,
+        this_table.first_linked_at,
+        this_table.last_linked_at,
+        this_table.linking_events,
+        this_table.last_loaded_at
+    from {{ this }} as this_table
+    inner join (select distinct anonymous_id, user_id from links) as touched
+        on
+            this_table.anonymous_id = touched.anonymous_id
+            and this_table.user_id = touched.user_id
 ),
 {%- endif %}
 
-selected as (
-    select links.*
-    from links
+merged as (
+    select * from links
     {%- if not state.full %}
-        where links.anonymous_id in (select touched.anonymous_id from touched)
+        union all
+        select * from known
     {%- endif %}
 ),
 
@@ -60,11 +69,12 @@ final as (
     select
         anonymous_id,
         user_id,
-        min(event_at) as first_linked_at,
-        max(event_at) as last_linked_at,
-        count(*) as linking_events,
-        max(loaded_at) as last_loaded_at
-    from selected
+        min(first_linked_at) as first_linked_at,
+        max(last_linked_at) as last_linked_at,
+        cast(sum(linking_events) as bigint) as linking_events,
+        max(last_loaded_at) as last_loaded_at,
+        {{ as_of() }} as built_as_of
+    from merged
     where anonymous_id != user_id
     group by anonymous_id, user_id
 )
