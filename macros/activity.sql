@@ -32,3 +32,24 @@
         {%- endif %}
     {%- endfor %}
 {%- endmacro %}
+
+
+{#- Everything besides the events that shapes int_order_amounts' rows, as a SQL expression (an
+    md5): the rates seed and the currency vars. The model stores it as input_fingerprint, and a
+    run whose fingerprint differs rebuilds the table whole (load_mark_state()). Null where the
+    table is rebuilt on every run (Spark: incremental_or_table() is `table`).
+    Example: `{{ order_amounts_fingerprint() }} as input_fingerprint`. -#}
+{% macro order_amounts_fingerprint() -%}
+    {%- if personalization.incremental_or_table() != 'incremental' -%}
+        {#- a table rebuilt on every run (Spark) needs none -#}
+        cast(null as {{ personalization.text_type() }})
+    {%- else -%}
+    md5(
+        {{ quoted_literal(var('reporting_currency') ~ '|' ~ var('default_currency') ~ '|') }}
+        || coalesce((
+            select string_agg(currency_code || ':' || cast(units_per_eur as varchar), ',' order by currency_code)
+            from {{ ref('ref_currency_rates') }}
+        ), '')
+    )
+    {%- endif -%}
+{%- endmacro %}

@@ -493,3 +493,100 @@ stitched as (
         and model.config.materialized in ['incremental', 'touched_users']
         and not should_full_refresh()) }}
 {%- endmacro %}
+
+
+{#- The state of a model that is incremental by load high-water mark (restricted_identity_keys,
+    int_identity_links, int_order_amounts: upstream of int_touched_users, so they cannot read
+    it): the lines new to this run are those (their loaded_at) loaded after the latest
+    `mark_column` the table holds (a literal, so DuckDB skips the row groups loaded before it),
+    or, when `as_of_column`
+    is given, stamped in (previous as_of, this as_of] (a later as_of brings earlier-loaded lines
+    into view). The previous as_of is that of the latest build that built this model
+    (raw.dbt_build_models). A full rebuild (`full`: the reason; load_mark_delete_all() empties
+    the table first) on a first or full-refresh build, with no logged previous build, when
+    as_of moved backwards, or when a privacy request (erasure, retention purge: lines deleted
+    behind the model's back) completed since, or, with `fingerprint` (a SQL expression of
+    everything else that shapes the rows, such as a seed and vars; the model stores it in its
+    column input_fingerprint), when it differs from the table's. With `as_of_mark` (a column of
+    the as_of each row was built at), the previous as_of is the table's latest, written in the
+    same transaction as its rows: a model that merges new lines into its rows (counts) then
+    reads each line exactly once. Returns {'full': reason or none, 'new_lines': a SQL condition
+    on the model's lines, 'true' when full}.
+    Example: `load_mark_state('loaded_at', 'event_at').new_lines`
+    -> `(loaded_at > cast('2026-01-05 10:00:00' as timestamp) or (event_at > ... and event_at <= ...))`. -#}
+{% macro load_mark_state(mark_column, as_of_column=none, fingerprint=none, as_of_mark=none) -%}
+    {%- set state = {'full': none, 'new_lines': 'true'} -%}
+    {%- if not is_incremental() -%}
+        {%- do state.update({'full': 'not incremental'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- set log_schema = personalization.build_log_schema() -%}
+    {%- if adapter.get_relation(target.database, 'raw', 'dbt_build_models') is none -%}
+        {%- do state.update({'full': 'no build log'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "with logged as (select builds.as_of, models.finished_at"
+        ~ " from " ~ log_schema ~ ".dbt_builds as builds"
+        ~ " inner join " ~ log_schema ~ ".dbt_build_models as models"
+        ~ " on builds.build_id = models.build_id"
+        ~ " where models.unique_id = '" ~ model.unique_id ~ "'"
+        ~ " order by models.finished_at desc limit 1),"
+        ~ " previous as (select "
+        ~ ("coalesce((select max(" ~ as_of_mark ~ ") from " ~ this ~ "), logged.as_of)"
+            if as_of_mark else "logged.as_of") ~ " as as_of, logged.finished_at from logged)"
+        ~ " select cast((select max(" ~ mark_column ~ ") from " ~ this ~ ") as varchar),"
+        ~ " cast(previous.as_of as varchar),"
+        ~ " previous.as_of > " ~ personalization.as_of() ~ " as is_backwards,"
+        ~ " coalesce((select max(completed_at) from " ~ ref('privacy_requests') ~ ")"
+        ~ " > previous.finished_at, false) as is_after_privacy_request,"
+        ~ (" (select max(input_fingerprint) from " ~ this ~ ") is distinct from (" ~ fingerprint ~ ")"
+            if fingerprint else " false") ~ " as is_changed,"
+        ~ " previous.as_of = " ~ personalization.as_of() ~ " as is_same_as_of"
+        ~ " from previous"
+    ) -%}
+    {%- if found.rows | length == 0 -%}
+        {%- do state.update({'full': 'no previous build'}) -%}
+        {{ return(state) }}
+    {%- endif -%}
+    {%- set mark, previous_as_of, is_backwards, is_after_request, is_changed, is_same_as_of
+        = found.rows[0] -%}
+    {%- if is_backwards -%}
+        {%- do state.update({'full': 'as_of moved backwards'}) -%}
+    {%- elif is_after_request -%}
+        {%- do state.update({'full': 'privacy request'}) -%}
+    {%- elif is_changed -%}
+        {%- do state.update({'full': 'inputs changed'}) -%}
+    {%- else -%}
+        {%- set condition = "loaded_at > cast('" ~ (mark or '1900-01-01') ~ "' as timestamp)" -%}
+        {#- no band when as_of did not move: a bare load-stamp filter lets DuckDB skip row groups -#}
+        {%- if as_of_column and not is_same_as_of -%}
+            {%- set condition = condition ~ " or (" ~ as_of_column ~ " > cast('" ~ previous_as_of
+                ~ "' as timestamp) and " ~ as_of_column ~ " <= " ~ personalization.as_of() ~ ")" -%}
+        {%- endif -%}
+        {%- do state.update({'new_lines': '(' ~ condition ~ ')'}) -%}
+    {%- endif -%}
+    {{ return(state) }}
+{%- endmacro %}
+
+
+{#- The pre-hook of a model incremental by load high-water mark: on an incremental run that
+    load_mark_state() makes a full rebuild, delete every row first (the model then inserts every
+    row: rows whose lines a privacy request removed are gone, as after a full refresh).
+    Example: `pre_hook="{{ load_mark_delete_all('loaded_at') }}"`. -#}
+{% macro load_mark_delete_all(mark_column, as_of_column=none, fingerprint=none, as_of_mark=none) -%}
+    {%- if is_incremental()
+        and personalization.load_mark_state(mark_column, as_of_column, fingerprint, as_of_mark).full -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1 as nothing_to_delete
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The anonymous side of an identity link on a stg_events line: an alias's previousId (else its
+    anonymousId), any other line's anonymousId (int_identity_links).
+    Example: `{{ identity_link_anonymous_id() }} as anonymous_id`. -#}
+{% macro identity_link_anonymous_id() -%}
+    case when event_type = 'alias' then coalesce(previous_id, anonymous_id) else anonymous_id end
+{%- endmacro %}

@@ -86,6 +86,13 @@ def view(message_id: str, at: str, received: str, **who: Any) -> str:
     )  # fmt: skip
 
 
+def order(message_id: str, event: str, at: str, received: str, **fields: Any) -> str:
+    return message(
+        message_id, at, received, type="track", event=event,
+        context={"consent": {"categoryPreferences": GRANT}}, **fields,
+    )  # fmt: skip
+
+
 def planted_lines(batches: int) -> dict[int, list[str]]:
     """The cases the issue names, each in its own batch (the generator's as_of is 2026-01-05;
     the last two batches move it, see STEP_AS_OF)."""
@@ -105,6 +112,26 @@ def planted_lines(batches: int) -> dict[int, list[str]]:
                  anonymousId="eq-shared"),
             message("eq-first", "2026-01-01T11:05:00.000Z", "2026-01-01T11:05:01.000Z",
                     type="identify", userId="eq-first", anonymousId="eq-shared"),
+            # a refund naming no amount: it reverses the whole order, whose Order Completed
+            # arrives late, in the last batch (int_order_amounts recomputes the order's lines)
+            order("eq-refund", "Order Refunded", "2026-01-03T09:00:00.000Z",
+                  "2026-01-03T09:00:01.000Z", userId="eq-buyer",
+                  properties={"order_id": "eq-order-1"}),
+            # an anonymous order, its visitor identified in the stitch batch
+            order("eq-anon-order", "Order Completed", "2026-01-02T09:00:00.000Z",
+                  "2026-01-02T09:00:01.000Z", anonymousId="eq-anon-buyer",
+                  properties={"order_id": "eq-order-2", "revenue": 30.0, "currency": "EUR",
+                              "products": [{"product_id": "P00133"}]}),
+            # an id first seen as an anonymousId, sent as a userId in the stitch batch
+            view("eq-both-1", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+                 anonymousId="eq-both"),
+            # a visitor identified on a line stamped after the generator's as_of, loaded now:
+            # the link comes into view only when as_of passes it (the last two batches)
+            view("eq-future-anon-1", "2026-01-02T11:00:00.000Z", "2026-01-02T11:00:01.000Z",
+                 anonymousId="eq-future-anon"),
+            message("eq-future-identify", "2026-01-20T09:00:00.000Z",
+                    "2026-01-20T09:00:01.000Z", type="identify", userId="eq-future",
+                    anonymousId="eq-future-anon"),
             # the lapsing user: one view and 20 feature uses on day one, then nothing
             view("eq-lapsing-view", LAPSING_AT.format(second=0), LAPSING_AT.format(second=0),
                  userId="eq-lapsing"),
@@ -123,6 +150,10 @@ def planted_lines(batches: int) -> dict[int, list[str]]:
             # a second user on eq-first's device: a shared device, its view leaves eq-first
             message("eq-second", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
                     type="identify", userId="eq-second", anonymousId="eq-shared"),
+            message("eq-buyer-identify", "2026-01-03T11:00:00.000Z", "2026-01-03T11:00:01.000Z",
+                    type="identify", userId="eq-buyer-2", anonymousId="eq-anon-buyer"),
+            view("eq-both-2", "2026-01-03T12:00:00.000Z", "2026-01-03T12:00:01.000Z",
+                 userId="eq-both"),
         ],
         # consent withdrawal by a Consent Updated event
         withdraw: [
@@ -134,6 +165,10 @@ def planted_lines(batches: int) -> dict[int, list[str]]:
         batches - 1: [
             view("eq-late", "2026-01-01T08:00:00.000Z", "2026-01-04T23:00:00.000Z",
                  userId="eq-user"),
+            order("eq-late-order", "Order Completed", "2026-01-01T09:00:00.000Z",
+                  "2026-01-04T23:00:00.000Z", userId="eq-buyer",
+                  properties={"order_id": "eq-order-1", "revenue": 50.0, "currency": "EUR",
+                              "products": [{"product_id": "P00133"}]}),
         ],
     }  # fmt: skip
 
@@ -309,6 +344,24 @@ def assert_marts_equal(warehouse: Warehouse, reference: Warehouse) -> None:
         assert open_spells == [], db
 
 
+# the models incremental by load high-water mark (load_mark_state()), compared row for row with
+# the full refresh; their bookkeeping differs by design (build_id, built_as_of: the run that wrote
+# a row; the load stamps: the reference's full refresh loads every line again)
+LOAD_MARK_TABLES = {
+    "restricted.restricted_identity_keys": "* exclude (last_loaded_at)",
+    "intermediate.int_identity_links": "* exclude (last_loaded_at, built_as_of)",
+    "intermediate.int_order_amounts": "* exclude (build_id, loaded_at)",
+}
+
+
+def assert_load_mark_tables_equal(warehouse: Warehouse, reference: Warehouse) -> None:
+    for table, columns in LOAD_MARK_TABLES.items():
+        sql = f"select {columns} from {table} order by all"
+        got, want = query(warehouse.db_path, sql), query(reference.db_path, sql)
+        assert len(got) == len(want), f"{table}: {len(got)} rows vs {len(want)}"
+        assert got == want, f"{table} differs from the full refresh"
+
+
 def assert_planted_cases(warehouse: Warehouse) -> None:
     """The planted cases took effect in the micro-batched warehouse (the comparison is not
     between two equally empty results)."""
@@ -329,6 +382,22 @@ def assert_planted_cases(warehouse: Warehouse) -> None:
         [user_key("eq-withdrawn")],
     ) == [(0,)]
     assert_shared_device_split(db)
+    # the refund of day three got its amount from the Order Completed that came last
+    profile = (
+        "select orders, revenue, refunds, refunded_amount from marts.dim_user_profiles"
+        " where canonical_user_id = ?"
+    )
+    assert query(db, profile, [user_key("eq-buyer")]) == [(1, 50.0, 1, 50.0)]
+    # the anonymous order went to the user its visitor identified as
+    assert query(db, profile, [user_key("eq-buyer-2")]) == [(1, 30.0, 0, 0.0)]
+    # an id sent as a userId after an anonymousId is a user id
+    kind = "select identity_type from restricted.restricted_identity_keys where raw_identity = ?"
+    assert query(db, kind, ["eq-both"]) == [("user_id",)]
+    # the link stamped after the first as_of came into view with the later one
+    keys = "select canonical_user_id from marts.dim_user_profiles where canonical_user_id in (?, ?)"
+    assert query(db, keys, [user_key("eq-future"), user_key("eq-future-anon")]) == [
+        (user_key("eq-future"),)
+    ]
 
 
 def assert_shared_device_split(db: Path) -> None:
@@ -353,6 +422,7 @@ def test_five_microbatches_equal_a_full_refresh(tmp_path: Path, generated_small:
     warehouse, reference = run_microbatches(tmp_path, generated_small, batches=5)
     assert_planted_cases(warehouse)
     assert_marts_equal(warehouse, reference)
+    assert_load_mark_tables_equal(warehouse, reference)
 
 
 @pytest.mark.slow
@@ -360,3 +430,4 @@ def test_twenty_microbatches_equal_a_full_refresh(tmp_path: Path, generated_smal
     warehouse, reference = run_microbatches(tmp_path, generated_small, batches=20)
     assert_planted_cases(warehouse)
     assert_marts_equal(warehouse, reference)
+    assert_load_mark_tables_equal(warehouse, reference)

@@ -26,7 +26,14 @@ USER, ANON, EMAIL = "u9", "a9", "nine@example.com"
 NOW = datetime(2026, 1, 3, tzinfo=UTC)
 # columns that differ between any two builds of the same data (the time a load ran)
 # when a row was written, and by which run (a build history differs from a fresh build's)
-BUILD_TIME_COLUMNS = {"loaded_at", "file_modified_at", "recorded_at", "build_sequence"}
+BUILD_TIME_COLUMNS = {
+    "loaded_at",
+    "last_loaded_at",
+    "file_modified_at",
+    "recorded_at",
+    "build_sequence",
+    "build_id",
+}
 # tables that legitimately differ: the erasure's own records, and the logs of runs (which
 # builds ran, which files each load saw) - they hold no identifiers
 OWN_RECORDS = {

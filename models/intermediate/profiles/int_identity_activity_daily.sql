@@ -7,7 +7,10 @@
     - pairs with events after the as_of of the last run and up to this as_of: a later as_of picks
       up events loaded earlier but stamped after the earlier as_of;
     - pairs built with events after this as_of (as_of moved back): recomputed, possibly to a row
-      with events = 0, which fct_user_activity_daily leaves out.
+      with events = 0, which fct_user_activity_daily leaves out;
+    - pairs with an order line whose amount int_order_amounts rewrote in this invocation (its
+      build_id; the selectors build int_order_amounts with this model): a late Order Completed
+      changes the amount of an earlier refund of its order.
     Every row records the as_of it was built at (built_as_of) and the run that wrote it
     (build_sequence); the last run's as_of is the lower bound of the second rule.
     Identity stitching happens downstream (fct_user_activity_daily), because it can change
@@ -62,6 +65,17 @@ touched as (
         activity_date
     from {{ this }}
     where last_event_at > {{ as_of() }}
+    union
+    -- pairs with an order line whose amount this run's int_order_amounts rewrote (a late
+    -- Order Completed gives an earlier refund of its order its amount)
+    select
+        identity_key,
+        activity_date
+    from events
+    where message_id in (
+        select message_id from order_amounts
+        where build_id = '{{ invocation_id }}'
+    )
 ),
 {%- endif %}
 

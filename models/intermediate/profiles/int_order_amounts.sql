@@ -7,7 +7,23 @@
     - currency: the event's, else the order's, else var('default_currency');
     - reporting_amount: converted with the rates seed (ref_currency_rates); null when the
       currency has no rate (counted as unconverted by the profile, never summed).
+    Incremental by load high-water mark (load_mark_state(), macros/touched_users.sql): a run
+    recomputes every line of the orders (order_id) named by lines loaded after the latest
+    loaded_at here or stamped in (previous as_of, as_of] (a late Order Completed changes the
+    amount of an earlier refund), and the new lines without an order_id. A full rebuild after a
+    privacy request or when the rates seed or the currency vars change (input_fingerprint).
+    build_id marks the rows this run wrote: int_identity_activity_daily recomputes their
+    (identity, day) pairs, so a refund whose order arrives late gets its amount there too.
     Grain: one row per message_id. -#}
+{{ config(
+    materialized=incremental_or_table(),
+    incremental_strategy='delete+insert',
+    unique_key='message_id',
+    on_schema_change='fail',
+    pre_hook="{{ load_mark_delete_all('loaded_at', 'event_at', order_amounts_fingerprint()) }}",
+) }}
+-- depends_on: {{ ref('privacy_requests') }}
+{%- set state = load_mark_state('loaded_at', 'event_at', order_amounts_fingerprint()) %}
 
 with
 
@@ -16,6 +32,32 @@ events as (
     where
         event_at <= {{ as_of() }}
         and event_name in ('Order Completed', 'Order Refunded', 'Order Cancelled')
+),
+
+{%- if not state.full %}
+
+new_lines as (
+    select
+        message_id,
+        order_id
+    from events
+    where {{ state.new_lines }}
+),
+{%- endif %}
+
+selected as (
+    -- every line of an order a new line names, and the new lines without an order_id (a full
+    -- build: every line)
+    select *
+    from events
+    {%- if not state.full %}
+        where
+            order_id in (select new_lines.order_id from new_lines)
+            or message_id in (
+                select new_lines.message_id from new_lines
+                where new_lines.order_id is null
+            )
+    {%- endif %}
 ),
 
 rates as (
@@ -29,35 +71,36 @@ reporting_rate as (
 ),
 
 orders as (
-    -- every order up to as_of; the first copy of an order_id wins
+    -- every order the run recomputes; the first copy of an order_id wins
     select
         order_id,
         {{ arg_min('order_amount', 'event_at') }} as order_amount,
         {{ arg_min('coalesce(order_currency, ' ~ quoted_literal(var('default_currency')) ~ ')', 'event_at') }}
             as order_currency
-    from events
+    from selected
     where event_name = 'Order Completed' and order_id is not null
     group by order_id
 ),
 
 amounts as (
     select
-        events.message_id,
-        events.event_name,
-        events.order_id,
-        events.event_name in ('Order Refunded', 'Order Cancelled') as is_reversal,
+        selected.message_id,
+        selected.event_name,
+        selected.order_id,
+        selected.event_name in ('Order Refunded', 'Order Cancelled') as is_reversal,
         coalesce(
-            events.order_amount,
-            case when events.event_name != 'Order Completed' then orders.order_amount end
+            selected.order_amount,
+            case when selected.event_name != 'Order Completed' then orders.order_amount end
         ) as amount,
         coalesce(
-            events.order_currency,
-            case when events.event_name != 'Order Completed' then orders.order_currency end,
+            selected.order_currency,
+            case when selected.event_name != 'Order Completed' then orders.order_currency end,
             {{ quoted_literal(var('default_currency')) }}
-        ) as currency
-    from events
+        ) as currency,
+        selected.loaded_at
+    from selected
     left join orders
-        on events.order_id = orders.order_id
+        on selected.order_id = orders.order_id
 ),
 
 final as (
@@ -71,7 +114,10 @@ final as (
         cast(
             amounts.amount / rates.units_per_eur * reporting_rate.reporting_units_per_eur
             as decimal(18, 2)
-        ) as reporting_amount
+        ) as reporting_amount,
+        amounts.loaded_at,
+        '{{ invocation_id }}' as build_id,
+        {{ order_amounts_fingerprint() }} as input_fingerprint
     from amounts
     cross join reporting_rate
     left join rates

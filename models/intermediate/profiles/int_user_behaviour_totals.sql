@@ -1,6 +1,7 @@
 {#- The per-user part of dim_user_profiles that reads events: activity totals (from
     fct_user_activity_daily), first and last seen, last order date, identification, sessions,
-    time spent and the open cart. Nothing here depends on as_of beyond the event cut (events after
+    time spent, the open cart and the latest e-mail hash (people reads it here, not from every
+    stitched event). Nothing here depends on as_of beyond the event cut (events after
     as_of are not read) or on other users: dim_user_profiles adds the as_of-relative columns
     (days since, lifecycle) and the cross-user scores over every user, cheaply.
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
@@ -77,13 +78,35 @@ open_carts as (
     group by canonical_user_id
 ),
 
+ranked_emails as (
+    select
+        canonical_user_id,
+        email_hash,
+        row_number() over (
+            partition by canonical_user_id
+            order by event_at desc, message_id desc
+        ) as recency_rank
+    from events
+    where email_hash is not null
+),
+
+latest_emails as (
+    -- the e-mail (keyed hash) of the user's latest line that carries one (people)
+    select
+        canonical_user_id,
+        email_hash
+    from ranked_emails
+    where recency_rank = 1
+),
+
 final as (
     select
         activity.*,
         coalesce(identities.is_identified, false) as is_identified,
         coalesce(session_totals.sessions, 0) as sessions,
         coalesce(session_totals.time_spent_seconds, 0) as time_spent_seconds,
-        coalesce(open_carts.has_open_cart, false) as has_open_cart
+        coalesce(open_carts.has_open_cart, false) as has_open_cart,
+        latest_emails.email_hash
     from activity
     left join identities
         on activity.canonical_user_id = identities.canonical_user_id
@@ -91,6 +114,8 @@ final as (
         on activity.canonical_user_id = session_totals.canonical_user_id
     left join open_carts
         on activity.canonical_user_id = open_carts.canonical_user_id
+    left join latest_emails
+        on activity.canonical_user_id = latest_emails.canonical_user_id
 )
 
 select * from final

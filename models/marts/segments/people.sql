@@ -11,16 +11,10 @@ profiles as (
     select * from {{ ref('dim_user_profiles') }}
 ),
 
-emails as (
-    select
-        canonical_user_id,
-        email_hash,
-        row_number() over (
-            partition by canonical_user_id
-            order by event_at desc, message_id desc
-        ) as recency_rank
-    from {{ ref('int_events_stitched') }}
-    where email_hash is not null
+behaviour as (
+    -- the latest e-mail hash per user (int_user_behaviour_totals: touched-user incremental, so
+    -- a run does not rank every stitched event again)
+    select * from {{ ref('int_user_behaviour_totals') }}
 ),
 
 people as (
@@ -31,7 +25,7 @@ people as (
 final as (
     select
         people.person_id as id,
-        emails.email_hash,
+        behaviour.email_hash,
         profiles.is_identified,
         profiles.lifecycle_stage,
         profiles.favourite_category,
@@ -41,9 +35,8 @@ final as (
     from people
     inner join profiles
         on people.person_id = profiles.canonical_user_id
-    left join emails
-        on people.person_id = emails.canonical_user_id
-            and emails.recency_rank = 1
+    left join behaviour
+        on people.person_id = behaviour.canonical_user_id
 )
 
 select * from final
