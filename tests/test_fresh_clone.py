@@ -31,6 +31,8 @@ NOT_RUN = {
     "make ui": "a server that runs until stopped: test_dagster_dev_parses_the_dbt_project loads "
     "its code location as `dagster dev` does",
     "make docs": "a server that runs until stopped: `dbt docs generate` below builds its files",
+    "make worker": "a worker that runs until stopped: tests/test_worker.py runs the same command's "
+    "worker process, lands files and stops it with SIGTERM",
     ".venv/bin/personalization generate --events 1000000 --users 20000 --days 30 --seed 1 "
     "--out data/big_landing": "a million events (hundreds of MB); the 20,000-event line above "
     "runs the same command",

@@ -479,7 +479,7 @@ def test_unit_tests_and_bias_severity(generated_warehouse: Warehouse, tmp_path: 
     )
     results = run_results(tmp_path)
     unit = {key: status for key, (status, _) in results.items() if key.startswith("unit_test.")}
-    assert len(unit) == 12 and set(unit.values()) == {"pass"}, unit
+    assert len(unit) == 13 and set(unit.values()) == {"pass"}, unit
     (bias,) = [value for key, value in results.items() if "segment_bias_flags" in key]
     assert bias[0] == "warn" and bias[1] > 0  # the generated data has skewed cells
     failed = run_dbt(
