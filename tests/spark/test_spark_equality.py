@@ -39,7 +39,14 @@ pytestmark = pytest.mark.spark
 log = logging.getLogger(__name__)
 
 # intermediate tables that carry the raw load's loaded_at
-LOADED_AT_TABLES = ("int_events_stitched", "int_identity_activity_daily")
+# each run's own load stamps and build ids (DuckDB's load stamps the wall clock, the lane's
+# PySpark load as_of), per intermediate table that keeps them
+RUN_COLUMNS = {
+    "int_events_stitched": ("loaded_at",),
+    "int_identity_activity_daily": ("loaded_at",),
+    "int_identity_links": ("last_loaded_at",),
+    "int_order_amounts": ("loaded_at", "build_id"),
+}
 # (table, columns that hold each run's own time or id: never equal across two runs)
 COMPARED_TABLES = [
     ("raw.raw_landing_events", ("loaded_at",)),
@@ -56,10 +63,9 @@ COMPARED_TABLES = [
     ("reference.ref_country_aliases", ()),
     ("reference.ref_currency_rates", ()),
     ("privacy.privacy_suppression_list", ()),
-    ("restricted.restricted_identity_keys", ()),
+    ("restricted.restricted_identity_keys", ("last_loaded_at",)),
     *(
-        # loaded_at is the raw load's time of each run (DuckDB's load stamps the wall clock)
-        (f"intermediate.{name}", ("loaded_at",) if name in LOADED_AT_TABLES else ())
+        (f"intermediate.{name}", RUN_COLUMNS.get(name, ()))
         for name in [
             "int_identity_links", "int_identity_map", "int_user_consent", "int_events_stitched",
             "int_order_amounts", "int_identity_activity_daily", "int_user_attribute_observations",
