@@ -434,28 +434,27 @@ def connect_or_start(path: Path, timeout: float = START_TIMEOUT_SECONDS) -> sock
     raise RuntimeError(f"the warm dbt server at {path} did not start within {timeout:g} s")
 
 
-def stop_server(path: Path) -> bool:
-    """Stop the server at path (True if one was running)."""
+def _control(path: Path, message: dict[str, bool]) -> bytes | None:
+    """Send the server at path a control message and return its reply (None when no server
+    runs there: a control message never starts one)."""
     client = _connect(path)
     if client is None:
-        return False
+        return None
     with client:
         client.sendall(b"\0")
-        client.sendall(json.dumps({"stop": True}).encode() + b"\n")
-        client.recv(1024)
-    return True
+        client.sendall(json.dumps(message).encode() + b"\n")
+        return client.recv(1024)
+
+
+def stop_server(path: Path) -> bool:
+    """Stop the server at path (True if one was running)."""
+    return _control(path, {"stop": True}) is not None
 
 
 def ping_server(path: Path) -> bool:
     """Keep the server at path alive (its idle time restarts); False when none is running (a
     ping never starts one)."""
-    client = _connect(path)
-    if client is None:
-        return False
-    with client:
-        client.sendall(b"\0")
-        client.sendall(json.dumps({"ping": True}).encode() + b"\n")
-        return b"pong" in client.recv(1024)
+    return b"pong" in (_control(path, {"ping": True}) or b"")
 
 
 def run_on_server(
