@@ -464,6 +464,24 @@ def warm_dbt_resource(dbt: DbtCliResource) -> DbtCliResource | None:
     )
 
 
+def warm_up_micro_batches(dbt: DbtCliResource, warehouse: WarehouseResource) -> bool:
+    """Start the warm server and have it parse the project for this warehouse's micro-batch
+    vars, so the first batch runs on a cached manifest like every later one (the micro-batch
+    worker calls it when it starts: its first batch took 16 s at 1M events instead of 10 s).
+    The command is `dbt ls` of one model, the cheapest on the manifest; its arguments carry the
+    same vars, target and flags as a batch's `dbt build`, hence the same manifest key. False when
+    the warm path is off, or the command failed (the first batch then parses, as before)."""
+    warm = warm_dbt_resource(dbt)
+    if warm is None:
+        return False
+    target = warehouse.targets() / "warm-up"
+    args = ["ls", "--vars", json.dumps(warehouse.dbt_vars()), "--select", "int_touched_users"]
+    with warehouse.dbt_env(), warm_socket(warehouse.targets()):
+        invocation = warm.cli(args, target_path=target, raise_on_error=False)
+        invocation.wait()
+    return invocation.is_successful()
+
+
 @contextlib.contextmanager
 def warm_socket(targets: Path) -> Iterator[None]:
     """Point the warm client at the server of this folder of dbt artefacts (started on first

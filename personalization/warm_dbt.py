@@ -124,11 +124,54 @@ def _close_databases() -> None:
     gc.collect()
 
 
-def _child(request: dict[str, Any], manifest: Any = None, fds: Sequence[int] = ()) -> None:
+def _copy_parsed_manifest(parse_root: Path) -> None:
+    """Make this process's dbt copy the parse's manifest.json into a run's target folder instead
+    of serialising the manifest again after the run (0.75 s of CPU per micro-batch, at the end
+    of the run, so on its latency). The copy has no compiled SQL of the run's nodes: nothing here
+    reads it (dagster-dbt runs on its own manifest, the run's results are in run_results.json),
+    and `dbt compile` or a plain dbt process still writes it in full."""
+    import dbt.task.runnable
+
+    def copy_manifest(manifest: Any, target_path: str, which: str | None = None) -> None:
+        target = Path(target_path)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("manifest.json", "semantic_manifest.json"):
+            if (parse_root / name).is_file():
+                shutil.copyfile(parse_root / name, target / name)
+
+    dbt.task.runnable.write_manifest = copy_manifest
+
+
+def warm_templates(manifest: Any) -> int:
+    """Compile every macro's Jinja template into dbt's per-process template cache
+    (dbt_common's `template_cache`, keyed by the macro's text, so a changed macro compiles anew).
+    The forked children inherit it: about half of a child's compile was Jinja compiling the
+    same macro templates again on every batch (docs/orchestration.md, "Issue 16: folded guard
+    tests", Compile). Returns how many templates compiled; one that fails is left for the child
+    (which reports its error as usual)."""
+    from dbt_common.clients.jinja import template_cache
+
+    compiled = 0
+    for macro in manifest.macros.values():
+        try:
+            template_cache.get_node_template(macro)
+            compiled += 1
+        except Exception:  # noqa: BLE001 - the child compiles it again and reports the error
+            log.debug("warm dbt: macro %s did not compile ahead", macro.unique_id)
+    return compiled
+
+
+def _child(
+    request: dict[str, Any],
+    manifest: Any = None,
+    fds: Sequence[int] = (),
+    parse_root: Path | None = None,
+) -> None:
     """In the forked child: become the command's process and run dbt; never returns.
 
     Output goes to the request's `out` file, or to the client's own stdout and stderr (fds).
-    With a manifest, dbt runs programmatically on it (dbtRunner(manifest=...): no parse)."""
+    With a manifest, dbt runs programmatically on it (dbtRunner(manifest=...): no parse), and
+    copies the parse's manifest.json (parse_root) as the run's artefact."""
     code = 1
     try:
         if fds:
@@ -145,6 +188,8 @@ def _child(request: dict[str, Any], manifest: Any = None, fds: Sequence[int] = (
         if manifest is not None:
             from dbt.cli.main import dbtRunner
 
+            if parse_root is not None:
+                _copy_parsed_manifest(parse_root)
             result = dbtRunner(manifest=manifest).invoke(list(request["args"]))
             code = 0 if result.success else (2 if result.exception is not None else 1)
         else:
@@ -162,9 +207,43 @@ def _child(request: dict[str, Any], manifest: Any = None, fds: Sequence[int] = (
         os._exit(code)
 
 
+def _warm_templates_by_parsing(project_dir: Path) -> None:
+    """Parse the project once in this process (into a temporary folder, against a scratch
+    database) and compile its macro templates ahead (warm_templates), for the children to
+    inherit. Each dbt command of the test suite then spends about 0.6 s of CPU less; a parse
+    that fails leaves the server as it was."""
+    from dbt.cli.main import dbtRunner
+
+    started = time.process_time()
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="warm-dbt-parse-") as scratch:
+        os.environ.update(
+            {"PERSONALIZATION_DB": f"{scratch}/parse.duckdb", "DBT_LOG_PATH": scratch}
+        )
+        try:
+            result = dbtRunner().invoke(
+                ["parse", "--quiet", *SERVER_PARSE_FLAGS, "--target", "dev",
+                 "--target-path", scratch, "--project-dir", str(project_dir),
+                 "--profiles-dir", str(project_dir)]
+            )  # fmt: skip
+            _close_databases()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    if not result.success or result.result is None:
+        log.warning("warm dbt: no templates compiled ahead (%s)", result.exception)
+        return
+    compiled = warm_templates(result.result)
+    log.info("warm dbt: parsed and %d templates compiled ahead in %.1f s of CPU", compiled,
+             time.process_time() - started)  # fmt: skip
+
+
 def serve() -> None:
     """The server loop: one request at a time from stdin, its answer on stdout."""
     _warm()
+    from personalization.tracking_plan import PROJECT_ROOT
+
+    _warm_templates_by_parsing(PROJECT_ROOT)
     assert threading.active_count() == 1, "the warm dbt server must have no threads to fork"
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may write on the answer pipe
@@ -181,6 +260,12 @@ def serve() -> None:
 
 
 # ---------------------------------------------------------------- the cached manifest
+
+# A parse in the server itself (the cached manifest, the templates compiled ahead) runs without
+# dbt's static parser: dbt_extractor (Rust) starts a thread pool the first time it parses a
+# model, and a forked child that then parses (a command without a cached manifest) waits
+# forever on that pool's threads, which a fork does not copy. The children parse as usual.
+SERVER_PARSE_FLAGS = ("--no-static-parser",)
 
 # What a parse of the project reads: these folders and the YAML files at the project's root
 PROJECT_FOLDERS = ("models", "macros", "tests", "seeds", "snapshots", "analyses", "python_models")
@@ -284,7 +369,13 @@ class ManifestCache:
         self.key, self.manifest = None, None
         from dbt.cli.main import dbtRunner
 
-        parse_args = ["parse", "--quiet", "--target-path", str(self.parse_root)]
+        parse_args = [
+            "parse",
+            "--quiet",
+            *SERVER_PARSE_FLAGS,
+            "--target-path",
+            str(self.parse_root),
+        ]
         for option in ("--project-dir", "--profiles-dir", "--target", "--profile", "--vars"):
             value = _option(args, option)
             if value is not None:
@@ -298,6 +389,13 @@ class ManifestCache:
             log.warning("warm dbt: parse failed (%s); the command parses itself", result.exception)
             return None
         self.key, self.manifest = key, result.result
+        started = time.process_time()
+        compiled = warm_templates(self.manifest)
+        log.info(
+            "warm dbt: %d macro templates compiled ahead in %.2f s of CPU",
+            compiled,
+            time.process_time() - started,
+        )
         return self.manifest
 
 
@@ -346,7 +444,7 @@ def _handle(conn: socket.socket, cache: ManifestCache) -> bool:
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _child(request, manifest, fds)
+        _child(request, manifest, fds, cache.parse_root)
     for fd in fds:
         os.close(fd)
     answer = {"pid": pid, "parsed": cache.parses, "manifest": manifest is not None}

@@ -336,12 +336,28 @@ class MicroBatchWorker:
         self._next_ping = time.monotonic() + idle / 3
         warm_dbt.ping_server(warm_dbt.socket_path(self.warehouse.targets()))
 
+    def warm_up(self) -> None:
+        """Start the warm dbt server and parse the project for the worker's runs before the
+        first file comes (orchestration.dbt_assets.warm_up_micro_batches)."""
+        from orchestration.dbt_assets import warm_up_micro_batches
+
+        if self.resources is None:
+            from orchestration.definitions import RESOURCES as resources
+        else:
+            resources = self.resources
+        started = time.perf_counter()
+        if warm_up_micro_batches(resources["dbt"], self.warehouse):
+            log.info("warm dbt ready for micro-batches in %.1f s", time.perf_counter() - started)
+        else:
+            log.warning("warm dbt not warmed up: the first batch parses the project")
+
     def serve(self, max_runs: int | None = None) -> int:
         """Poll and run until stopped (or max_runs runs); the number of failed runs. After a
         failed run the next one waits RETRY_SECONDS, doubling up to RETRY_MAX_SECONDS (a run
         that fails before its raw load leaves its files new: no retry loop at poll speed)."""
         self.fail_orphans()
         self.refresh()
+        self.warm_up()
         failed = streak = 0
         while not self.stop.is_set():
             result = self.step()

@@ -725,6 +725,11 @@ PROBE_PROJECT = {
         "select cast('{{ var(\"as_of\") }}' as timestamp) as as_of,\n"
         "    {{ node.config.meta.threshold if node else 0 }} as threshold, 'one' as label\n"
     ),
+    # a model dbt's static parser reads (it starts the thread pool a fork does not copy)
+    "models/plain.sql": (
+        "{{ config(materialized='view') }}\n{{ config(tags=['probe']) }}\n"
+        "select * from {{ ref('probe') }}\nunion all\nselect * from {{ ref('probe') }}\n"
+    ),
 }
 
 
@@ -753,6 +758,7 @@ def test_warm_server_reuses_its_manifest_and_reparses_a_changed_project(tmp_path
         assert found is not None
         return answer, tuple(found)
 
+    answers: list[dict[str, Any]] = []
     try:
         first, row = batch("2026-01-01 00:00:00")
         assert (first["manifest"], first["parsed"], row) == (
@@ -770,9 +776,23 @@ def test_warm_server_reuses_its_manifest_and_reparses_a_changed_project(tmp_path
         model.write_text(model.read_text().replace("'one'", "'two'"))
         fourth, row = batch("2026-02-02 00:00:00")
         assert (fourth["parsed"], row) == (3, ("2026-02-02 00:00:00", 2, "two"))
+        # a command without a cached manifest parses in its child, after the server parsed:
+        # it must not wait on a thread pool the server's own parse started (a fork copies none)
+        parse = ["parse", "--project-dir", str(project), "--profiles-dir", str(project),
+                 "--target-path", str(tmp_path / "target-parse")]  # fmt: skip
+        child = threading.Thread(
+            target=lambda: answers.append(
+                warm_dbt.run_on_server(server, parse, env, project, (out.fileno(), out.fileno()))
+            ),
+            daemon=True,
+        )
+        child.start()
+        child.join(timeout=120)
+        assert answers and answers[0]["returncode"] == 0 and not answers[0]["manifest"], answers
     finally:
         out.close()
-        assert warm_dbt.stop_server(server)
+        if answers:  # a child stuck in its parse would keep the server from stopping
+            assert warm_dbt.stop_server(server)
 
 
 def test_a_stale_manifest_is_told_apart(tmp_path: Path) -> None:

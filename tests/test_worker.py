@@ -268,6 +268,11 @@ def test_worker_loads_pushed_files_one_run_at_a_time_and_stops_after_the_run_in_
         warm_dbt.stop_server(warm_dbt.socket_path(targets))
     output = worker_log.read_text()
     assert "SIGTERM: stopping after the run in flight" in output
+    # warmed up at start: the server parsed the project once, for the warm-up, and both runs
+    # reused that manifest (its key matched theirs), with its macro templates compiled ahead
+    assert "warm dbt ready for micro-batches" in output, output
+    server_log = Path(f"{warm_dbt.socket_path(targets)}.log").read_text()
+    assert server_log.count("macro templates compiled ahead") == 1, server_log
     runs = instance.get_runs()[::-1]  # oldest first
     assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2, output
     assert [
