@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from isal import isal_zlib
@@ -432,7 +433,8 @@ def _batch(
             constant(landing_file.size, pa.int64()),
             constant(landing_file.modified_at, pa.timestamp("us")),
             constant(item.file_hash, pa.string()),
-            pa.array(range(first_number, first_number + count), pa.int64()),
+            # numpy's arange, not a Python range: no Python int per line
+            pa.array(np.arange(first_number, first_number + count, dtype=np.int64)),
             lines,
             bad,
             constant(loaded_at, pa.timestamp("us")),
