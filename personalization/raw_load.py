@@ -248,7 +248,7 @@ def _gzip_blocks(path: Path) -> Iterator[bytes]:
         raise TruncatedGzipError("compressed file ended before the end-of-stream marker")
 
 
-def _raw_blocks(path: Path) -> Iterator[bytes]:
+def raw_blocks(path: Path) -> Iterator[bytes]:
     """The bytes of a plain or gzip file, in blocks; a gzip error after the blocks before it."""
     if is_gzip_name(path):
         yield from _gzip_blocks(path)
@@ -262,7 +262,7 @@ def _line_chunks(path: Path) -> Iterator[bytes]:
     newline). A last line without a final newline comes last, only when the file ended cleanly: a
     read error is raised after the complete lines before it, and the cut-off line is dropped."""
     pending = b""
-    for block in _raw_blocks(path):
+    for block in raw_blocks(path):
         data = pending + block if pending else block
         cut = data.rfind(b"\n")
         if cut < 0:
