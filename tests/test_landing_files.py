@@ -102,7 +102,7 @@ def test_env_only_build_loads_every_good_file_and_records_the_bad(landed) -> Non
             "from raw.raw_landing_files where load_status != 'loaded'",
         )
     )
-    assert "incorrect header check" in details["dt=2026-01-02/not-gzip.jsonl.gz"]
+    assert "Invalid gzip/zlib wrapper" in details["dt=2026-01-02/not-gzip.jsonl.gz"]
     assert "end-of-stream marker" in details["dt=2026-01-02/truncated.jsonl.gz"]
     assert "same bytes as dt=2026-01-01/bom.jsonl" in details["dt=2026-01-02/copy-of-bom.jsonl"]
     # the reference time came from the environment too, and the build recorded it

@@ -171,7 +171,7 @@ def test_unreadable_gzip_files_are_recorded_and_the_others_load(tmp_path):
     assert 0 < truncated.lines_loaded < 2000
     assert lines[: truncated.lines_loaded] == data.splitlines()[: truncated.lines_loaded]
     assert by_path["b-not-gzip.jsonl.gz"].status == "unreadable"
-    assert "incorrect header check" in by_path["b-not-gzip.jsonl.gz"].detail
+    assert "Invalid gzip/zlib wrapper" in by_path["b-not-gzip.jsonl.gz"].detail
     assert by_path["b-not-gzip.jsonl.gz"].lines_loaded == 0
     assert (by_path["c-good.jsonl"].status, by_path["c-good.jsonl"].lines_loaded) == ("loaded", 2)
     assert lines[truncated.lines_loaded :] == ['{"good": 1}', '{"good": 2}']
