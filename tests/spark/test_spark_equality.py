@@ -11,6 +11,7 @@ table, the restricted identity keys, intermediate and marts.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -33,61 +34,16 @@ from personalization.spark.compare import (
 from personalization.spark.dbt_spark import run_dbt_spark
 from personalization.spark.lane import SPARK_SELECTION
 from personalization.spark.session import spark_conf
+from personalization.spark.tables import (
+    EMPTY_ON_THE_FIXTURE,
+    built_relations,
+    compared_tables,
+    relation_name,
+)
 from personalization.tracking_plan import PROJECT_ROOT
 
 pytestmark = pytest.mark.spark
 log = logging.getLogger(__name__)
-
-# intermediate tables that carry the raw load's loaded_at
-# each run's own load stamps and build ids (DuckDB's load stamps the wall clock, the lane's
-# PySpark load as_of), per intermediate table that keeps them
-RUN_COLUMNS = {
-    "int_events_stitched": ("loaded_at",),
-    "int_identity_activity_daily": ("loaded_at",),
-    "int_identity_links": ("last_loaded_at",),
-    # input_fingerprint (the rates a DuckDB incremental run compares) is null on Spark, where
-    # the model is a plain table rebuilt every run
-    "int_order_amounts": ("loaded_at", "build_id", "input_fingerprint"),
-}
-# (table, columns that hold each run's own time or id: never equal across two runs)
-COMPARED_TABLES = [
-    ("raw.raw_landing_events", ("loaded_at",)),
-    ("raw.landing_file_log", ("load_id", "logged_at")),
-    ("raw.raw_landing_files", ("loaded_at",)),
-    ("staging.stg_tracking_plan", ()),
-    ("staging.stg_landing__events_checked", ("loaded_at",)),
-    ("staging.stg_events", ("loaded_at",)),
-    ("staging.quarantined_events", ("loaded_at",)),
-    ("staging.stg_duplicate_events", ("loaded_at",)),
-    ("staging.quarantined_traits", ()),
-    ("reference.ref_countries", ()),
-    ("reference.ref_cities", ()),
-    ("reference.ref_country_aliases", ()),
-    ("reference.ref_currency_rates", ()),
-    ("privacy.privacy_suppression_list", ()),
-    ("restricted.restricted_identity_keys", ("last_loaded_at",)),
-    *(
-        (f"intermediate.{name}", RUN_COLUMNS.get(name, ()))
-        for name in [
-            "int_identity_links", "int_identity_map", "int_user_consent", "int_events_stitched",
-            "int_order_amounts", "int_identity_activity_daily", "int_user_attribute_observations",
-            "int_user_attributes", "int_user_catalogue_traits", "int_user_imputation_features",
-            "int_user_behaviour_vectors",
-        ]
-    ),
-    *(
-        (f"marts.{name}", ())
-        for name in [
-            "fct_sessions", "fct_user_activity_daily", "dim_user_profiles",
-            "fct_user_attribute_freshness", "users_needing_refresh", "fct_segment_membership",
-            "fct_segment_membership_history", "fct_segment_events", "dim_segments", "audiences",
-            "audience_memberships", "people", "rpt_segment_overlap",
-            "rpt_segment_composition_audit", "rpt_identity_audit", "rpt_event_volume_daily",
-            "rpt_data_quality", "rpt_data_quality_history", "rpt_privacy_requests",
-        ]
-    ),
-]  # fmt: skip
-
 
 # JSON text each engine's JSON writer produced (compare_frames: compared as JSON values)
 JSON_COLUMNS = ("properties", "custom_traits")
@@ -119,6 +75,14 @@ def spark_warehouse(tmp_path_factory: pytest.TempPathFactory, fixture_warehouse:
     )  # fmt: skip
     run_dbt_spark(["build", *SPARK_SELECTION], make_warehouse(root, landing), warehouse_dir)
     return warehouse_dir
+
+
+def _spark_build_artifacts(spark_warehouse: Path) -> tuple[dict, dict]:
+    """The manifest and run results of the fixture's dbt build on Spark (its target folder)."""
+    target = spark_warehouse.parent / "target"
+    return tuple(  # type: ignore[return-value]
+        json.loads((target / name).read_text()) for name in ("manifest.json", "run_results.json")
+    )
 
 
 def _duckdb_frame(warehouse: Warehouse, table: str) -> pd.DataFrame:
@@ -196,13 +160,25 @@ def test_compare_frames_reads_json_columns_as_values() -> None:
 def test_fixture_tables_equal_on_duckdb_and_spark(
     fixture_warehouse: Warehouse, spark_warehouse: Path
 ) -> None:
-    """Every table Spark builds has the same rows and values as DuckDB's build of the fixture."""
+    """Every relation Spark builds (personalization/spark/tables.py: derived from the Spark
+    build's manifest, and checked against the relations dbt ran) has the same rows and values as
+    DuckDB's build of the fixture."""
     from personalization.spark.session import spark_session
 
+    manifest, run_results = _spark_build_artifacts(spark_warehouse)
+    ran = sorted(
+        relation_name(manifest["nodes"][result["unique_id"]])
+        for result in run_results["results"]
+        if result["unique_id"].split(".")[0] in ("model", "seed")
+        and manifest["nodes"][result["unique_id"]]["config"]["materialized"] != "ephemeral"
+    )
+    # the selection resolved on the manifest is what dbt itself built on Spark
+    assert ran == built_relations(manifest)
+    tables = compared_tables(manifest)
     spark = spark_session(spark_warehouse)
     comparisons: list[TableComparison] = []
     try:
-        for table, ignore in COMPARED_TABLES:
+        for table, ignore in tables:
             spark_table = spark.table(table)
             comparisons.append(
                 compare_frames(
@@ -218,7 +194,8 @@ def test_fixture_tables_equal_on_duckdb_and_spark(
         spark.stop()
     text = report(comparisons)
     log.info("DuckDB vs Spark, tests/fixtures/landing:\n%s", text)
-    assert all(c.duckdb_rows > 0 for c in comparisons if "privacy" not in c.table), text
+    # rows on both sides, but where the fixture has none (no privacy request, a full build)
+    assert {c.table for c in comparisons if c.duckdb_rows == 0} == set(EMPTY_ON_THE_FIXTURE), text
     # every table equal: the fixture's tie (user 'ok' views P1 and P2 at the same instant) is
     # broken by message_id on both engines (macros/traits.sql tie_broken_time)
     assert all(c.equal for c in comparisons), text
