@@ -355,77 +355,30 @@ already_staged as (
 {%- set landing_position = "event_checks.file_path || chr(0) || lpad(cast(event_checks.line_number as "
     ~ text_type() ~ "), 12, '0')" %}
 
-{%- if duplicates_by_window() %}
-
-    ranked as (
-        -- first received = first in landing order; files land with names that sort by arrival, so a
-        -- full refresh and a run per file agree on which copy wins. Only lines that pass every
-        -- check compete: a quarantined copy never hides a valid one. A window over the message id,
-        -- not an aggregate joined back: event_checks is read once (Spark inlines a CTE read twice,
-        -- and computed the whole chain of checks twice).
-        select
-            event_checks.*,
-            event_checks.message_id is not null
-            and {{ array_size('event_checks.reasons') }} = 0
-            and (
-                coalesce(
-                    {{ landing_position }} != min(case
-                        when event_checks.message_id is not null and {{ array_size('event_checks.reasons') }} = 0
-                            then {{ landing_position }}
-                    end) over (partition by event_checks.message_id),
-                    false
-                )
-                or already_staged.message_id is not null
-            ) as is_duplicate
-        from event_checks
-        left join already_staged
-            on event_checks.message_id = already_staged.message_id
-    ),
-{%- else %}
-
-    repeated_message_ids as (
-        -- the message ids seen more than once in this run's lines: only a copy of one of them can
-        -- repeat an earlier copy of the same run (fields is already materialised for the
-        -- suppression check, so this is a narrow aggregate)
-        select message_id
-        from fields
-        where message_id is not null
-        group by message_id
-        having count(*) > 1
-    ),
-
-    first_copies as (
-        -- first received = first in landing order (files land with names that sort by arrival, so a
-        -- full refresh and a run per file agree on which copy wins), among the copies that pass
-        -- every check: a quarantined copy never hides a valid one. An aggregate of the few repeated
-        -- ids joined back, not a window: a window carries every column of every line through its
-        -- partitions (a third of the model's CPU on DuckDB)
-        select
-            event_checks.message_id,
-            min({{ landing_position }}) as first_position
-        from event_checks
-        where
-            event_checks.message_id in (select repeated_message_ids.message_id from repeated_message_ids)
-            and {{ array_size('event_checks.reasons') }} = 0
-        group by event_checks.message_id
-    ),
-
-    ranked as (
-        select
-            event_checks.*,
-            event_checks.message_id is not null
-            and {{ array_size('event_checks.reasons') }} = 0
-            and (
-                coalesce({{ landing_position }} != first_copies.first_position, false)
-                or already_staged.message_id is not null
-            ) as is_duplicate
-        from event_checks
-        left join first_copies
-            on event_checks.message_id = first_copies.message_id
-        left join already_staged
-            on event_checks.message_id = already_staged.message_id
-    ),
-{%- endif %}
+ranked as (
+    -- first received = first in landing order; files land with names that sort by arrival, so a
+    -- full refresh and a run per file agree on which copy wins. Only lines that pass every check
+    -- compete: a quarantined copy never hides a valid one. A window over the message id, not an
+    -- aggregate joined back: event_checks is read once (Spark inlines a CTE read twice, and
+    -- computed the whole chain of checks twice; DuckDB measured the same CPU either way).
+    select
+        event_checks.*,
+        event_checks.message_id is not null
+        and {{ array_size('event_checks.reasons') }} = 0
+        and (
+            coalesce(
+                {{ landing_position }} != min(case
+                    when event_checks.message_id is not null and {{ array_size('event_checks.reasons') }} = 0
+                        then {{ landing_position }}
+                end) over (partition by event_checks.message_id),
+                false
+            )
+            or already_staged.message_id is not null
+        ) as is_duplicate
+    from event_checks
+    left join already_staged
+        on event_checks.message_id = already_staged.message_id
+),
 
 {%- set scrub_change_expressions = [] -%}
 {%- for field, column in scrubbed_text_fields().items() %}
