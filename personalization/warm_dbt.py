@@ -128,8 +128,9 @@ def _copy_parsed_manifest(parse_root: Path) -> None:
     """Make this process's dbt copy the parse's manifest.json into a run's target folder instead
     of serialising the manifest again after the run (0.75 s of CPU per micro-batch, at the end
     of the run, so on its latency). The copy has no compiled SQL of the run's nodes: nothing here
-    reads it (dagster-dbt runs on its own manifest, the run's results are in run_results.json),
-    and `dbt compile` or a plain dbt process still writes it in full."""
+    reads it (dagster-dbt runs on its own manifest, the run's results are in run_results.json).
+    Only commands that build (COPY_MANIFEST_COMMANDS) take the copy: `compile`, `show` and `ls`,
+    whose point may be the compiled SQL, and a plain dbt process write it in full."""
     import dbt.task.runnable
 
     def copy_manifest(manifest: Any, target_path: str, which: str | None = None) -> None:
@@ -188,7 +189,7 @@ def _child(
         if manifest is not None:
             from dbt.cli.main import dbtRunner
 
-            if parse_root is not None:
+            if parse_root is not None and _command(request["args"]) in COPY_MANIFEST_COMMANDS:
                 _copy_parsed_manifest(parse_root)
             result = dbtRunner(manifest=manifest).invoke(list(request["args"]))
             code = 0 if result.success else (2 if result.exception is not None else 1)
@@ -271,12 +272,19 @@ SERVER_PARSE_FLAGS = ("--no-static-parser",)
 PROJECT_FOLDERS = ("models", "macros", "tests", "seeds", "snapshots", "analyses", "python_models")
 # dbt commands that run on a cached manifest; any other (parse, debug, --version) runs as usual
 MANIFEST_COMMANDS = frozenset({"build", "run", "test", "compile", "show", "ls", "list", "seed"})
+# commands whose run copies the parse's manifest.json instead of writing it (_copy_parsed_manifest)
+COPY_MANIFEST_COMMANDS = frozenset({"build", "run", "test", "seed"})
 # vars dbt renders when it compiles a node, never at parse time: a change needs no new parse
 COMPILE_TIME_VARS = frozenset({"as_of"})
 # environment a run sets per invocation (artefact folders), which a parse does not read
 PER_RUN_ENV = frozenset(
     {"DBT_TARGET_PATH", "DBT_LOG_PATH", "PERSONALIZATION_AS_OF", "PERSONALIZATION_WARM_DBT_SHIELD"}
 )
+
+
+def _command(args: Sequence[str]) -> str | None:
+    """The dbt command of an argument list (its first word that is not an option)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 def _option(args: Sequence[str], name: str) -> str | None:
@@ -308,7 +316,7 @@ def manifest_key(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> str 
     definitions' YAML, dbt_project.yml, selectors.yml, profiles.yml), the vars other than as_of,
     the target and profile, and the PERSONALIZATION_* and DBT_* environment (database path, landing
     folder, dbt target) other than the per-run artefact folders and as_of."""
-    command = next((a for a in args if not a.startswith("-")), None)
+    command = _command(args)
     if command not in MANIFEST_COMMANDS:
         return None
     import yaml
