@@ -235,7 +235,7 @@ def test_each_folded_rule_fails_on_its_planted_row(
                     planted = ", ".join("null" if v is None else str(v) for v in base)
                     assert planted in keys, (model, reason, found)
                 checked += 1
-    assert checked == 65  # every key test of the 26 tables a micro-batch writes
+    assert checked == 68  # every key test of the 26 tables a micro-batch writes
 
 
 def test_a_duplicate_of_an_unwritten_row_fails_one_among_unwritten_rows_is_left_to_hourly_runs(

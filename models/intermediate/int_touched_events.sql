@@ -13,13 +13,12 @@
 with
 
 events as (
-    select * from {{ ref('stg_events') }}
-    where
-        {%- if every_user %}
-            false
-        {%- else %}
-            {{ touched_identities_only('user_id', 'anonymous_id', every_user=false) }}
-        {%- endif %}
+    {%- if every_user %}
+        select * from {{ ref('stg_events') }}
+        where false
+    {%- else %}
+        {{ touched_lines(ref('stg_events'), by_column=true, every_user=false) }}
+    {%- endif %}
 ),
 
 identity_map as (

@@ -1,7 +1,7 @@
 {#- The raw identities whose lines can belong to a user this run recomputes: each touched user's
     own raw identity (its userId, or the anonymous id of an unmerged visitor or a shared device)
     and every anonymous id the identity map resolves to one of them. The touched-user models
-    take the lines of these identities (touched_identities_only: a semi-join on the raw ids)
+    take the lines of these identities (touched_lines: a lookup by the raw ids)
     before any stitching join, then key them and keep the touched users' rows
     (docs/architecture.md, "Touched users"). Every identity on a full rebuild.
     Grain: one row per raw_identity. -#}
@@ -36,10 +36,22 @@ stitched_identities as (
         on identity_map.user_id = own_identities.raw_identity
 ),
 
-final as (
+identities as (
     select raw_identity from own_identities
     union
     select raw_identity from stitched_identities
+),
+
+final as (
+    -- which columns of the staged lines can hold each identity (restricted_identity_keys: a
+    -- userId ever, an anonymousId ever), so a model looks it up only there (touched_lines())
+    select
+        identities.raw_identity,
+        coalesce(identity_keys.identity_type = 'user_id', false) as is_user_id,
+        coalesce(identity_keys.is_anonymous_id, false) as is_anonymous_id
+    from identities
+    left join identity_keys
+        on identities.raw_identity = identity_keys.raw_identity
 )
 
 select * from final

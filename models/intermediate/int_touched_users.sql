@@ -45,43 +45,58 @@ identity_links as (
     select * from {{ ref('int_identity_links') }}
 ),
 
+{#- the rules' conditions on a line, each a filter DuckDB can push into its scan (a range of
+    one column against literals: it skips the row groups outside it); the lines are read once
+    per condition (an `or` of them scanned every line of the history, 1.1 s of CPU a
+    micro-batch at 10M events) -#}
+{%- set conditions = [] %}
+{%- if not state.full %}
+    {%- do conditions.append("loaded_at > " ~ touched_high_water_mark(state)) %}
+    {%- for band in touched_as_of_bands(state.definitions) %}
+        {%- if band[0] is number %}
+            {%- do conditions.append("event_at > " ~ dbt.dateadd('minute', -1 * band[0], state.as_of)
+                ~ " and event_at <= " ~ dbt.dateadd('minute', -1 * band[1], as_of())) %}
+        {%- else %}
+            {%- do conditions.append(to_utc_timestamp(quoted_literal(band[1])) ~ " > " ~ state.as_of
+                ~ " and " ~ to_utc_timestamp(quoted_literal(band[1])) ~ " <= " ~ as_of()
+                ~ " and event_at >= " ~ to_utc_timestamp(quoted_literal(band[0]))
+                ~ " and event_at <= " ~ to_utc_timestamp(quoted_literal(band[1]))) %}
+        {%- endif %}
+    {%- endfor %}
+    {#- a consent signal received in (previous as_of, as_of]: its time is one of these three
+        columns, so each is tried as a range (the exact rule applies in every case) -#}
+    {%- set consent_carried = [] %}
+    {%- for category in consent_categories() %}
+        {%- do consent_carried.append("consent_" ~ category ~ " is not null") %}
+    {%- endfor %}
+    {%- for column in ['received_at', 'event_at', 'loaded_at'] %}
+        {%- do conditions.append(column ~ " > " ~ state.as_of ~ " and " ~ column ~ " <= " ~ as_of()
+            ~ " and " ~ consent_signal_at('checked') ~ " > " ~ state.as_of
+            ~ " and " ~ consent_signal_at('checked') ~ " <= " ~ as_of()
+            ~ " and (" ~ consent_carried | join(" or ") ~ ")") %}
+    {%- endfor %}
+{%- endif %}
+
 new_lines as (
     -- lines whose identities' output can change (the rules above; none on a full rebuild)
-    select
-        user_id,
-        anonymous_id,
-        previous_id
-    from checked
-    {%- if state.full %}
-        where false
+    {%- for condition in conditions %}
+        select
+            user_id,
+            anonymous_id,
+            previous_id
+        from checked
+        where {{ condition }}
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- else %}
-        where
-            loaded_at > {{ touched_high_water_mark(state) }}
-            {%- for band in touched_as_of_bands(state.definitions) %}
-                {%- if band[0] is number %}
-                    or (
-                        event_at > {{ dbt.dateadd('minute', -1 * band[0], state.as_of) }}
-                        and event_at <= {{ dbt.dateadd('minute', -1 * band[1], as_of()) }}
-                    )
-                {%- else %}
-                    or (
-                        {{ to_utc_timestamp(quoted_literal(band[1])) }} > {{ state.as_of }}
-                        and {{ to_utc_timestamp(quoted_literal(band[1])) }} <= {{ as_of() }}
-                        and event_at >= {{ to_utc_timestamp(quoted_literal(band[0])) }}
-                        and event_at <= {{ to_utc_timestamp(quoted_literal(band[1])) }}
-                    )
-                {%- endif %}
-            {%- endfor %}
-            or (
-                {{ consent_signal_at('checked') }} > {{ state.as_of }}
-                and {{ consent_signal_at('checked') }} <= {{ as_of() }}
-                and (
-                    {%- for category in consent_categories() %}
-                        consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
-                    {%- endfor %}
-                )
-            )
-    {%- endif %}
+        select
+            user_id,
+            anonymous_id,
+            previous_id
+        from checked
+        where false
+    {%- endfor %}
 ),
 
 line_identities as (

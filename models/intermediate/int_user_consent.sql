@@ -38,8 +38,7 @@ with
 
 checked as (
     -- the lines of the touched users' identities (every line on a full build)
-    select * from {{ ref('stg_landing__events_checked') }}
-    where {{ touched_identities_only('user_id', 'anonymous_id') }}
+    {{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}
 ),
 
 identity_map as (

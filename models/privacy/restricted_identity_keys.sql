@@ -6,7 +6,8 @@
     Incremental by load high-water mark (load_mark_state(), macros/touched_users.sql): a run
     reads only the lines loaded after the latest last_loaded_at here and hashes only identities
     it has not seen; an identity seen before keeps its row, its type widened to user_id when a
-    new line sends it as a userId. A full rebuild after a privacy request.
+    new line sends it as a userId (and is_anonymous_id set when one sends it as an anonymousId).
+    A full rebuild after a privacy request.
     Grain: one row per raw_identity. -#}
 {{ config(
     schema='restricted',
@@ -46,6 +47,7 @@ distinct_identities as (
     select
         raw_identity,
         bool_or(is_user_id) as is_user_id,
+        bool_or(not is_user_id) as is_anonymous_id,
         max(loaded_at) as last_loaded_at
     from identities
     group by raw_identity
@@ -58,6 +60,7 @@ known as (
     select
         {{ this }}.raw_identity,
         {{ this }}.identity_type,
+        {{ this }}.is_anonymous_id,
         {{ this }}.user_key
     from {{ this }}
     inner join distinct_identities
@@ -76,6 +79,12 @@ final as (
                 then 'user_id'
             else 'anonymous_id'
         end as identity_type,
+        {%- if state.full %}
+            distinct_identities.is_anonymous_id,
+        {%- else %}
+            distinct_identities.is_anonymous_id or coalesce(known.is_anonymous_id, false)
+                as is_anonymous_id,
+        {%- endif %}
         {%- if state.full %}
             {{ user_pseudonym('distinct_identities.raw_identity') }} as user_key,
         {%- else %}

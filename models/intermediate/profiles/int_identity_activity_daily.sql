@@ -24,41 +24,48 @@
 
 with
 
-events as (
+{#- the events up to as_of with their identity and day: read by `selected` directly rather than
+    through a CTE read twice, which DuckDB would write out whole (every event) on every run -#}
+{%- set events_up_to_as_of -%}
     select
         coalesce(user_id, anonymous_id) as identity_key,
         cast(event_at as date) as activity_date,
         *
     from {{ ref('stg_events') }}
     where event_at <= {{ as_of() }}
-),
+{%- endset %}
 
 order_amounts as (
     select * from {{ ref('int_order_amounts') }}
 ),
 
 {%- if is_incremental() %}
+{#- the previous run: its load high-water mark, sequence number and as_of, read before the SQL
+    runs (literals: DuckDB skips the row groups loaded before the mark) -#}
+{%- set previous = this_table_literals([
+    ['max(loaded_at)', 'timestamp'],
+    ['max(build_sequence)', 'integer'],
+    ['max(built_as_of) filter (where build_sequence = (select max(build_sequence) from ' ~ this ~ '))', 'timestamp'],
+]) %}
 
-previous_run as (
+{#- the (identity, day) pairs to recompute; each rule reads the events by a literal of its own
+    column (one scan each, which DuckDB prunes by the literal) -#}
+{%- set touched_pairs %}
     select
-        max(loaded_at) as high_water_mark,
-        max(build_sequence) as build_sequence,
-        max(built_as_of) filter (
-            where build_sequence = (select max(build_sequence) from {{ this }})
-        ) as built_as_of
-    from {{ this }}
-),
-
-touched as (
-    -- the (identity, day) pairs to recompute
-    select distinct
-        events.identity_key,
-        events.activity_date
-    from events
-    cross join previous_run
+        coalesce(user_id, anonymous_id) as identity_key,
+        cast(event_at as date) as activity_date
+    from {{ ref('stg_events') }}
     where
-        events.loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), 'previous_run.high_water_mark') }}
-        or events.event_at > previous_run.built_as_of
+        event_at <= {{ as_of() }}
+        and loaded_at > {{ dbt.dateadd('hour', -1 * var('lookback_hours'), previous[0]) }}
+    union
+    select
+        coalesce(user_id, anonymous_id) as identity_key,
+        cast(event_at as date) as activity_date
+    from {{ ref('stg_events') }}
+    where
+        event_at <= {{ as_of() }}
+        and event_at > {{ previous[2] }}
     union
     select
         identity_key,
@@ -69,25 +76,54 @@ touched as (
     -- pairs with an order line whose amount this run's int_order_amounts rewrote (a late
     -- Order Completed gives an earlier refund of its order its amount)
     select
-        identity_key,
-        activity_date
-    from events
-    where message_id in (
-        select message_id from order_amounts
-        where build_id = '{{ invocation_id }}'
-    )
+        coalesce(user_id, anonymous_id) as identity_key,
+        cast(event_at as date) as activity_date
+    from {{ ref('stg_events') }}
+    where
+        event_at <= {{ as_of() }}
+        and message_id in (
+            select message_id from {{ ref('int_order_amounts') }}
+            where build_id = '{{ invocation_id }}'
+        )
+{%- endset %}
+{#- the range of the touched identities, read before the SQL runs: `selected` narrows each scan
+    to it (a filter DuckDB applies inside the scan, to the id column first), which it does not
+    derive itself from a join with a CTE -#}
+{%- set touched_range = run_query(
+    "select min(identity_key), max(identity_key) from (" ~ touched_pairs ~ ") as pairs"
+).rows[0] if execute else [none, none] %}
+{%- set lowest = 'null' if touched_range[0] is none else quoted_literal(touched_range[0]) %}
+{%- set highest = 'null' if touched_range[1] is none else quoted_literal(touched_range[1]) %}
+
+touched as (
+    {{ touched_pairs }}
 ),
 {%- endif %}
 
 selected as (
-    -- the events of the pairs to recompute (a full build: every event, no join)
-    select events.*
-    from events
+    -- the events of the pairs to recompute (a full build: every event, no join). The identity is
+    -- the userId, else the anonymousId: one join per case, each on a plain column narrowed to
+    -- the touched identities' range (a join on the coalesce read every event)
     {%- if is_incremental() %}
+        select events.*
+        from ({{ events_up_to_as_of }}) as events
         inner join touched
             on
-                events.identity_key = touched.identity_key
+                events.user_id = touched.identity_key
                 and events.activity_date = touched.activity_date
+        where events.user_id between {{ lowest }} and {{ highest }}
+        union all
+        select events.*
+        from ({{ events_up_to_as_of }}) as events
+        inner join touched
+            on
+                events.anonymous_id = touched.identity_key
+                and events.activity_date = touched.activity_date
+        where
+            events.user_id is null
+            and events.anonymous_id between {{ lowest }} and {{ highest }}
+    {%- else %}
+        {{ events_up_to_as_of }}
     {%- endif %}
 ),
 
@@ -159,7 +195,7 @@ final as (
         aggregated.loaded_at,
         {{ as_of() }} as built_as_of,
         {%- if is_incremental() %}
-            (select coalesce(build_sequence, 0) + 1 from previous_run) as build_sequence
+            coalesce({{ previous[1] }}, 0) + 1 as build_sequence
         {%- else %}
             1 as build_sequence
         {%- endif %}

@@ -27,20 +27,23 @@
 
 with
 
-events as (
+{#- the order lines up to as_of; read by each step below rather than through one shared CTE,
+    which DuckDB would write out whole (every order line) on every run -#}
+{%- set order_lines -%}
     select * from {{ ref('stg_events') }}
     where
         event_at <= {{ as_of() }}
         and event_name in ('Order Completed', 'Order Refunded', 'Order Cancelled')
-),
+{%- endset %}
 
 {%- if not state.full %}
 
 new_lines as (
+    -- a literal load mark: DuckDB skips the row groups loaded before it
     select
         message_id,
         order_id
-    from events
+    from ({{ order_lines }}) as events
     where {{ state.new_lines }}
 ),
 {%- endif %}
@@ -48,15 +51,20 @@ new_lines as (
 selected as (
     -- every line of an order a new line names, and the new lines without an order_id (a full
     -- build: every line)
-    select *
-    from events
-    {%- if not state.full %}
+    {%- if state.full %}
+        {{ order_lines }}
+    {%- else %}
+        select *
+        from ({{ order_lines }}) as events
         where
-            order_id in (select new_lines.order_id from new_lines)
-            or message_id in (
-                select new_lines.message_id from new_lines
-                where new_lines.order_id is null
-            )
+            order_id is not null
+            and order_id in (select new_lines.order_id from new_lines)
+        union all
+        select *
+        from ({{ order_lines }}) as events
+        where
+            order_id is null
+            and {{ state.new_lines }}
     {%- endif %}
 ),
 
