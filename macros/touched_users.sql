@@ -344,8 +344,11 @@
     events, one new user). `by_column`: look each identity up only in the columns
     restricted_identity_keys saw it in (its userId and anonymousId flags: exact for staged lines,
     which that table is built from, and narrower ranges); false for other lines (quarantined
-    lines carry ids the table never saw in that column). Every row when the model recomputes
-    every user (`every_user`, by default: not an incremental run of the model).
+    lines carry ids the table never saw in that column). The range only prunes when the ids
+    looked up are few: past var('touched_lookup_by_range_max') touched identities (an hourly run touching
+    thousands of users) each lookup's range spans nearly every id, the union would read the
+    history twice, and one `or` of both lookups is used instead (one read). Every row when the
+    model recomputes every user (`every_user`, by default: not an incremental run of the model).
     Example: `from ({{ touched_lines(ref('stg_events'), by_column=true) }}) as events` -#}
 {% macro touched_lines(relation, by_column, every_user=none) -%}
     {%- set identities = ref('int_touched_identities') -%}
@@ -357,13 +360,19 @@
     {%- else -%}
         {%- set as_user = "(select raw_identity from " ~ identities ~ (" where is_user_id" if by_column else "") ~ ")" -%}
         {%- set as_anonymous = "(select raw_identity from " ~ identities ~ (" where is_anonymous_id" if by_column else "") ~ ")" -%}
-        select * from {{ relation }}
-        where user_id in {{ as_user }}
-        union all
-        select * from {{ relation }}
-        where
-            anonymous_id in {{ as_anonymous }}
-            and (user_id is null or user_id not in {{ as_user }})
+        {%- set identity_count = run_query("select count(*) from " ~ identities).rows[0][0] if execute else 0 %}
+        {%- if identity_count <= var('touched_lookup_by_range_max') %}
+            select * from {{ relation }}
+            where user_id in {{ as_user }}
+            union all
+            select * from {{ relation }}
+            where
+                anonymous_id in {{ as_anonymous }}
+                and (user_id is null or user_id not in {{ as_user }})
+        {%- else %}
+            select * from {{ relation }}
+            where user_id in {{ as_user }} or anonymous_id in {{ as_anonymous }}
+        {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 

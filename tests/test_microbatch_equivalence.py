@@ -279,16 +279,21 @@ def touched_users(db: Path) -> set[str]:
     return {key for key, full in rows if not full}
 
 
-def run_microbatches(root: Path, generated: Path, batches: int) -> tuple[Warehouse, Warehouse]:
+def run_microbatches(
+    root: Path, generated: Path, batches: int, lookup_by_range_max: int
+) -> tuple[Warehouse, Warehouse]:
     """Batch 0 by a full build (the daily build), every other batch by a micro-batch; then the
-    reference: a full refresh of the micro-batch selection on a copy of the result."""
+    reference: a full refresh of the micro-batch selection on a copy of the result.
+    lookup_by_range_max: var touched_lookup_by_range_max, which decides how the touched-user
+    models look their lines up (touched_lines(): one id column at a time, or both at once)."""
+    dbt_vars = {**TIGHTEST, "touched_lookup_by_range_max": lookup_by_range_max}
     landing = root / "landing"
     as_of = batch_as_of(generated, batches)
     stitch = (batches - 2) // 2
     for index, lines in enumerate(batch_files(generated, batches)):
         land(landing, index, lines)
         warehouse = make_warehouse(root / "microbatch", landing, as_of=as_of[index])
-        run_dbt(["build"] if index == 0 else MICROBATCH, warehouse, dbt_vars=TIGHTEST)
+        run_dbt(["build"] if index == 0 else MICROBATCH, warehouse, dbt_vars=dbt_vars)
         touched = touched_users(warehouse.db_path)
         if index == stitch:
             # the shared device's first user brought no line: touched as its old owner, and its
@@ -308,7 +313,7 @@ def run_microbatches(root: Path, generated: Path, batches: int) -> tuple[Warehou
     reference = make_warehouse(root / "reference", landing, as_of=as_of[-1])
     reference.db_path.parent.mkdir(parents=True)
     shutil.copy(warehouse.db_path, reference.db_path)
-    run_dbt([*MICROBATCH, "--full-refresh"], reference, dbt_vars=TIGHTEST)
+    run_dbt([*MICROBATCH, "--full-refresh"], reference, dbt_vars=dbt_vars)
     return warehouse, reference
 
 
@@ -419,7 +424,10 @@ def generated_small(tmp_path_factory: pytest.TempPathFactory, generate: Callable
 
 
 def test_five_microbatches_equal_a_full_refresh(tmp_path: Path, generated_small: Path) -> None:
-    warehouse, reference = run_microbatches(tmp_path, generated_small, batches=5)
+    # every batch looks lines up one id column at a time (a var far above any batch's identities)
+    warehouse, reference = run_microbatches(
+        tmp_path, generated_small, batches=5, lookup_by_range_max=1_000_000
+    )
     assert_planted_cases(warehouse)
     assert_marts_equal(warehouse, reference)
     assert_load_mark_tables_equal(warehouse, reference)
@@ -427,7 +435,10 @@ def test_five_microbatches_equal_a_full_refresh(tmp_path: Path, generated_small:
 
 @pytest.mark.slow
 def test_twenty_microbatches_equal_a_full_refresh(tmp_path: Path, generated_small: Path) -> None:
-    warehouse, reference = run_microbatches(tmp_path, generated_small, batches=20)
+    # every batch looks lines up in both id columns at once (the path of large batches)
+    warehouse, reference = run_microbatches(
+        tmp_path, generated_small, batches=20, lookup_by_range_max=0
+    )
     assert_planted_cases(warehouse)
     assert_marts_equal(warehouse, reference)
     assert_load_mark_tables_equal(warehouse, reference)
