@@ -29,28 +29,25 @@
 
 
 {#- Values of this model's own table read before its SQL runs, as SQL literals: `select_list` is
-    a list of [SQL expression over the table, type]; each comes back as
-    `cast('<value>' as <type>)`, or `null` when the table gives none. An incremental model
-    filters its new lines by a literal rather than by a subquery on its table: DuckDB skips the
-    row groups a literal rules out (a micro-batch of the staging model then reads only the lines
-    loaded after its mark, not 10M load stamps), and plans the rest for the few rows it keeps.
-    Empty dict outside execution (parsing).
+    a list of [SQL expression over the table, type]; the result is a list of the same length,
+    each `cast('<value>' as <type>)`, or `null` when the table gives none (and while parsing). An
+    incremental model filters its new lines by a literal rather than by a subquery on its table:
+    DuckDB skips the row groups a literal rules out (a micro-batch of the staging model then
+    reads only the lines loaded after its mark, not 10M load stamps), and plans the rest for the
+    few rows it keeps.
     Example: `this_table_literals([['max(loaded_at)', 'timestamp']])[0]`
     -> `cast('2026-01-05 10:00:00' as timestamp)`. -#}
 {% macro this_table_literals(select_list) -%}
-    {%- set literals = {} -%}
-    {%- if not execute -%}
-        {{ return(literals) }}
-    {%- endif -%}
+    {%- set literals = [] -%}
     {%- set columns = [] -%}
     {%- for expression, type in select_list -%}
         {%- do columns.append("cast(" ~ expression ~ " as " ~ personalization.text_type() ~ ")") -%}
     {%- endfor -%}
-    {%- set row = run_query("select " ~ columns | join(", ") ~ " from " ~ this).rows[0] -%}
+    {%- set row = run_query("select " ~ columns | join(", ") ~ " from " ~ this).rows[0]
+        if execute else [none] * select_list | length -%}
     {%- for expression, type in select_list -%}
         {%- set value = row[loop.index0] -%}
-        {%- do literals.update({loop.index0:
-            "null" if value is none else "cast('" ~ value ~ "' as " ~ type ~ ")"}) -%}
+        {%- do literals.append("null" if value is none else "cast('" ~ value ~ "' as " ~ type ~ ")") -%}
     {%- endfor -%}
     {{ return(literals) }}
 {%- endmacro %}

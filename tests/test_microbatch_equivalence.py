@@ -396,8 +396,13 @@ def assert_planted_cases(warehouse: Warehouse) -> None:
     # the anonymous order went to the user its visitor identified as
     assert query(db, profile, [user_key("eq-buyer-2")]) == [(1, 30.0, 0, 0.0)]
     # an id sent as a userId after an anonymousId is a user id
-    kind = "select identity_type from restricted.restricted_identity_keys where raw_identity = ?"
-    assert query(db, kind, ["eq-both"]) == [("user_id",)]
+    # (and it stays known as an anonymous id: touched_lines() looks it up in both columns)
+    kind = (
+        "select identity_type, is_anonymous_id from restricted.restricted_identity_keys"
+        " where raw_identity = ?"
+    )
+    assert query(db, kind, ["eq-both"]) == [("user_id", True)]
+    assert query(db, kind, ["eq-buyer"]) == [("user_id", False)]
     # the link stamped after the first as_of came into view with the later one
     keys = "select canonical_user_id from marts.dim_user_profiles where canonical_user_id in (?, ?)"
     assert query(db, keys, [user_key("eq-future"), user_key("eq-future-anon")]) == [
