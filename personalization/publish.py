@@ -142,20 +142,26 @@ def _publish_lock(out_root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _attach_source(
-    con: duckdb.DuckDBPyConnection, db_path: Path, attempts: int, wait_seconds: float
-) -> None:
-    """Attach the build database read-only, retrying while a writer (dbt) holds its lock."""
+def _open_source(db_path: Path, attempts: int, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the build database, attached read-only under its
+    own catalog name (the file's stem), retrying while a writer (dbt) holds its lock.
+
+    Not under an alias: dbt writes a view's SQL with that catalog name, so a mart that is a view
+    (dim_user_profiles) reads only where the name is the build database's."""
     if not db_path.is_file():
         raise PublishError(f"build database {db_path} does not exist: run `dbt build` first")
-    for attempt in range(1, attempts + 1):
+    catalog = quote_identifier(db_path.stem)
+    for attempt in range(1, max(attempts, 1) + 1):
+        con = duckdb.connect()
         try:
-            con.execute(f"attach {quote_literal(str(db_path))} as src (read_only)")
-            return
+            con.execute(f"attach {quote_literal(str(db_path))} as {catalog} (read_only)")
+            con.execute(f"use {catalog}")
+            return con
         except duckdb.IOException as error:
+            con.close()
             if "lock" not in str(error).lower():
                 raise PublishError(f"cannot open build database {db_path}: {error}") from error
-            if attempt == attempts:
+            if attempt >= attempts:
                 raise PublishError(
                     f"build database {db_path} is locked by a writer (a dbt run?) after "
                     f"{attempts} attempts; publish again when the build has finished. "
@@ -163,16 +169,18 @@ def _attach_source(
                 ) from error
             log.info("build database is locked (attempt %d/%d), retrying", attempt, attempts)
             time.sleep(wait_seconds * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _relations(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[Relation]:
     rows = con.execute(
         """
         select schema_name, table_name, 'table' from duckdb_tables()
-        where database_name = 'src' and list_contains($schemas, schema_name)
+        where database_name = current_database() and list_contains($schemas, schema_name)
         union all
         select schema_name, view_name, 'view' from duckdb_views()
-        where database_name = 'src' and not internal and list_contains($schemas, schema_name)
+        where database_name = current_database() and not internal
+            and list_contains($schemas, schema_name)
         order by 1, 2
         """,
         {"schemas": list(schemas)},
@@ -194,7 +202,7 @@ def check_builds(
     A database without a build log (not built by this project's dbt) is published with a warning.
     """
     logs = con.execute(
-        "select count(*) from duckdb_tables() where database_name = 'src' "
+        "select count(*) from duckdb_tables() where database_name = current_database() "
         "and schema_name = 'raw' and table_name in ('dbt_builds', 'dbt_build_models')"
     ).fetchone()[0]
     if logs < 2:
@@ -202,7 +210,7 @@ def check_builds(
         return None, {}
     last = con.execute(
         "select build_id, status, command, strftime(started_at, '%Y-%m-%d %H:%M:%S') "
-        "from src.raw.dbt_builds order by started_at desc limit 1"
+        "from raw.dbt_builds order by started_at desc limit 1"
     ).fetchone()
     if last is None:
         raise UnfinishedBuildError(f"refusing to publish: no build recorded in {db_path}")
@@ -218,7 +226,7 @@ def check_builds(
     produced = dict(
         con.execute(
             "select model_schema || '.' || model_name, arg_max(build_id, finished_at) "
-            "from src.raw.dbt_build_models group by 1"
+            "from raw.dbt_build_models group by 1"
         ).fetchall()
     )
     orphans = [r.qualified for r in relations if r.qualified not in produced]
@@ -237,7 +245,7 @@ def _export_select(con: duckdb.DuckDBPyConnection, relation: Relation) -> str:
     TIMESTAMP_NS (pandas' datetime64[ns] from the Python models) becomes TIMESTAMP: DuckDB 1.0
     reads a nanosecond Parquet column as TIMESTAMP, so a view recorded over TIMESTAMP_NS would
     not open there ("types don't match")."""
-    source = f"src.{quote_identifier(relation.schema)}.{quote_identifier(relation.name)}"
+    source = f"{quote_identifier(relation.schema)}.{quote_identifier(relation.name)}"
     columns = con.execute(f"describe select * from {source}").fetchall()
     items = []
     for name, column_type, *_ in columns:
@@ -255,16 +263,17 @@ def _copy_comments(con: duckdb.DuckDBPyConnection, relation: Relation, view: str
     """The build's table and column comments (dbt's persist_docs: the model YAML descriptions)
     onto the published view, so BI tools that read DuckDB comments show them."""
     (table_comment,) = con.execute(
-        "select comment from duckdb_tables() where database_name = 'src' and schema_name = $s "
-        "and table_name = $t union all select comment from duckdb_views() "
-        "where database_name = 'src' and schema_name = $s and view_name = $t",
+        "select comment from duckdb_tables() where database_name = current_database() "
+        "and schema_name = $s and table_name = $t union all select comment from duckdb_views() "
+        "where database_name = current_database() and schema_name = $s and view_name = $t",
         {"s": relation.schema, "t": relation.name},
     ).fetchone()
     if table_comment:
         con.execute(f"comment on view {view} is {quote_literal(table_comment)}")
     columns = con.execute(
-        "select column_name, comment from duckdb_columns() where database_name = 'src' "
-        "and schema_name = $s and table_name = $t and comment is not null and comment <> ''",
+        "select column_name, comment from duckdb_columns() "
+        "where database_name = current_database() and schema_name = $s and table_name = $t "
+        "and comment is not null and comment <> ''",
         {"s": relation.schema, "t": relation.name},
     ).fetchall()
     for column, comment in columns:
@@ -430,8 +439,7 @@ def publish(
         version_dir = out_root / VERSIONS / version_id
         version_dir.mkdir(parents=True)
         try:
-            with duckdb.connect() as con:
-                _attach_source(con, db_path, lock_attempts, lock_wait_seconds)
+            with _open_source(db_path, lock_attempts, lock_wait_seconds) as con:
                 version = _write_version(con, version_dir, version_id, db_path, tuple(schemas))
         except BaseException:
             shutil.rmtree(version_dir, ignore_errors=True)

@@ -110,18 +110,20 @@ def test_users_who_refused_analytics_are_in_no_mart_and_no_published_file(
     # both kinds are there: refused from the first event, and withdrawn after granting
     assert 0 < len(withdrawn) < len(refused) < 0.15 * len(everyone)
     published = publish(generated_warehouse.db_path, tmp_path / "published")
+    # attached under its own catalog name: dbt's views (dim_user_profiles) name it
+    w = generated_warehouse.db_path.stem
     with duckdb.connect() as con:
-        con.execute(f"attach '{generated_warehouse.db_path}' as w (read_only)")
+        con.execute(f"attach '{generated_warehouse.db_path}' as {w} (read_only)")
         relations = [
-            f'w.marts."{name}"'
+            f'{w}.marts."{name}"'
             for (name,) in con.execute(
-                "select table_name from duckdb_tables() where database_name = 'w' and "
+                f"select table_name from duckdb_tables() where database_name = '{w}' and "
                 "schema_name = 'marts' union all select view_name from duckdb_views() where "
-                "database_name = 'w' and schema_name = 'marts'"
+                f"database_name = '{w}' and schema_name = 'marts'"
             ).fetchall()
         ]
         files = [f"read_parquet('{path}')" for path in sorted(published.rglob("*.parquet"))]
-        assert 'w.marts."dim_user_profiles"' in relations and len(files) >= len(relations) - 5
+        assert f'{w}.marts."dim_user_profiles"' in relations and len(files) >= len(relations) - 5
 
         def found(keys: dict[str, dict], sources: list[str]) -> dict[str, int]:
             """source -> how many of `keys` appear in some column of some row."""
@@ -140,7 +142,7 @@ def test_users_who_refused_analytics_are_in_no_mart_and_no_published_file(
         assert leaks == {}
         # the scan can fail: every profiled user is found in the profiles and their file
         profile_file = next(f for f in files if "dim_user_profiles" in f)
-        assert set(found(profiled, ['w.marts."dim_user_profiles"', profile_file]).values()) == {
+        assert set(found(profiled, [f'{w}.marts."dim_user_profiles"', profile_file]).values()) == {
             len(profiled)
         }
     [(not_profiled,)] = query(

@@ -1,12 +1,16 @@
 {#- The user profile: behaviour, scores, lifecycle, attributes with provenance and imputation,
     consent, and every catalogue trait. Windows are relative to the var as_of.
     Every event read here is up to as_of (int_events_stitched, int_identity_activity_daily cut
-    there). The per-user totals that read events are int_user_behaviour_totals (touched-user
-    incremental); this table joins them with attributes, imputed ages, consent and catalogue
-    traits and computes what moves with as_of or with other users (days since, lifecycle, the
-    percentile scores) over every user on every run: a few one-row-per-user joins. Custom
+    there). A view: the per-user parts are touched-user incremental tables
+    (int_user_behaviour_totals, int_user_attributes, int_user_consent, int_user_catalogue_traits),
+    the percentile scores one small table over every user (int_user_scores), the imputed age the
+    daily fit's table; this view joins them one row per user and computes what moves with as_of
+    (days since, lifecycle). A micro-batch so never writes the wide profile of every user
+    (issue 16: the table it replaced was the longest node of a 10M micro-batch), and a reader that
+    asks for some users (fct_segment_membership's touched users) joins only theirs. Custom
     traits declared in the tracking plan are columns with _source and _observed_at.
     Grain: one row per canonical_user_id. -#}
+{{ config(materialized='view') }}
 {%- set declared_traits = tracking_plan().traits -%}
 
 with
@@ -29,6 +33,10 @@ knn_ages as (
 
 consent as (
     select * from {{ ref('int_user_consent') }}
+),
+
+scores as (
+    select * from {{ ref('int_user_scores') }}
 ),
 
 combined as (
@@ -60,7 +68,10 @@ combined as (
             attributes.{{ name }}_observed_at,
         {%- endfor %}
         coalesce(consent.has_personalization_consent, false) as has_personalization_consent,
-        coalesce(consent.has_advertising_consent, false) as has_advertising_consent
+        coalesce(consent.has_advertising_consent, false) as has_advertising_consent,
+        scores.recency_score,
+        scores.frequency_score,
+        scores.monetary_score
     from behaviour
     left join attributes
         on behaviour.canonical_user_id = attributes.canonical_user_id
@@ -68,6 +79,8 @@ combined as (
         on behaviour.canonical_user_id = knn_ages.canonical_user_id
     left join consent
         on behaviour.canonical_user_id = consent.canonical_user_id
+    left join scores
+        on behaviour.canonical_user_id = scores.canonical_user_id
 ),
 
 scored as (
@@ -78,11 +91,6 @@ scored as (
             as days_since_last_order,
         revenue - refunded_amount as net_revenue,
         revenue / nullif(orders, 0) as average_order_value,
-        -- scores 1-5 by percentile among all profiles; ties share a score
-        least(5, 1 + floor(5 * percent_rank() over (order by last_seen_at))) as recency_score,
-        least(5, 1 + floor(5 * percent_rank() over (order by sessions))) as frequency_score,
-        least(5, 1 + floor(5 * percent_rank() over (order by revenue - refunded_amount)))
-            as monetary_score,
         case
             when first_seen_at > {{ dbt.dateadd('day', -1 * var('lifecycle_new_days'), as_of()) }}
                 then 'new'
@@ -129,9 +137,9 @@ final as (
         scored.days_since_last_order,
         scored.has_open_cart,
         scored.feature_uses,
-        cast(scored.recency_score as integer) as recency_score,
-        cast(scored.frequency_score as integer) as frequency_score,
-        cast(scored.monetary_score as integer) as monetary_score,
+        scored.recency_score,
+        scored.frequency_score,
+        scored.monetary_score,
         scored.age,
         case
             when scored.observed_age is not null then scored.age_source
