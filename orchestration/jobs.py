@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import build_dbt_asset_selection
 
-from orchestration.dbt_assets import dbt_models
+from orchestration.dbt_assets import INCREMENTAL_KIND, RUN_KIND_TAG, dbt_models
 from orchestration.publish import published_marts
 
 # The dbt selector (selectors.yml) of what a micro-batch rebuilds: one definition for the
@@ -19,7 +19,7 @@ def microbatch_selection() -> dg.AssetSelection:
     return build_dbt_asset_selection([dbt_models], dbt_selector=MICROBATCH_SELECTOR)
 
 
-MICROBATCH_TAGS = {"personalization/kind": "incremental"}
+MICROBATCH_TAGS = {RUN_KIND_TAG: INCREMENTAL_KIND}  # its runs leave unit tests to the daily
 
 microbatch_job = dg.define_asset_job(
     name="microbatch_job",
@@ -39,5 +39,5 @@ daily_full_build_job = dg.define_asset_job(
         "Full build: every dbt model and test (seeds, clustering refit, audits), the volume "
         "check, then publish the marts."
     ),
-    tags={"personalization/kind": "full"},
+    tags={RUN_KIND_TAG: "full"},
 )

@@ -255,6 +255,18 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
     hourly_left = excluded_tests(hourly)
     # the hourly run checks whole tables with dbt's own key tests: it skips the folded guards
     assert deferred and len(folded) == 26 and hourly_left == deferred | folded
+    # the micro-batch job's runs (the hourly schedule's too) leave unit tests to the daily build
+    # (tagged incremental); the daily job's runs and manual materialisations keep them
+    jobs = {
+        name: defs.resolve_job_def(name).tags for name in ("microbatch_job", "daily_full_build_job")
+    }
+    assert jobs["microbatch_job"][dbt_assets.RUN_KIND_TAG] == dbt_assets.INCREMENTAL_KIND
+    assert jobs["daily_full_build_job"][dbt_assets.RUN_KIND_TAG] == "full"
+    scheduled = dbt_assets.dbt_build_args(
+        DBT_MANIFEST, selected, dbt_vars, sensor_batch=False, unit_tests=False
+    )
+    assert scheduled[scheduled.index("--exclude-resource-type") + 1] == "unit_test"
+    assert excluded_tests(scheduled) == hourly_left  # the same data tests as with unit tests
     left = excluded_tests(sensor) & runnable
     assert deferred <= left and not folded & left
     left -= deferred
