@@ -449,10 +449,16 @@ def test_materialisations_carry_row_counts_and_column_schema(
     assert columns["canonical_user_id"].startswith("character varying")
     assert (columns["revenue"], columns["orders"]) == ("DOUBLE", "BIGINT")
     assert "average_order_value_30d" in columns
-    # every model's materialisation has both (views have no row count: not counted by design)
+    # every table's materialisation has both; views only a schema (dagster-dbt counts no view:
+    # its query may be costly), but a mart that is a view is counted (mart_view_row_count:
+    # dim_user_profiles, above)
     for name in ("fct_sessions", "raw_landing_events", "fct_user_clusters"):
         assert "dagster/row_count" in metadata[dbt_key(name)], name
         assert "dagster/column_schema" in metadata[dbt_key(name)], name
+    assert MODELS["model.personalization.dim_user_profiles"]["config"]["materialized"] == "view"
+    for view in ("stg_events", "int_events_stitched"):
+        assert "dagster/row_count" not in metadata[dbt_key(view)], view
+        assert "dagster/column_schema" in metadata[dbt_key(view)], view
 
 
 def test_manifest_names_the_database_the_run_writes() -> None:
@@ -674,6 +680,10 @@ def test_sensor_batches_skip_the_metadata_queries() -> None:
             self.calls.append("row_counts")
             return self
 
+        def _attach_metadata(self, fn: object) -> Stream:
+            self.calls.append(f"attach {getattr(fn, '__name__', fn)}")
+            return self
+
         def fetch_column_metadata(self, with_column_lineage: bool) -> Stream:
             self.calls.append(f"columns lineage={with_column_lineage}")
             return self
@@ -682,7 +692,11 @@ def test_sensor_batches_skip_the_metadata_queries() -> None:
     assert dbt_assets.with_table_metadata(sensor, sensor_batch=True) is sensor
     assert sensor.calls == []
     assert dbt_assets.with_table_metadata(hourly, sensor_batch=False) is hourly
-    assert hourly.calls == ["row_counts", "columns lineage=False"]
+    assert hourly.calls == [
+        "row_counts",
+        "attach mart_view_row_count",
+        "columns lineage=False",
+    ]
 
 
 # ---------------------------------------------------------------- the warm micro-batch path

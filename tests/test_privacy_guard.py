@@ -227,8 +227,9 @@ def test_a_real_build_with_planted_identifiers_publishes_and_exports_no_identifi
     with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
         tables = {
             f"{schema}.{table}": f'select * from {schema}."{table}"'
-            for schema, table in con.execute(
-                "select schema_name, table_name from duckdb_tables()"
+            for schema, table in con.execute(  # tables and views (dim_user_profiles is one)
+                "select schema_name, table_name from duckdb_tables() union all "
+                "select schema_name, view_name from duckdb_views() where not internal"
             ).fetchall()
             if schema not in RAW_ID_SCHEMAS and f"{schema}.{table}" not in RAW_ID_TABLES
         }
