@@ -35,6 +35,7 @@ from dbt.adapters.duckdb.credentials import DuckDBCredentials
 
 from orchestration.resources import DBT_PROJECT, DUCKDB_POOL, WarehouseResource
 from personalization import warm_dbt
+from personalization.dagster_record import is_counted_view
 
 log = logging.getLogger(__name__)
 
@@ -421,17 +422,14 @@ def keep_warm(targets: Path, target: Path) -> None:
 
 
 def mart_view_row_count(invocation: Any, event: Any) -> dict[str, Any] | None:
-    """The row count of a mart that is a view (dim_user_profiles), which dagster-dbt's
-    fetch_row_counts leaves out for every view (a view's query may be costly): a mart is what a
-    person opens in the UI, and this project's mart views are joins on the user key (counting
-    the profiles at 10M events: 0.1 s). Tables, and views outside models/marts, get None."""
+    """The row count of a mart that is a view (dagster_record.is_counted_view:
+    dim_user_profiles), which dagster-dbt's fetch_row_counts leaves out for every view. Tables
+    (dagster-dbt counts them) and other views get None."""
     if not isinstance(event, dg.AssetMaterialization | dg.Output) or invocation.adapter is None:
         return None
     unique_id = event.metadata["unique_id"].text
     props = invocation.manifest["nodes"].get(unique_id) or {}
-    if props.get("config", {}).get("materialized") != "view":
-        return None
-    if not props.get("original_file_path", "").startswith("models/marts/"):
+    if not is_counted_view(props):
         return None
     adapter = invocation.adapter
     # from the project folder, as dagster-dbt counts: the database path may be relative to it
