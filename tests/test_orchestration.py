@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
-from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, query
+from conftest import FIXTURE_AS_OF, FIXTURE_LANDING, make_warehouse, query
 
 from orchestration import dbt_assets, sensors
 from orchestration.dbt_assets import (
@@ -30,7 +30,7 @@ from orchestration.landing import landing_events
 from orchestration.publish import published_marts
 from orchestration.resources import DUCKDB_POOL, WarehouseResource, dbt_resource
 from personalization import warm_dbt
-from personalization.dbt_runner import Warehouse
+from personalization.dbt_runner import Warehouse, run_dbt
 
 MANIFEST = json.loads((Path(__file__).parent.parent / "target" / "manifest.json").read_text())
 MODELS = {k: v for k, v in MANIFEST["nodes"].items() if v["resource_type"] in ("model", "seed")}
@@ -305,6 +305,34 @@ def test_sensor_batches_run_only_the_guard_tests() -> None:
         assert by_name[view_key]["attached_node"] in MODELS
         assert MODELS[by_name[view_key]["attached_node"]]["config"]["materialized"] == "view"
         assert view_key in left
+
+
+def test_the_hourly_selector_is_what_the_hourly_job_runs(tmp_path: Path) -> None:
+    """`dbt build --selector hourly` (selectors.yml; what bench_profiles times) resolved by dbt
+    itself: the micro-batch job's models and the data tests its hourly runs keep, so neither a
+    folded guard nor a unit test, and dbt's whole-table key tests still in."""
+    listed = run_dbt(
+        ["ls", "--selector", "hourly", "--output", "json", "--output-keys", "unique_id", "--quiet"],
+        make_warehouse(tmp_path, FIXTURE_LANDING),
+    ).stdout
+    ids = {json.loads(line)["unique_id"] for line in listed.splitlines() if line.startswith("{")}
+    selected = defs.resolve_job_def("microbatch_job").asset_layer.selected_asset_keys
+    models = dbt_assets.selected_unique_ids(DBT_MANIFEST, selected)
+    assert {uid for uid in ids if uid.startswith("model.")} == {
+        uid for uid in models if uid.startswith("model.")
+    }
+    assert not any(uid.startswith("unit_test.") for uid in ids)
+    tests = {TESTS[uid]["name"] for uid in ids if uid.startswith("test.")}
+    hourly = dbt_assets.dbt_build_args(
+        DBT_MANIFEST, selected, {"as_of": FIXTURE_AS_OF}, sensor_batch=False, unit_tests=False
+    )
+    runnable = {
+        t["name"] for uid, t in TESTS.items() if set(DBT_MANIFEST["parent_map"][uid]) & models
+    }
+    assert tests and not tests & set(dbt_assets.folded_guard_tests(DBT_MANIFEST))
+    assert {RAW_PK_CHECK, "unique_fct_sessions_session_id"} <= tests
+    # the job's own exclusions (tests waiting on a daily-only model) aside, the same tests
+    assert tests - excluded_tests(hourly) == runnable - excluded_tests(hourly)
 
 
 def test_sensor_batches_skip_models_a_landing_file_cannot_change() -> None:
