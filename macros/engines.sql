@@ -66,3 +66,19 @@
 {% macro default__share_where(condition) -%}
     avg(case when {{ condition }} then 1.0 else 0.0 end)
 {%- endmacro %}
+
+
+{#- After `name as` in a WITH clause: compute the CTE where it is read, never store it. DuckDB
+    stores a CTE that is read twice (all its columns, every row); a filter on the reading side
+    then cannot reach the CTE's own source. Spark always inlines CTEs and has no such keyword. -#}
+{% macro inlined() -%}
+    {{ return(adapter.dispatch('inlined', 'personalization')()) }}
+{%- endmacro %}
+
+{% macro spark__inlined() -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{% macro default__inlined() -%}
+    {{ return('not materialized') }}
+{%- endmacro %}
