@@ -20,6 +20,11 @@
 Sensor batches run in the warm dbt server (docs/orchestration.md, "The warm micro-batch path");
 the first one starts it and is reported apart ("first sensor batch"). --compare-cold adds an empty
 sensor batch through a plain dbt process (PERSONALIZATION_WARM_DBT=0), measured in the same run.
+--increment-share (0.01 unless 0) lands that share of the history's events as one sensor batch
+at the end (generated as bench_profiles' increment: users = events / 20, the history's last day,
+another seed): the incremental build after 1% new events as production runs it (the landing
+sensor's micro-batch: warm dbt, guard tests), timed against the full build of the same run (kept
+in the work folder for --reuse) and reported with the users it touched (issue 16's goal: <= 10%).
 --trigger worker (with sensor: both, side by side, the sensor's first) lands the same kind of file
 through the push-based worker instead (personalization/worker.py): the worker polls the landing
 folder in a thread of this process (--poll-seconds), the file is written under a temporary name
@@ -249,11 +254,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     as_of_text = json.loads((landing / "manifest.json").read_text())["as_of"]
     as_of = datetime.fromisoformat(as_of_text.replace("Z", "+00:00"))
     warehouse = Warehouse(work / "warehouse.duckdb", landing, work / "target", as_of_text)
+    full_build_record = work / "full_build.json"
     if not args.reuse:
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), cpu_seconds()
         # a failing model elsewhere must not stop the bench
         run_dbt(["build"], warehouse, check=False)
         full_build_s = time.perf_counter() - t0
+        full_build_record.write_text(json.dumps(
+            {"wall_s": round(full_build_s, 1), "cpu_s": round(cpu_seconds() - cpu, 1),
+             "load_average": round(os.getloadavg()[0], 2)}))  # fmt: skip
 
     resource = WarehouseResource(
         db_path=str(warehouse.db_path), landing_path=str(landing), as_of=as_of_text,
@@ -336,6 +345,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         os.environ[WARM_DBT_ENV] = "0"
         cold = measured(sensor_tags)
         os.environ.pop(WARM_DBT_ENV)
+    increment = None
+    if args.increment_share:
+        increment = increment_batch(args, work, as_of, instance, job, resources, cursor,
+                                    socket)  # fmt: skip
     warm_dbt.stop_server(socket)
     latencies = [b["latency_s"] for b in batches] or [float("nan")]
     log.info("%s", phase_table({"hourly-like run": noop, "first sensor batch": server_start,
@@ -360,7 +373,49 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "median_cpu_s": round(statistics.median(b["cpu_s"] for b in batches), 2)
         if batches else None,
         "worker": pushed,
+        "increment": increment,
     }  # fmt: skip
+
+
+def increment_batch(
+    args: argparse.Namespace, work: Path, as_of: datetime, instance: dg.DagsterInstance,
+    job: Any, resources: dict[str, Any], cursor: str | None, socket: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """--increment-share of the history's events landed at once, taken by the sensor as one
+    micro-batch: its run time against the full build of this work folder, with the users it
+    touched. The files are generated outside the landing folder and moved in whole."""
+    events = max(100, round(args.events * args.increment_share))
+    generated = work / f"increment-{events}"
+    shutil.rmtree(generated, ignore_errors=True)
+    start = (as_of - timedelta(days=1)).strftime("%Y-%m-%d")
+    code = cli.main(["generate", "--quiet", f"--out={generated}", f"--events={events}",
+                     f"--users={max(1, events // 20)}", "--days=1", "--seed=2",
+                     f"--start={start}"])  # fmt: skip
+    assert code == 0
+    landing = Path(os.environ["PERSONALIZATION_LANDING"])
+    stamp = int(time.time())  # a new folder on a reused landing too
+    for day in sorted(generated.glob("dt=*")):
+        day.rename(landing / f"{day.name}-increment-{stamp}")
+    lines = json.loads((generated / "manifest.json").read_text())["lines_total"]
+    cpu = cpu_seconds(socket)
+    _, detected, outcome = next_batch(instance, cursor, job, resources)
+    run_s, cpu_s = time.perf_counter() - detected, cpu_seconds(socket) - cpu
+    full = json.loads((work / "full_build.json").read_text())
+    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
+        touched, reason = con.sql(
+            "select count(*), any_value(touched_reason) from intermediate.int_touched_users"
+        ).fetchone()
+        users = con.sql("select count(*) from intermediate.int_user_consent").fetchone()[0]
+    figures = {"events": lines, "success": outcome.success, "run_s": round(run_s, 2),
+               "cpu_s": round(cpu_s, 2), "full_build": full,
+               "to_full_build_ratio": round(run_s / full["wall_s"], 3),
+               "cpu_to_full_build_ratio": round(cpu_s / full["cpu_s"], 3),
+               "touched_users": touched, "users": users, "touched_reason": reason,
+               "load_average": round(os.getloadavg()[0], 2),
+               "phases": phase_breakdown(instance, outcome.run_id,
+                                         resources["warehouse"].targets())}  # fmt: skip
+    log.info("increment batch %s", figures)
+    return figures
 
 
 def worker_batches(
@@ -456,11 +511,18 @@ def run_benchmark(
                          f"--batches={batches}", f"--out={out}"])  # fmt: skip
         figures = json.loads(out.read_text())
     per_batch = len(new_user_lines("x", datetime(2026, 1, 1)))
+    increment = figures["increment"]
     return [
         ("microbatch (median)", per_batch, float(figures["median_latency_s"]), peak),
         ("microbatch (max)", per_batch, float(figures["max_latency_s"]), peak),
         ("microbatch (no-op)", 0, float(figures["noop_microbatch_s"]), peak),
         ("microbatch (empty sensor batch)", 0, float(figures["empty_sensor_batch_s"]), peak),
+        (
+            f"microbatch +1% ({increment['to_full_build_ratio']:.0%} of the full build)",
+            increment["events"],
+            float(increment["run_s"]),
+            peak,
+        ),
     ]
 
 
@@ -486,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="who starts the one-file batches: sensor, worker or both")  # fmt: skip
     parser.add_argument("--poll-seconds", type=float, default=0.2,
                         help="the worker's poll of the landing folder")  # fmt: skip
+    parser.add_argument("--increment-share", type=float, default=0.01,
+                        help="share of the events landed as a last batch; 0: none")  # fmt: skip
     parser.add_argument("--lookback-hours", type=int, default=0,
                         help="the dbt var lookback_hours of the micro-batches")  # fmt: skip
     args = parser.parse_args(argv)

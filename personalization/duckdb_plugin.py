@@ -14,12 +14,19 @@ On every connection it also checks the key's fingerprint against the one stored 
 warehouse (privacy.key_fingerprint): the first build records it, a build with another key is
 refused unless it is a full refresh (key rotation), which records the new one.
 
+Before the connection opens it sets DuckDB's memory limit (memory_limit): the
+PERSONALIZATION_DUCKDB_MEMORY_LIMIT environment variable when set (DuckDB's units: '8GB',
+'2GiB'), else two thirds of the machine's memory, a third left to the Python models, the
+readers and the system (memory_limit()).
+
 Enabled in profiles.yml with `plugins: [{module: personalization.duckdb_plugin, config: {...}}]`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -37,6 +44,8 @@ from personalization.privacy import (
 log = logging.getLogger(__name__)
 
 FINGERPRINT_TABLE = "privacy.key_fingerprint"
+MEMORY_LIMIT_ENV = "PERSONALIZATION_DUCKDB_MEMORY_LIMIT"
+MEMORY_SHARE = 2 / 3  # of the machine's memory, when MEMORY_LIMIT_ENV is not set
 SCRUB_SQL = scrub_expression("value")
 
 
@@ -95,7 +104,25 @@ def _preload_python_model_libraries() -> None:
     import sklearn.neighbors  # noqa: F401
 
 
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_limit(env: Mapping[str, str] = os.environ) -> str:
+    """DuckDB's memory limit: MEMORY_LIMIT_ENV when set, else MEMORY_SHARE of the machine's
+    memory in MiB. A fixed 8GB spilled a 10M-event full build to disk on a 24 GiB machine (the
+    staging model 114 s against 67 s at 16GB); DuckDB's own default, 80%, leaves too little to
+    the Python models that run in the same process."""
+    configured = (env.get(MEMORY_LIMIT_ENV) or "").strip()
+    if configured:
+        return configured
+    return f"{int(machine_memory_bytes() * MEMORY_SHARE) >> 20}MiB"
+
+
 class Plugin(BasePlugin):
+    def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
+        config.setdefault("memory_limit", memory_limit())
+
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.key = resolve_key(require_key=_flag(plugin_config.get("require_key", True)))
         _preload_python_model_libraries()
