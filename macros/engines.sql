@@ -68,17 +68,21 @@
 {%- endmacro %}
 
 
-{#- After `name as` in a WITH clause: compute the CTE where it is read, never store it. DuckDB
-    stores a CTE that is read twice (all its columns, every row); a filter on the reading side
-    then cannot reach the CTE's own source. Spark always inlines CTEs and has no such keyword. -#}
-{% macro inlined() -%}
-    {{ return(adapter.dispatch('inlined', 'personalization')()) }}
+
+{#- Whether staging's duplicate check runs its window only over the lines whose message id
+    repeats in the run (models/staging/stg_landing__events_checked.sql, ranked): two halves of
+    the checked lines with opposite filters. DuckDB: the window carries every column of its
+    lines, so over every line it was the model's costliest operator. Spark: the two halves
+    inline the whole chain of checks twice into one plan, and the driver ran out of heap
+    (java.lang.OutOfMemoryError on the test fixture), so one window over every line. -#}
+{% macro window_over_repeated_ids_only() -%}
+    {{ return(adapter.dispatch('window_over_repeated_ids_only', 'personalization')()) }}
 {%- endmacro %}
 
-{% macro spark__inlined() -%}
-    {{ return('') }}
+{% macro spark__window_over_repeated_ids_only() -%}
+    {{ return(false) }}
 {%- endmacro %}
 
-{% macro default__inlined() -%}
-    {{ return('not materialized') }}
+{% macro default__window_over_repeated_ids_only() -%}
+    {{ return(true) }}
 {%- endmacro %}

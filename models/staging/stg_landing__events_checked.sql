@@ -7,6 +7,12 @@
     fields (parse_json_struct, json_transform on DuckDB); each is named once here and read by name
     (raw_<name>) after that. The consent fields come from the consent_signals var
     (docs/privacy.md, "Consent"). -#}
+{#- DuckDB runs the duplicate check's window over the repeated ids' lines only (see ranked);
+    the two halves read the chain of checks, whose CTEs must then be computed where they are
+    read, not stored ('not materialized': DuckDB stores a CTE read twice, every column of every
+    line). Spark: one window over every line (window_over_repeated_ids_only). -#}
+{%- set repeats_only = window_over_repeated_ids_only() -%}
+{%- set inlined = 'not materialized' if repeats_only else '' -%}
 {%- set consent_signals = var('consent_signals') -%}
 {%- set top_fields = {
     'message_id': '$.messageId',
@@ -191,7 +197,8 @@ suppressed_line_identities as (
 
 repeated_message_ids as (
     -- the message ids this run's lines carry more than once: only a line with one of them can
-    -- repeat another line of the run (a narrow aggregate of the stored fields)
+    -- repeat another line of the run (a narrow aggregate of the stored fields; read on DuckDB
+    -- only, see ranked)
     select message_id
     from fields
     where message_id is not null
@@ -199,12 +206,14 @@ repeated_message_ids as (
     having count(*) > 1
 ),
 
-trait_fields as {{ inlined() }} (
+trait_fields as {{ inlined }} (
     -- from here to event_checks, the checks are computed where they are read, never stored
-    -- (inlined(); see ranked)
+    -- (inlined; see ranked)
     select
         fields.*,
-        repeated_message_ids.message_id is not null as is_repeated_id,
+        {%- if repeats_only %}
+            repeated_message_ids.message_id is not null as is_repeated_id,
+        {%- endif %}
         case
             when trait_source is not null
                 then {{ parse_json_struct('trait_source', trait_fields) }}
@@ -214,11 +223,13 @@ trait_fields as {{ inlined() }} (
                 then {{ parse_json_struct('properties', order_fields) }}
         end as order_struct
     from fields
+    {%- if repeats_only %}
     left join repeated_message_ids
         on fields.message_id = repeated_message_ids.message_id
+    {%- endif %}
 ),
 
-trait_named as {{ inlined() }} (
+trait_named as {{ inlined }} (
     select
         trait_fields.*,
         {{ struct_fields('trait_struct', trait_fields, 'trait_text_') }},
@@ -226,7 +237,7 @@ trait_named as {{ inlined() }} (
     from trait_fields
 ),
 
-traits as {{ inlined() }} (
+traits as {{ inlined }} (
     select
         trait_named.*,
         {{ try_cast('trait_text_age', 'integer') }} as declared_age,
@@ -252,7 +263,7 @@ traits as {{ inlined() }} (
     from trait_named
 ),
 
-trait_checks as {{ inlined() }} (
+trait_checks as {{ inlined }} (
     select
         traits.*,
         case
@@ -289,7 +300,7 @@ trait_checks as {{ inlined() }} (
             and countries.country_code = city_in_country.country_code
 ),
 
-property_documents as {{ inlined() }} (
+property_documents as {{ inlined }} (
     -- a track call's properties parsed once for the type of every declared property
     -- (json_document: a VARIANT on Spark, the text itself on DuckDB, whose json_type takes
     -- a list of paths)
@@ -302,7 +313,7 @@ property_documents as {{ inlined() }} (
     from trait_checks
 ),
 
-property_fields as {{ inlined() }} (
+property_fields as {{ inlined }} (
     select
         property_documents.*,
         {{ json_type_many('properties_document', plan_property_paths()) }} as property_kinds{{ ',' if property_value_fields }}
@@ -319,7 +330,7 @@ property_fields as {{ inlined() }} (
     from property_documents
 ),
 
-property_named as {{ inlined() }} (
+property_named as {{ inlined }} (
     -- each property the plan declares as kind_<name> (its JSON type, in the engine's names:
     -- json_native_kinds); the ones with a minimum
     -- as prop_<name> (their text) too
@@ -334,7 +345,7 @@ property_named as {{ inlined() }} (
     from property_fields
 ),
 
-event_checks as {{ inlined() }} (
+event_checks as {{ inlined }} (
     select
         property_named.*,
         {{ non_null_array([
@@ -379,30 +390,23 @@ already_staged as (
 ranked as (
     -- first received = first in landing order; files land with names that sort by arrival, so a
     -- full refresh and a run per file agree on which copy wins. Only lines that pass every check
-    -- compete: a quarantined copy never hides a valid one. A line whose id no other line of the
-    -- run carries can repeat only an earlier run's; the window over the message id runs only
-    -- over the lines whose id repeats (2% of a generated day). A window carries every column
-    -- of its lines through its partitions: over every line it was 45% of the model's CPU at 1M
-    -- and 40% of its wall time at 10M. The two halves read event_checks with opposite filters
-    -- on is_repeated_id; inlined, each computes the checks of its own lines only (stored, the
-    -- CTE held every column of every line: slower at 4M and 10M, measured in session 7).
+    -- compete: a quarantined copy never hides a valid one. On DuckDB the window runs only over
+    -- the lines whose id another line of the run carries (2% of a generated day), and a line
+    -- whose id no other line carries can repeat only an earlier run's: a window carries every
+    -- column of its lines through its partitions (over every line, 45% of the model's CPU at
+    -- 1M, 40% of its wall time at 10M). The halves read event_checks with opposite filters on
+    -- is_repeated_id; inlined, each computes its own lines' checks (stored, the CTE held every
+    -- column of every line: slower at 4M and 10M in session 7). Spark: one window over every
+    -- line (window_over_repeated_ids_only).
     select
         event_checks.*,
         event_checks.message_id is not null
         and {{ array_size('event_checks.reasons') }} = 0
-        and already_staged.message_id is not null as is_duplicate
-    from event_checks
-    left join already_staged
-        on event_checks.message_id = already_staged.message_id
-    where not event_checks.is_repeated_id
-    union all
-    select
-        event_checks.*,
-        {{ array_size('event_checks.reasons') }} = 0
         and (
             coalesce(
                 {{ landing_position }} != min(case
-                    when {{ array_size('event_checks.reasons') }} = 0 then {{ landing_position }}
+                    when event_checks.message_id is not null and {{ array_size('event_checks.reasons') }} = 0
+                        then {{ landing_position }}
                 end) over (partition by event_checks.message_id),
                 false
             )
@@ -411,7 +415,19 @@ ranked as (
     from event_checks
     left join already_staged
         on event_checks.message_id = already_staged.message_id
-    where event_checks.is_repeated_id
+    {%- if repeats_only %}
+        where event_checks.is_repeated_id
+        union all
+        select
+            event_checks.*,
+            event_checks.message_id is not null
+            and {{ array_size('event_checks.reasons') }} = 0
+            and already_staged.message_id is not null as is_duplicate
+        from event_checks
+        left join already_staged
+            on event_checks.message_id = already_staged.message_id
+        where not event_checks.is_repeated_id
+    {%- endif %}
 ),
 
 {%- set scrub_change_expressions = [] -%}
