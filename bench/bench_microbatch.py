@@ -62,7 +62,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emit, run_next_microbatch  # noqa: E402
+from bench.common import emit, generate, run_next_microbatch, touched_users  # noqa: E402
 from orchestration import sensors  # noqa: E402
 from orchestration.dbt_assets import (  # noqa: E402
     DBT_MANIFEST,
@@ -347,8 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         os.environ.pop(WARM_DBT_ENV)
     increment = None
     if args.increment_share:
-        increment = increment_batch(args, work, as_of, instance, job, resources, cursor,
-                                    socket)  # fmt: skip
+        increment = increment_batch(args, work, landing, as_of, instance, job, resources,
+                                    cursor, socket)  # fmt: skip
     warm_dbt.stop_server(socket)
     latencies = [b["latency_s"] for b in batches] or [float("nan")]
     log.info("%s", phase_table({"hourly-like run": noop, "first sensor batch": server_start,
@@ -378,8 +378,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def increment_batch(
-    args: argparse.Namespace, work: Path, as_of: datetime, instance: dg.DagsterInstance,
-    job: Any, resources: dict[str, Any], cursor: str | None, socket: Path,
+    args: argparse.Namespace, work: Path, landing: Path, as_of: datetime,
+    instance: dg.DagsterInstance, job: Any, resources: dict[str, Any], cursor: str | None,
+    socket: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """--increment-share of the history's events landed at once, taken by the sensor as one
     micro-batch: its run time against the full build of this work folder, with the users it
@@ -388,29 +389,20 @@ def increment_batch(
     generated = work / f"increment-{events}"
     shutil.rmtree(generated, ignore_errors=True)
     start = (as_of - timedelta(days=1)).strftime("%Y-%m-%d")
-    code = cli.main(["generate", "--quiet", f"--out={generated}", f"--events={events}",
-                     f"--users={max(1, events // 20)}", "--days=1", "--seed=2",
-                     f"--start={start}"])  # fmt: skip
-    assert code == 0
-    landing = Path(os.environ["PERSONALIZATION_LANDING"])
+    lines = generate(generated, events, max(1, events // 20), 1, 2, start)["lines_total"]
     stamp = int(time.time())  # a new folder on a reused landing too
     for day in sorted(generated.glob("dt=*")):
         day.rename(landing / f"{day.name}-increment-{stamp}")
-    lines = json.loads((generated / "manifest.json").read_text())["lines_total"]
     cpu = cpu_seconds(socket)
     _, detected, outcome = next_batch(instance, cursor, job, resources)
     run_s, cpu_s = time.perf_counter() - detected, cpu_seconds(socket) - cpu
-    full = json.loads((work / "full_build.json").read_text())
-    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
-        touched, reason = con.sql(
-            "select count(*), any_value(touched_reason) from intermediate.int_touched_users"
-        ).fetchone()
-        users = con.sql("select count(*) from intermediate.int_user_consent").fetchone()[0]
+    record = work / "full_build.json"  # absent in a work folder kept before session 10
+    full = json.loads(record.read_text()) if record.exists() else None
     figures = {"events": lines, "success": outcome.success, "run_s": round(run_s, 2),
                "cpu_s": round(cpu_s, 2), "full_build": full,
-               "to_full_build_ratio": round(run_s / full["wall_s"], 3),
-               "cpu_to_full_build_ratio": round(cpu_s / full["cpu_s"], 3),
-               "touched_users": touched, "users": users, "touched_reason": reason,
+               "to_full_build_ratio": round(run_s / full["wall_s"], 3) if full else None,
+               "cpu_to_full_build_ratio": round(cpu_s / full["cpu_s"], 3) if full else None,
+               **touched_users(resources["warehouse"].db()),
                "load_average": round(os.getloadavg()[0], 2),
                "phases": phase_breakdown(instance, outcome.run_id,
                                          resources["warehouse"].targets())}  # fmt: skip
@@ -518,7 +510,9 @@ def run_benchmark(
         ("microbatch (no-op)", 0, float(figures["noop_microbatch_s"]), peak),
         ("microbatch (empty sensor batch)", 0, float(figures["empty_sensor_batch_s"]), peak),
         (
-            f"microbatch +1% ({increment['to_full_build_ratio']:.0%} of the full build)",
+            f"microbatch +1% ({increment['to_full_build_ratio']:.0%} of the full build)"
+            if increment["to_full_build_ratio"] is not None
+            else "microbatch +1%",
             increment["events"],
             float(increment["run_s"]),
             peak,

@@ -34,8 +34,10 @@ from pathlib import Path
 
 import duckdb
 
-from personalization import cli
-from personalization.dbt_runner import Warehouse, run_dbt
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, run as a script
+
+from bench.common import generate, touched_users  # noqa: E402
+from personalization.dbt_runner import Warehouse, run_dbt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +113,6 @@ CORE = (
 )
 
 
-def _generate(out: Path, events: int, users: int, days: int, seed: int, start: str) -> dict:
-    code = cli.main(
-        ["generate", "--quiet", f"--events={events}", f"--users={users}", f"--days={days}",
-         f"--seed={seed}", f"--start={start}", f"--out={out}"]
-    )  # fmt: skip
-    if code:
-        raise SystemExit(code)
-    return json.loads((out / "manifest.json").read_text())
-
-
 def _timed_build(
     warehouse: Warehouse, command: list[str] | None = None, dbt_vars: dict | None = None
 ) -> tuple[float, dict[str, float]]:
@@ -131,16 +123,6 @@ def _timed_build(
     results = json.loads((warehouse.target_path / "run_results.json").read_text())["results"]
     per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
     return seconds, per_model
-
-
-def _touched(db: Path) -> dict:
-    """How many users the last run recomputed, out of how many, and why."""
-    with duckdb.connect(str(db), read_only=True) as con:
-        touched, reason = con.sql(
-            "select count(*), any_value(touched_reason) from intermediate.int_touched_users"
-        ).fetchone()
-        users = con.sql("select count(*) from intermediate.int_user_consent").fetchone()[0]
-    return {"touched_users": touched, "users": users, "touched_reason": reason}
 
 
 def _slowest(per_model: dict[str, float], count: int) -> list:
@@ -187,9 +169,9 @@ def _compare_hand(db: Path) -> dict:
 def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: int = 0) -> dict:
     work = Path(keep or tempfile.mkdtemp(prefix="bench-profiles-"))
     CPU_SECONDS.clear()
-    history = _generate(work / "history", events, max(1, events // 100), days, 1, "2026-01-01")
+    history = generate(work / "history", events, max(1, events // 100), days, 1, "2026-01-01")
     increment_events = max(100, events // 100)
-    increment = _generate(
+    increment = generate(
         work / "increment", increment_events, max(1, increment_events // 20), 1, 2, "2026-01-31"
     )
     landing = work / "landing"
@@ -208,9 +190,9 @@ def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: i
         shutil.copytree(day, landing / f"{day.name}-increment")
     tightest = {"lookback_hours": lookback_hours}
     incremental_seconds, incremental_models = _timed_build(warehouse, dbt_vars=tightest)
-    incremental_touched = _touched(warehouse.db_path)
+    incremental_touched = touched_users(warehouse.db_path)
     hourly_seconds, hourly_models = _timed_build(hourly, HOURLY, tightest)
-    hourly_touched = _touched(hourly.db_path)
+    hourly_touched = touched_users(hourly.db_path)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     hand_seconds = compared.pop("hand_seconds")
     result = {
@@ -307,7 +289,7 @@ def crossover(kept: Path, shares: list[float]) -> dict:
             seconds, cpu = _timed_cpu(
                 warehouse, {"lookback_hours": 0, "touched_full_rebuild_share": switch}
             )
-            touched = _touched(warehouse.db_path)
+            touched = touched_users(warehouse.db_path)
             with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
                 keys = con.sql(
                     "select count(*) from restricted.restricted_identity_keys"

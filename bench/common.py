@@ -1,4 +1,5 @@
-"""Pieces the benchmarks share: the sensor-then-job step of a micro-batch, and the output."""
+"""Pieces the benchmarks share: generated events, the sensor-then-job step of a micro-batch, the
+users a run touched, and the output."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 
 
 def run_next_microbatch(
@@ -39,3 +41,26 @@ def emit(figures: dict[str, Any], out: Path | None) -> int:
     if out:
         out.write_text(text)
     return 0
+
+
+def generate(out: Path, events: int, users: int, days: int, seed: int, start: str) -> dict:
+    """Generated events (the project's generator) in out; its manifest."""
+    from personalization import cli
+
+    code = cli.main(
+        ["generate", "--quiet", f"--events={events}", f"--users={users}", f"--days={days}",
+         f"--seed={seed}", f"--start={start}", f"--out={out}"]
+    )  # fmt: skip
+    if code:
+        raise SystemExit(code)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def touched_users(db: Path) -> dict:
+    """How many users the last run recomputed, out of how many, and why."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        touched, reason = con.sql(
+            "select count(*), any_value(touched_reason) from intermediate.int_touched_users"
+        ).fetchone()
+        users = con.sql("select count(*) from intermediate.int_user_consent").fetchone()[0]
+    return {"touched_users": touched, "users": users, "touched_reason": reason}

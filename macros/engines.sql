@@ -68,7 +68,6 @@
 {%- endmacro %}
 
 
-
 {#- Whether staging's duplicate check runs its window only over the lines whose message id
     repeats in the run (models/staging/stg_landing__events_checked.sql, ranked): two halves of
     the checked lines with opposite filters. DuckDB: the window carries every column of its
