@@ -77,23 +77,22 @@ def model(dbt, session):
     )
     events += reported_files(listing, ever_loaded)
 
-    # read everything into a temporary table first, so the log knows each file's outcome
-    session.register("raw_landing_events__reader", load_files(root, to_read, now, events))
-    session.execute(
-        "create or replace temp table raw_landing_events__batch as "
-        "select * from raw_landing_events__reader"
-    )
-    session.unregister("raw_landing_events__reader")
-
     seen = {tuple(row) for row in logged}
     load_id = uuid.uuid4().hex
-    rows = [
-        (load_id, now, e.path, e.size, e.modified_at, e.file_hash, e.status, e.lines_loaded,
-         e.detail)
-        for e in events
-        if e.key() not in seen
-    ]  # fmt: skip
-    if rows:
-        placeholders = ", ".join("?" for _ in FILE_LOG_COLUMNS)
-        session.executemany(f"insert into {log_table} values ({placeholders})", rows)
-    return session.table("raw_landing_events__batch")
+
+    def write_file_log() -> None:
+        """Log each file's outcome, once every file was read (before the stream ends)."""
+        rows = [
+            (load_id, now, e.path, e.size, e.modified_at, e.file_hash, e.status, e.lines_loaded,
+             e.detail)
+            for e in events
+            if e.key() not in seen
+        ]  # fmt: skip
+        if rows:
+            placeholders = ", ".join("?" for _ in FILE_LOG_COLUMNS)
+            # its own cursor: dbt stores the stream through another one while this runs
+            with session.cursor() as log_cursor:
+                log_cursor.executemany(f"insert into {log_table} values ({placeholders})", rows)
+
+    # a stream, not a table: dbt-duckdb stores it straight into the model's table (one copy)
+    return load_files(root, to_read, now, events, on_end=write_file_log)

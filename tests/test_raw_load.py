@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 from datetime import datetime
 
 import pytest
@@ -18,6 +19,7 @@ from personalization.raw_load import (
     list_landing_files,
     load_files,
     plan_load,
+    read_ahead,
     read_lines,
     reported_files,
     scan_landing,
@@ -245,3 +247,45 @@ def test_valid_runs_of_lines_are_split_as_sent(tmp_path):
     table = load_files(tmp_path, [grown], datetime(2026, 1, 1)).read_all()
     assert table.column("raw_line").to_pylist() == expected[1500:]
     assert table.column("line_number").to_pylist() == list(range(1501, len(expected) + 1))
+
+
+def test_read_ahead_keeps_order_and_raises_the_readers_error_where_it_happened():
+    def numbers():
+        yield from range(10)
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for number in read_ahead(numbers(), depth=2):
+            seen.append(number)
+    assert seen == list(range(10))
+
+
+def test_read_ahead_stops_its_thread_when_the_reader_stops_early():
+    produced = []
+
+    def numbers():
+        for number in range(1000):
+            produced.append(number)
+            yield number
+
+    batches = read_ahead(numbers(), depth=2)
+    assert [next(batches) for _ in range(3)] == [0, 1, 2]
+    batches.close()
+    assert not any(t.name == "raw-load-read-ahead" for t in threading.enumerate())
+    assert len(produced) < 10  # it stopped, it did not read the rest
+
+
+def test_end_callback_sees_every_files_outcome_before_the_stream_ends(tmp_path):
+    write(tmp_path / "a.jsonl", "{}\n{}\n")
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b"{}\n{}\n{}\n")[:-8])  # no trailer
+    items = files_to_load(tmp_path, list_landing_files(tmp_path), {})
+    events: list[FileEvent] = []
+    at_end = []
+    reader = load_files(
+        tmp_path, items, datetime(2026, 1, 1), events,
+        on_end=lambda: at_end.append([(e.path, e.status, e.lines_loaded) for e in events]),
+    )  # fmt: skip
+    batches = list(reader)
+    assert at_end == [[("a.jsonl", "loaded", 2), ("b.jsonl.gz", "unreadable", 3)]]
+    assert sum(len(batch) for batch in batches) == 5
