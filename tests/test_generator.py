@@ -602,3 +602,42 @@ def test_entry_point_without_tty_shows_no_progress_bar(tmp_path):
     assert "ev/s" not in done.stderr and "%|" not in done.stderr
     assert json.loads((out / "manifest.json").read_text())["days"] == 5
     assert len({p.parent.name for p in out.glob("dt=*/*.jsonl.gz")}) == 5
+
+
+# ---------------------------------------------------------------- worker processes
+
+SHARD_FAILS_UNDER_A_SHIELDED_PARENT = """
+import signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from personalization.generator import writer
+from personalization.generator.config import GeneratorConfig
+
+original = writer.run_shard
+
+def failing_shard(shard):
+    if shard == 1:
+        raise RuntimeError("planted shard failure")
+    return original(shard)
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a host shielding its children does
+writer.run_shard = failing_shard
+cfg = GeneratorConfig(
+    events=2000, users=1500, days=3, seed=1, out=Path(sys.argv[1]),
+    start=datetime(2026, 1, 1, tzinfo=UTC), workers=2, quiet=True,
+)
+assert cfg.n_shards >= 3, cfg.n_shards
+writer.generate(cfg)
+"""
+
+
+def test_a_failing_shard_stops_the_worker_pool_even_when_sigterm_is_ignored(tmp_path):
+    """On an error the pool terminates its workers with SIGTERM; forked workers inherit the
+    parent's dispositions, and a parent that ignores SIGTERM (a pytest worker did, after a test
+    shielded a child from it) once left the pool waiting for them forever."""
+    done = subprocess.run(
+        [sys.executable, "-c", SHARD_FAILS_UNDER_A_SHIELDED_PARENT, str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "RuntimeError: planted shard failure" in done.stderr

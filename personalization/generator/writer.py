@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import shutil
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -68,8 +69,19 @@ def _results(cfg: GeneratorConfig) -> Iterator[ShardResult]:
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer=init_worker, initargs=(cfg,)) as pool:
+    with ctx.Pool(workers, initializer=_init_pool_worker, initargs=(cfg,)) as pool:
         yield from pool.imap(run_shard, shards)
+        # done: the workers exit on their own (Pool's exit would SIGTERM them instead)
+        pool.close()
+        pool.join()
+
+
+def _init_pool_worker(cfg: GeneratorConfig) -> None:
+    """A forked worker inherits its parent's signal dispositions: one that ignores SIGTERM (a
+    host process shielding a child from it) made Pool.terminate wait forever for the worker. A
+    worker ends on SIGTERM, as a process does by default."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    init_worker(cfg)
 
 
 def generate(cfg: GeneratorConfig) -> dict:
