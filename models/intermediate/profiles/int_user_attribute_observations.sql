@@ -1,8 +1,9 @@
 {#- Every observation of a user attribute (age, country, city, state, postal_code, gender and
     every custom trait the tracking plan declares) with its source: user_feedback (a Profile
     Updated the user sent), declared (identify traits, or context.traits on any other call) or
-    inferred (country from the locale of the user's device). Invalid values were nulled in
-    staging, so they never appear here and can never override a valid one.
+    inferred (country from the locale of the user's device: the user's latest event with one,
+    the only inferred observation that can win in int_user_attributes). Invalid values were
+    nulled in staging, so they never appear here and can never override a valid one.
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per (message_id, attribute_name, source). -#}
 {{ config(materialized=touched_users_or_table()) }}
@@ -54,6 +55,44 @@ stated as (
         or custom_traits is not null
 ),
 
+inferred as (
+    -- the country of the device's locale ('fr-FR'), on every event that has one
+    select
+        events.canonical_user_id,
+        events.message_id,
+        events.event_at as observed_at,
+        countries.country_code
+    from events
+    inner join countries
+        on upper(substr(events.user_locale, 4, 2)) = countries.country_code
+    where events.user_locale like '__-__'
+),
+
+latest_inferred_at as (
+    select
+        canonical_user_id,
+        max(observed_at) as observed_at
+    from inferred
+    group by canonical_user_id
+),
+
+latest_inferred as (
+    -- one inferred observation per user, the one int_user_attributes would pick among them (the
+    -- latest, then the greatest message id): the others can never win, and kept they were 96%
+    -- of this table's rows (one per event with a locale)
+    select
+        inferred.canonical_user_id,
+        inferred.observed_at,
+        max(inferred.message_id) as message_id,
+        {{ arg_max('inferred.country_code', 'inferred.message_id') }} as country_code
+    from inferred
+    inner join latest_inferred_at
+        on
+            inferred.canonical_user_id = latest_inferred_at.canonical_user_id
+            and inferred.observed_at = latest_inferred_at.observed_at
+    group by inferred.canonical_user_id, inferred.observed_at
+),
+
 unpivoted as (
     {%- for attribute in ['age', 'country', 'city', 'state', 'postal_code', 'gender'] + declared_traits.keys() | list %}
         select
@@ -68,16 +107,13 @@ unpivoted as (
         union all
     {%- endfor %}
     select
-        events.canonical_user_id,
-        events.message_id,
-        events.event_at as observed_at,
+        canonical_user_id,
+        message_id,
+        observed_at,
         'country' as attribute_name,
-        countries.country_code as attribute_value,
+        country_code as attribute_value,
         'inferred' as source
-    from events
-    inner join countries
-        on upper(substr(events.user_locale, 4, 2)) = countries.country_code
-    where events.user_locale like '__-__'
+    from latest_inferred
 ),
 
 final as (
