@@ -620,7 +620,7 @@ def failing_shard(shard):
         raise RuntimeError("planted shard failure")
     return original(shard)
 
-signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a host shielding its children does
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as Dagster leaves a pytest-xdist worker
 writer.run_shard = failing_shard
 cfg = GeneratorConfig(
     events=2000, users=1500, days=3, seed=1, out=Path(sys.argv[1]),
@@ -633,8 +633,9 @@ writer.generate(cfg)
 
 def test_a_failing_shard_stops_the_worker_pool_even_when_sigterm_is_ignored(tmp_path):
     """On an error the pool terminates its workers with SIGTERM; forked workers inherit the
-    parent's dispositions, and a parent that ignores SIGTERM (a pytest worker did, after a test
-    shielded a child from it) once left the pool waiting for them forever."""
+    parent's dispositions, and a parent that ignores SIGTERM (a pytest worker did, after Dagster
+    ran in it: SIGTERM then takes SIGINT's handler, which xdist ignores) once left the pool
+    waiting for them forever."""
     done = subprocess.run(
         [sys.executable, "-c", SHARD_FAILS_UNDER_A_SHIELDED_PARENT, str(tmp_path / "out")],
         capture_output=True, text=True, timeout=60,

@@ -77,9 +77,10 @@ def _results(cfg: GeneratorConfig) -> Iterator[ShardResult]:
 
 
 def _init_pool_worker(cfg: GeneratorConfig) -> None:
-    """A forked worker inherits its parent's signal dispositions: one that ignores SIGTERM (a
-    host process shielding a child from it) made Pool.terminate wait forever for the worker. A
-    worker ends on SIGTERM, as a process does by default."""
+    """A forked worker inherits its parent's signal dispositions: a parent that ignored SIGTERM
+    (Dagster in process gives SIGTERM SIGINT's handler, and a pytest-xdist worker ignores SIGINT)
+    made Pool.terminate wait forever for the workers. A worker ends on SIGTERM, as a process
+    does by default."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     init_worker(cfg)
 
