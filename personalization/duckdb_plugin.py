@@ -26,20 +26,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
 from personalization.pii_guard import scrub_expression
-from personalization.privacy import (
-    KeyMismatchError,
-    key_fingerprint,
-    pseudonymise,
-    resolve_key,
-    user_pseudonym,
-)
+from personalization.privacy import KeyMismatchError, Pseudonymiser, key_fingerprint, resolve_key
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +42,16 @@ FINGERPRINT_TABLE = "privacy.key_fingerprint"
 MEMORY_LIMIT_ENV = "PERSONALIZATION_DUCKDB_MEMORY_LIMIT"
 MEMORY_SHARE = 2 / 3  # of the machine's memory, when MEMORY_LIMIT_ENV is not set
 SCRUB_SQL = scrub_expression("value")
+
+
+def _per_vector(function: Callable[[str | None], str | None]) -> Callable[[pa.Array], pa.Array]:
+    """A text function applied to a whole vector of values at a time (DuckDB's Arrow UDFs: one
+    Python call per 2,048 rows rather than one per row, a third of the time on identities)."""
+
+    def apply(values: pa.Array) -> pa.Array:
+        return pa.array([function(value) for value in values.to_pylist()], pa.string())
+
+    return apply
 
 
 def _flag(value: Any) -> bool:
@@ -128,28 +133,23 @@ class Plugin(BasePlugin):
         _preload_python_model_libraries()
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        key = self.key
-        conn.create_function(
-            "pseudonymise",
-            lambda value: pseudonymise(value, key),
-            ["VARCHAR"],
-            "VARCHAR",
-            side_effects=False,
-        )
-        conn.create_function(
-            "user_pseudonym",
-            lambda value: user_pseudonym(value, key),
-            ["VARCHAR"],
-            "VARCHAR",
-            side_effects=False,
-        )
+        pseudonymiser = Pseudonymiser(self.key)
+        for name, function in (
+            ("pseudonymise", pseudonymiser.pseudonymise),
+            ("user_pseudonym", pseudonymiser.user_pseudonym),
+        ):
+            # a blank identifier has no pseudonym: the function returns NULL for it ('special')
+            conn.create_function(
+                name, _per_vector(function), ["VARCHAR"], "VARCHAR", type="arrow",
+                null_handling="special", side_effects=False,
+            )  # fmt: skip
         # a read-only connection (dagster-dbt's row counts and column schemas after a build)
         # writes nothing, so there is no key to check and no fingerprint table it could create
         (read_only,) = conn.execute(
             "select readonly from duckdb_databases() where database_name = current_database()"
         ).fetchone()
         if not read_only:
-            check_fingerprint(conn, key, _full_refresh())
+            check_fingerprint(conn, self.key, _full_refresh())
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
         # temporary objects belong to one connection, and dbt runs SQL on cursors of it

@@ -70,7 +70,7 @@ DAY_ONE = [
     *(line(f"{u}-grant", u, "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z",
            consent=GRANT)
       for u in ("c-quarantined", "c-event", "c-clock", "c-control", "c-late", "c-tie",
-                "c-later", "c-future", "c-future-w")),
+                "c-later", "c-future", "c-future-w", "c-regrant")),
     # 1. the withdrawal rides on an event the tracking plan quarantines (unknown event)
     line("c-quarantined-w", "c-quarantined", "2026-01-02T10:00:00.000Z",
          "2026-01-02T10:00:01.000Z", event="Wishlist Shared", consent=WITHDRAW),
@@ -95,6 +95,14 @@ DAY_ONE = [
     line("c-later-w", "c-later", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
          consent=WITHDRAW),
     line("c-later-g", "c-later", "2026-01-03T10:00:00.000Z", "2026-01-03T10:00:01.000Z",
+         consent=GRANT),
+    # two grants after a withdrawal: the latest by server time is a late event (client time
+    # before the withdrawal's), the earlier one is newer by both clocks: granted
+    line("c-regrant-w", "c-regrant", "2026-01-02T10:00:00.000Z", "2026-01-02T10:00:01.000Z",
+         consent=WITHDRAW),
+    line("c-regrant-g", "c-regrant", "2026-01-02T12:00:00.000Z", "2026-01-02T12:00:01.000Z",
+         consent=GRANT),
+    line("c-regrant-late", "c-regrant", "2026-01-02T09:00:00.000Z", "2026-01-02T14:00:01.000Z",
          consent=GRANT),
     # a client clock in the future (quarantined future_timestamp) is not trusted: a copy of an
     # old grant stamped a month ahead cannot lift the withdrawal received before it...
@@ -124,7 +132,7 @@ DAY_ONE = [
 WITHDRAWN = ("c-quarantined", "c-event", "c-clock", "c-late", "c-tie", "c-future")
 # at the shipped analytics_consent_policy (exclude) c-no-analytics is not profiled, so it is in no
 # activation table either; at `profile` it is activated too
-ACTIVATED = ("c-control", "c-later", "c-future-w")
+ACTIVATED = ("c-control", "c-later", "c-future-w", "c-regrant")
 
 
 def build(warehouse: Warehouse, **dbt_vars: Any) -> None:
@@ -205,9 +213,9 @@ def test_a_withdrawal_always_removes_the_user_from_activation(consent_warehouse)
     # rpt_data_quality counts the signal lines by status, the users on the default and the users
     # the shipped analytics policy (exclude) leaves unprofiled
     assert consent_report(consent_warehouse) == {
-        # 9 day-one grants, 10 more lines and 6 shared-device lines; the unknown event, Consent
+        # 10 day-one grants, 13 more lines and 6 shared-device lines; the unknown event, Consent
         # Updated and the two lines stamped a month ahead are quarantined
-        ("consent_signal_lines", "staged"): 25.0,
+        ("consent_signal_lines", "staged"): 29.0,
         ("consent_signal_lines", "quarantined"): 4.0,
         ("users_without_consent_signal", "all"): 0.0,
         # c-no-analytics and the shared device d-refuse

@@ -4,17 +4,21 @@ refused with a rotation message (rotation: a full refresh)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import FIXTURE_LANDING, make_warehouse, query
 
 from orchestration.resources import WarehouseResource
 from personalization import cli
 from personalization.dbt_runner import DbtError, dbt_executable, run_dbt
+from personalization.duckdb_plugin import Plugin
 from personalization.privacy import (
     DEVELOPMENT_KEY,
     KEY_ENV_VAR,
@@ -22,7 +26,9 @@ from personalization.privacy import (
     MissingKeyError,
     WeakKeyError,
     key_fingerprint,
+    pseudonymise,
     resolve_key,
+    user_pseudonym,
 )
 from personalization.tracking_plan import PROJECT_ROOT
 
@@ -51,6 +57,52 @@ def test_fingerprints_tell_keys_apart_without_revealing_them() -> None:
     a, b = key_fingerprint(KEY_A.encode()), key_fingerprint(KEY_B.encode())
     assert a != b and len(a) == 16
     assert KEY_A not in a and a == key_fingerprint(KEY_A.encode())
+
+
+# identifiers as they arrive: padded, mixed case, non-ASCII, blank, missing
+IDENTIFIERS = [" Ana@Example.COM ", "ana@example.com", "user-1", "U1", "u1", "Zoë Ødegård", "李",
+               "", "   ", None]  # fmt: skip
+
+
+def _standard_pseudonym(value: str | None, key: bytes) -> str | None:
+    """The pseudonym from the standard library's HMAC, as written before KeyedHash."""
+    normalised = value.strip().lower() if value is not None else ""
+    return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest() if normalised else None
+
+
+def _standard_user_key(value: str | None, key: bytes) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return hmac.new(key, b"user-key:" + value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@pytest.mark.parametrize("length", [32, 63, 64, 65, 200])  # around SHA-256's 64-byte block
+def test_pseudonyms_are_the_standard_hmac_for_every_key_length(length: int) -> None:
+    key = bytes(range(length))
+    for value in IDENTIFIERS:
+        assert pseudonymise(value, key) == _standard_pseudonym(value, key), (length, value)
+        assert user_pseudonym(value, key) == _standard_user_key(value, key), (length, value)
+    assert user_pseudonym("U1", key) != user_pseudonym("u1", key)  # ids compare exactly
+    assert pseudonymise(" Ana@Example.COM ", key) == pseudonymise("ana@example.com", key)
+
+
+def test_the_sql_functions_hash_whole_vectors_like_python() -> None:
+    """The dbt-duckdb plugin's functions, which receive 2,048 values at a time, over several
+    vectors with missing and blank values among them."""
+    key = KEY_A.encode()
+    values = [IDENTIFIERS[i % len(IDENTIFIERS)] for i in range(5000)]
+    values = [f"{v}-{i}" if v and v.strip() else v for i, v in enumerate(values)]  # all distinct
+    plugin = Plugin.__new__(Plugin)
+    plugin.key = key
+    with duckdb.connect() as con:
+        plugin.configure_connection(con)
+        con.execute("create table ids (position integer, value varchar)")
+        con.executemany("insert into ids values (?, ?)", list(enumerate(values)))
+        rows = con.execute(
+            "select pseudonymise(value), user_pseudonym(value) from ids order by position"
+        ).fetchall()
+    assert rows == [(_standard_pseudonym(v, key), _standard_user_key(v, key)) for v in values]
+    assert sum(row[0] is None for row in rows) == sum(not (v or "").strip() for v in values) > 0
 
 
 def test_a_one_character_key_is_refused_by_dbt(tmp_path: Path) -> None:

@@ -60,101 +60,158 @@ canonical_users as (
     where {{ touched_users_only('canonical_keys.user_key') }}
 ),
 
-signal_lines as (
-    -- each line that carries a signal, with its user's key: resolved once per line, before
-    -- the line is split by category
+pair_signals as (
+    -- per (userId, anonymousId) pair and category: the latest grant by server time (a grant
+    -- counts up to as_of), the latest withdrawal by server time and by client time (a
+    -- withdrawal counts whenever it arrived). A pair resolves to one user, so the lines are
+    -- grouped before the identity joins, which then read pairs, not lines.
     select
-        identity_keys.user_key as canonical_user_id,
-        {{ consent_signal_at('checked') }} as consent_at,
-        {{ consent_client_at('checked') }} as client_at,
+        user_id,
+        anonymous_id,
         {%- for category in categories %}
-            checked.consent_{{ category }}{% if not loop.last %},{% endif %}
+            max(consent_at) filter (
+                where consent_{{ category }} and consent_at <= {{ as_of() }}
+            ) as {{ category }}_granted_at,
+            max(consent_at) filter (where not consent_{{ category }}) as {{ category }}_withdrawn_at,
+            max(client_at) filter (
+                where not consent_{{ category }}
+            ) as {{ category }}_withdrawn_client_at{% if not loop.last %},{% endif %}
         {%- endfor %}
-    from checked
-    left join identity_map
-        on checked.anonymous_id = identity_map.anonymous_id
-    inner join identity_keys
-        on
-            coalesce(checked.user_id, identity_map.user_id, checked.anonymous_id)
-            = identity_keys.raw_identity
-    where
-        checked.status != 'duplicate'
-        and (
+    from (
+        select
+            checked.user_id,
+            checked.anonymous_id,
+            {{ consent_signal_at('checked') }} as consent_at,
+            {{ consent_client_at('checked') }} as client_at,
             {%- for category in categories %}
-                checked.consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
+                checked.consent_{{ category }}{% if not loop.last %},{% endif %}
             {%- endfor %}
-        )
+        from checked
+        where
+            checked.status != 'duplicate'
+            and (
+                {%- for category in categories %}
+                    checked.consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
+                {%- endfor %}
+            )
+    ) as signal_lines
+    group by user_id, anonymous_id
 ),
 
-signals as (
-    -- one row per (line, category) that carries a value
+pair_users as (
+    -- each pair with its user's key
+    select
+        identity_keys.user_key as canonical_user_id,
+        pair_signals.*
+    from pair_signals
+    left join identity_map
+        on pair_signals.anonymous_id = identity_map.anonymous_id
+    inner join identity_keys
+        on
+            coalesce(pair_signals.user_id, identity_map.user_id, pair_signals.anonymous_id)
+            = identity_keys.raw_identity
+),
+
+user_signals as (
+    select
+        canonical_user_id,
+        {%- for category in categories %}
+            max({{ category }}_granted_at) as {{ category }}_granted_at,
+            max({{ category }}_withdrawn_at) as {{ category }}_withdrawn_at,
+            max({{ category }}_withdrawn_client_at) as {{ category }}_withdrawn_client_at,
+        {%- endfor %}
+        greatest(
+            {%- for category in categories %}
+                max({{ category }}_granted_at),
+                max({{ category }}_withdrawn_at){% if not loop.last %},{% endif %}
+            {%- endfor %}
+        ) as consent_updated_at
+    from pair_users
+    group by canonical_user_id
+),
+
+contested as (
+    -- the (user, category) whose latest grant is newer than the latest withdrawal by server
+    -- time while that withdrawal has a client time: granted only if some grant is newer by both
+    -- clocks, which needs their lines (few: a change of mind after a withdrawal)
     {%- for category in categories %}
         select
             canonical_user_id,
             '{{ category }}' as category,
-            consent_{{ category }} as is_granted,
-            consent_at,
-            client_at
-        from signal_lines
+            {{ category }}_withdrawn_at as withdrawn_at,
+            {{ category }}_withdrawn_client_at as withdrawn_client_at
+        from user_signals
         where
-            consent_{{ category }} is not null
-            and (
-                not consent_{{ category }}
-                or consent_at <= {{ as_of() }}
-            )
+            {{ category }}_granted_at > {{ category }}_withdrawn_at
+            and {{ category }}_withdrawn_client_at is not null
         {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 ),
 
-withdrawals as (
-    -- per user and category, the latest withdrawal by server time and by client time
+contested_pairs as (
     select
-        canonical_user_id,
-        category,
-        max(consent_at) as withdrawn_at,
-        max(client_at) as withdrawn_client_at
-    from signals
-    where not is_granted
-    group by canonical_user_id, category
+        pair_users.user_id,
+        pair_users.anonymous_id,
+        contested.*
+    from contested
+    inner join pair_users
+        on contested.canonical_user_id = pair_users.canonical_user_id
 ),
 
-per_category as (
-    -- granted when a grant is newer than every withdrawal by server time and by client time
-    -- (a late event carries the consent of its own, older moment); a tie goes to the withdrawal
+contested_lines as (
+    -- the lines again (a second read, narrow: only the contested users' pairs are kept)
+    {{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}
+),
+
+regranted as (
+    -- the contested (user, category) with a grant newer than the withdrawal by both clocks
+    -- (a tie goes to the withdrawal; a grant without a trusted client time does not count)
     select
-        signals.canonical_user_id,
-        signals.category,
-        coalesce(bool_or(
-            signals.is_granted
-            and (
-                withdrawals.withdrawn_at is null
-                or (
-                    signals.consent_at > withdrawals.withdrawn_at
-                    and (
-                        withdrawals.withdrawn_client_at is null
-                        or signals.client_at > withdrawals.withdrawn_client_at
-                    )
-                )
-            )
-        ), false) as is_granted,
-        max(signals.consent_at) as consent_at
-    from signals
-    left join withdrawals
+        contested_pairs.canonical_user_id,
+        {%- for category in categories %}
+            bool_or(
+                contested_pairs.category = '{{ category }}'
+                and contested_lines.consent_{{ category }}
+            ) as {{ category }}_regranted{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from contested_lines
+    inner join contested_pairs
         on
-            signals.canonical_user_id = withdrawals.canonical_user_id
-            and signals.category = withdrawals.category
-    group by signals.canonical_user_id, signals.category
+            contested_lines.user_id is not distinct from contested_pairs.user_id
+            and contested_lines.anonymous_id is not distinct from contested_pairs.anonymous_id
+    where
+        contested_lines.status != 'duplicate'
+        and {{ consent_signal_at('contested_lines') }} <= {{ as_of() }}
+        and {{ consent_signal_at('contested_lines') }} > contested_pairs.withdrawn_at
+        and {{ consent_client_at('contested_lines') }} > contested_pairs.withdrawn_client_at
+    group by contested_pairs.canonical_user_id
 ),
 
 latest as (
+    -- per category: no signal (null: the default applies), else granted when a grant is newer
+    -- than every withdrawal by server time and by client time (a late event carries the
+    -- consent of its own, older moment)
     select
-        canonical_user_id,
+        user_signals.canonical_user_id,
         {%- for category in categories %}
-            bool_or(is_granted) filter (where category = '{{ category }}') as consent_{{ category }},
+            case
+                when
+                    user_signals.{{ category }}_granted_at is null
+                    and user_signals.{{ category }}_withdrawn_at is null
+                    then null
+                when user_signals.{{ category }}_granted_at is null then false
+                when user_signals.{{ category }}_withdrawn_at is null then true
+                when user_signals.{{ category }}_granted_at <= user_signals.{{ category }}_withdrawn_at
+                    then false
+                when user_signals.{{ category }}_withdrawn_client_at is null then true
+                else coalesce(regranted.{{ category }}_regranted, false)
+            end as consent_{{ category }},
         {%- endfor %}
-        max(consent_at) as consent_updated_at
-    from per_category
-    group by canonical_user_id
+        user_signals.consent_updated_at
+    from user_signals
+    left join regranted
+        on user_signals.canonical_user_id = regranted.canonical_user_id
+    where user_signals.consent_updated_at is not null
 ),
 
 consent as (
