@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
@@ -42,16 +41,6 @@ FINGERPRINT_TABLE = "privacy.key_fingerprint"
 MEMORY_LIMIT_ENV = "PERSONALIZATION_DUCKDB_MEMORY_LIMIT"
 MEMORY_SHARE = 2 / 3  # of the machine's memory, when MEMORY_LIMIT_ENV is not set
 SCRUB_SQL = scrub_expression("value")
-
-
-def _per_vector(function: Callable[[str | None], str | None]) -> Callable[[pa.Array], pa.Array]:
-    """A text function applied to a whole vector of values at a time (DuckDB's Arrow UDFs: one
-    Python call per 2,048 rows rather than one per row, a third of the time on identities)."""
-
-    def apply(values: pa.Array) -> pa.Array:
-        return pa.array([function(value) for value in values.to_pylist()], pa.string())
-
-    return apply
 
 
 def _flag(value: Any) -> bool:
@@ -133,15 +122,19 @@ class Plugin(BasePlugin):
         _preload_python_model_libraries()
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        # scalar functions (one Python call per row): DuckDB's Arrow UDFs return text whose
+        # buffers can be freed before DuckDB copies them (duckdb/duckdb#15626): tried, and a
+        # build failed on corrupt pseudonyms ("Invalid unicode ... in segment statistics").
+        # A blank value has no pseudonym: the function returns NULL for it, which DuckDB
+        # accepts only with null_handling 'special' (by default it stops the query).
         pseudonymiser = Pseudonymiser(self.key)
         for name, function in (
             ("pseudonymise", pseudonymiser.pseudonymise),
             ("user_pseudonym", pseudonymiser.user_pseudonym),
         ):
-            # a blank identifier has no pseudonym: the function returns NULL for it ('special')
             conn.create_function(
-                name, _per_vector(function), ["VARCHAR"], "VARCHAR", type="arrow",
-                null_handling="special", side_effects=False,
+                name, function, ["VARCHAR"], "VARCHAR", null_handling="special",
+                side_effects=False,
             )  # fmt: skip
         # a read-only connection (dagster-dbt's row counts and column schemas after a build)
         # writes nothing, so there is no key to check and no fingerprint table it could create

@@ -16,6 +16,7 @@ The key comes from the environment (PERSONALIZATION_HMAC_KEY) and never enters t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -124,9 +125,15 @@ class Pseudonymiser:
         return self._user_key.hexdigest(raw_id.encode())[:USER_KEY_HEX_CHARS]
 
 
+@functools.lru_cache(maxsize=4)
+def _pseudonymiser(key: bytes) -> Pseudonymiser:
+    """One Pseudonymiser per key in a process (Spark's workers call the functions per row)."""
+    return Pseudonymiser(key)
+
+
 def pseudonymise(value: str | None, key: bytes) -> str | None:
     """HMAC-SHA256 of the normalised identifier, hex encoded; None and blanks stay None."""
-    return Pseudonymiser(key).pseudonymise(value)
+    return _pseudonymiser(key).pseudonymise(value)
 
 
 def user_pseudonym(raw_id: str | None, key: bytes) -> str | None:
@@ -136,4 +143,4 @@ def user_pseudonym(raw_id: str | None, key: bytes) -> str | None:
     separates this pseudonym from every other one made with the same key (e-mail hashes, the
     suppression list). None and blanks stay None.
     """
-    return Pseudonymiser(key).user_pseudonym(raw_id)
+    return _pseudonymiser(key).user_pseudonym(raw_id)

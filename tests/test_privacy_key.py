@@ -86,9 +86,9 @@ def test_pseudonyms_are_the_standard_hmac_for_every_key_length(length: int) -> N
     assert pseudonymise(" Ana@Example.COM ", key) == pseudonymise("ana@example.com", key)
 
 
-def test_the_sql_functions_hash_whole_vectors_like_python() -> None:
-    """The dbt-duckdb plugin's functions, which receive 2,048 values at a time, over several
-    vectors with missing and blank values among them."""
+def test_the_sql_functions_hash_like_python() -> None:
+    """The dbt-duckdb plugin's functions over several of DuckDB's 2,048-row vectors, with missing
+    and blank values among them."""
     key = KEY_A.encode()
     values = [IDENTIFIERS[i % len(IDENTIFIERS)] for i in range(5000)]
     values = [f"{v}-{i}" if v and v.strip() else v for i, v in enumerate(values)]  # all distinct
