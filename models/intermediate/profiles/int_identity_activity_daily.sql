@@ -163,6 +163,9 @@ aggregated as (
             when is_reversal and amount is not null and reporting_amount is null then 1
         end) as reversals_unconverted,
         count(case when event_name = 'Feature Used' then 1 end) as feature_uses,
+        -- the events sent with a userId (the others are identified only if the identity map
+        -- stitches their anonymousId: fct_user_activity_daily's identified_events)
+        count(user_id) as user_id_events,
         coalesce(sum(case when event_name = 'Order Completed' then reporting_amount end), 0)
             as revenue,
         coalesce(sum(case when is_reversal then reporting_amount end), 0) as refunded_amount,
@@ -190,6 +193,7 @@ final as (
         {%- for column in activity_amount_columns() %}
             coalesce(aggregated.{{ column }}, 0) as {{ column }},
         {%- endfor %}
+        coalesce(aggregated.user_id_events, 0) as user_id_events,
         aggregated.first_event_at,
         aggregated.last_event_at,
         aggregated.loaded_at,

@@ -32,7 +32,12 @@ consent as (
 keyed as (
     -- the raw identity resolved through the identity map, then replaced by its pseudonymous key
     select
-        {{ star_exclude('identity_days', ['identity_key']) }},
+        {{ star_exclude('identity_days', ['identity_key', 'user_id_events']) }},
+        -- sent with a userId, or stitched: every event of an anonymousId the map resolves
+        case
+            when identity_map.user_id is not null then identity_days.events
+            else identity_days.user_id_events
+        end as identified_events,
         identity_keys.user_key as canonical_user_id
     from identity_days
     left join identity_map
@@ -52,6 +57,7 @@ final as (
         canonical_user_id,
         activity_date,
         {{- sum_activity_counts(as_money=true) }}
+        cast(sum(identified_events) as bigint) as identified_events,
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
     from keyed
