@@ -3,6 +3,11 @@ one hand-written DuckDB query computing the same core columns, and an incrementa
 new events, twice from the same state: everything (`dbt build`, as the daily job) and the hourly
 selection (`dbt build --selector hourly`, what the hourly schedule's job runs).
 
+The profile models are timed twice: as the full build ran them (two dbt threads, beside other
+models) and alone (`dbt run --full-refresh --threads 1` of the profile path, each model with
+DuckDB's threads to itself, as the hand query has them), --repeat times each side by side with
+the hand query; the medians give the ratio.
+
 The touched set takes the lines loaded after the previous run's load high-water mark, with no
 lookback (docs/architecture.md, "No lookback on the touched set"); `--lookback-hours` (0 unless
 given) only widens `int_identity_activity_daily`'s (identity, day) pairs. Each incremental build
@@ -27,6 +32,7 @@ import logging
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -129,6 +135,47 @@ def _slowest(per_model: dict[str, float], count: int) -> list:
     return sorted(per_model.items(), key=lambda kv: -kv[1])[:count]
 
 
+def _time_hand(db: Path) -> float:
+    with duckdb.connect(str(db), read_only=True) as con:
+        started = time.perf_counter()
+        con.sql(f"create temp table hand_all as {HAND_WRITTEN}")
+        con.sql(f"create temp table hand as {HAND_PROFILED}")
+        return time.perf_counter() - started
+
+
+def _time_view_read(db: Path) -> float:
+    """dim_user_profiles is a view: the joins it leaves to its readers count on the model side,
+    timed as one reader that writes every profile out."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        started = time.perf_counter()
+        con.sql("create temp table profiles_read as select * from marts.dim_user_profiles")
+        return time.perf_counter() - started
+
+
+def _time_profile_path_alone(warehouse: Warehouse) -> float:
+    """The profile path rebuilt on its own (the same tables the full build made), one model at
+    a time: the sum of dbt's model times and the view's read."""
+    _, per_model = _timed_build(
+        warehouse, ["run", "--full-refresh", "--threads", "1", "--select", *PROFILE_PATH_MODELS]
+    )
+    CPU_SECONDS.pop()  # not one of the builds the CPU figures report
+    path = sum(per_model.get(name, 0.0) for name in PROFILE_PATH_MODELS)
+    return path + _time_view_read(warehouse.db_path)
+
+
+def _compare_alone(warehouse: Warehouse, repeat: int) -> dict:
+    """The profile path alone and the hand query, side by side, `repeat` times each."""
+    path, hand = [], []
+    for _ in range(repeat):
+        path.append(_time_profile_path_alone(warehouse))
+        hand.append(_time_hand(warehouse.db_path))
+    return {
+        "profile_models_alone_seconds": [round(seconds, 2) for seconds in path],
+        "hand_query_alone_seconds": [round(seconds, 2) for seconds in hand],
+        "profile_alone_to_hand_ratio": round(statistics.median(path) / statistics.median(hand), 2),
+    }
+
+
 def _compare_hand(db: Path) -> dict:
     """The hand-written query timed against the marts, row for row, with and without the consent
     rule: the rows the rule removes must be exactly the users it leaves unprofiled."""
@@ -136,16 +183,11 @@ def _compare_hand(db: Path) -> dict:
         "select count(*) from ((select {core} from {a} except select {core} from {b}) union all "
         "(select {core} from {b} except select {core} from {a}))"
     )
+    hand_seconds = _time_hand(db)
+    view_read_seconds = _time_view_read(db)
     with duckdb.connect(str(db), read_only=True) as con:
-        started = time.perf_counter()
         con.sql(f"create temp table hand_all as {HAND_WRITTEN}")
         con.sql(f"create temp table hand as {HAND_PROFILED}")
-        hand_seconds = time.perf_counter() - started
-        # dim_user_profiles is a view: the joins it leaves to its readers count on the model
-        # side, timed as one reader that writes every profile out
-        started = time.perf_counter()
-        con.sql("create temp table profiles_read as select * from marts.dim_user_profiles")
-        view_read_seconds = time.perf_counter() - started
         profiles_table = "marts.dim_user_profiles"
         return {
             "hand_seconds": hand_seconds,
@@ -166,7 +208,9 @@ def _compare_hand(db: Path) -> dict:
         }
 
 
-def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: int = 0) -> dict:
+def run(
+    events: int, days: int = 30, keep: Path | None = None, lookback_hours: int = 0, repeat: int = 3
+) -> dict:
     work = Path(keep or tempfile.mkdtemp(prefix="bench-profiles-"))
     CPU_SECONDS.clear()
     history = generate(work / "history", events, max(1, events // 100), days, 1, "2026-01-01")
@@ -182,6 +226,7 @@ def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: i
     compared = _compare_hand(warehouse.db_path)
     profile_seconds = sum(per_model.get(name, 0.0) for name in PROFILE_PATH_MODELS)
     profile_seconds += compared["view_read_seconds"]
+    alone = _compare_alone(warehouse, repeat)
 
     # the hourly selection starts from the same state: a copy of the warehouse
     hourly = Warehouse(work / "hourly.duckdb", landing, work / "target-hourly", increment["as_of"])
@@ -205,6 +250,7 @@ def run(events: int, days: int = 30, keep: Path | None = None, lookback_hours: i
         "profile_models_seconds": round(profile_seconds, 2),
         "hand_query_seconds": round(hand_seconds, 2),
         "profile_to_hand_ratio": round(profile_seconds / hand_seconds, 2),
+        **alone,
         "incremental_build_seconds": round(incremental_seconds, 1),
         "incremental_to_full_ratio": round(incremental_seconds / full_seconds, 3),
         "incremental_cpu_seconds": round(CPU_SECONDS[1], 1),
@@ -319,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         "--lookback-hours", type=int, default=0, help="lookback_hours of the incremental builds"
     )
     parser.add_argument(
+        "--repeat", type=int, default=3, help="side-by-side runs of the profile path and hand query"
+    )
+    parser.add_argument(
         "--crossover",
         type=Path,
         default=None,
@@ -336,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.crossover is not None:
         print(json.dumps(crossover(args.crossover, args.shares), indent=2, default=str))
         return 0
-    result = run(args.events, args.days, args.keep, args.lookback_hours)
+    result = run(args.events, args.days, args.keep, args.lookback_hours, args.repeat)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -27,19 +27,30 @@ events as (
     where {{ state.new_lines }}
 ),
 
+pairs as (
+    -- the lines' (userId, anonymousId) pairs, each once: far fewer rows than lines to split
+    select
+        user_id,
+        anonymous_id,
+        max(loaded_at) as loaded_at
+    from events
+    where user_id is not null or anonymous_id is not null
+    group by user_id, anonymous_id
+),
+
 identities as (
     select
         user_id as raw_identity,
         true as is_user_id,
         loaded_at
-    from events
+    from pairs
     where user_id is not null
     union all
     select
         anonymous_id as raw_identity,
         false as is_user_id,
         loaded_at
-    from events
+    from pairs
     where anonymous_id is not null
 ),
 
