@@ -1,9 +1,10 @@
 {#- The per-user part of dim_user_profiles that reads events: activity totals (from
     fct_user_activity_daily), first and last seen, last order date, identification (its
     identified_events), sessions, time spent, and from the cart's and the e-mail lines alone the
-    open cart and the latest e-mail hash (people reads it here, not from every stitched event). Nothing here depends on as_of beyond the event cut (events after
-    as_of are not read) or on other users: dim_user_profiles adds the as_of-relative columns
-    (days since, lifecycle) and the cross-user scores over every user, cheaply.
+    open cart and the latest e-mail hash (people reads it here, not from every stitched event).
+    Nothing here depends on as_of beyond the event cut (events after as_of are not read) or on
+    other users: dim_user_profiles adds the as_of-relative columns (days since, lifecycle) and
+    the cross-user scores over every user, cheaply.
     Touched-user incremental (macros/touched_users.sql): a run deletes and recomputes the rows of
     the users in int_touched_users. Grain: one row per canonical_user_id. -#}
 {{ config(materialized=touched_users_or_table()) }}
