@@ -34,9 +34,13 @@
         "analytics_consent_policy must be 'profile' or 'exclude', not '" ~ policy ~ "'") }}
 {%- endif %}
 
+{#- a touched run reads the touched users' lines once and keeps them (few) for the contested
+    read below; a full build reads the lines twice rather than keep every line -#}
+{%- set touched_run = this and is_incremental() %}
+
 with
 
-checked as (
+checked as {% if touched_run %}materialized {% endif %}(
     -- the lines of the touched users' identities (every line on a full build)
     {{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}
 ),
@@ -159,8 +163,13 @@ contested_pairs as (
 ),
 
 contested_lines as (
-    -- the lines again (a second read, narrow: only the contested users' pairs are kept)
-    {{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}
+    -- the lines again, of which only the contested users' pairs are kept: on a full build a
+    -- second read of every line, on a touched run the touched lines kept above
+    {%- if touched_run %}
+        select * from checked
+    {%- else %}
+        select * from {{ ref('stg_landing__events_checked') }}
+    {%- endif %}
 ),
 
 regranted as (
