@@ -33,8 +33,11 @@ the worker's run finished with the user in the target; its detection (landing ->
 reported apart, and so is the worker's first batch (the warm server parses once for its vars).
 Prints one JSON object (also written to --out) with the figures, the load average and the CPU
 time of each batch (this process, its children and the warm server with the dbt children it
-forks), and logs a per-phase table of every run (phase_breakdown: Dagster run start, dbt start-up,
-parse, hooks, models and tests, dbt exit, the step after dbt, Dagster's bookkeeping).
+forks), the machine's speed (bench.common.machine_speed: at the start, the end and before each
+worker batch; the same code's batches took 8.4 s in one quarter hour and 12.5 s in the next on
+the shared bench machine, with the same load average), and logs a per-phase table of every
+run (phase_breakdown: Dagster run start, dbt start-up, parse, hooks, models and tests, dbt exit,
+the step after dbt, Dagster's bookkeeping).
 """
 
 from __future__ import annotations
@@ -62,7 +65,13 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emit, generate, run_next_microbatch, touched_users  # noqa: E402
+from bench.common import (  # noqa: E402
+    emit,
+    generate,
+    machine_speed,
+    run_next_microbatch,
+    touched_users,
+)
 from orchestration import sensors  # noqa: E402
 from orchestration.dbt_assets import (  # noqa: E402
     DBT_MANIFEST,
@@ -241,6 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     missing = models_missing_from_manifest(DBT_MANIFEST, ROOT)
     if missing:  # the job would select from it and leave these models out
         raise SystemExit(f"target/manifest.json is stale (no {', '.join(missing)}): dbt parse")
+    speed_at_start = machine_speed()
     work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-microbatch-"))
     landing = work / "landing"
     generate_s = full_build_s = 0.0
@@ -368,6 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "empty_sensor_batch": empty, "empty_sensor_batch_plain_dbt": cold,
         "settle_seconds": args.settle_seconds, "lookback_hours": args.lookback_hours,
         "sensor_interval_s": interval, "load_average": [round(x, 2) for x in os.getloadavg()],
+        "speed_probe_s": {"start": speed_at_start, "end": machine_speed()},
         "median_latency_s": round(statistics.median(latencies), 2),
         "max_latency_s": round(max(latencies), 2),
         "median_cpu_s": round(statistics.median(b["cpu_s"] for b in batches), 2)
@@ -435,6 +446,7 @@ def worker_batches(
     batches = []
     for i in range(args.batches + 1):
         user = f"{prefix}-w{i}"
+        speed = machine_speed()  # before the file lands: the worker is idle
         time.sleep(rng.uniform(0.5, 1.5))  # the file lands at a random moment of the poll
         first, cpu = len(worker.runs), cpu_seconds(socket)
         landed = time.perf_counter()
@@ -455,7 +467,7 @@ def worker_batches(
                         "run_s": round(seen - detected[-1], 2),
                         "latency_s": round(seen - landed, 2),
                         "cpu_s": round(cpu_seconds(socket) - cpu, 2),
-                        "load_average": round(os.getloadavg()[0], 2),
+                        "load_average": round(os.getloadavg()[0], 2), "speed_probe_s": speed,
                         "phases": phase_breakdown(instance, outcome.run_id,
                                                   warehouse.targets())})  # fmt: skip
         log.info("worker batch %s", batches[-1])
@@ -472,6 +484,7 @@ def worker_batches(
         "median_detect_s": round(statistics.median(b["detect_s"] for b in measured), 2),
         "median_run_s": round(statistics.median(b["run_s"] for b in measured), 2),
         "median_cpu_s": round(statistics.median(b["cpu_s"] for b in measured), 2),
+        "median_speed_probe_s": round(statistics.median(b["speed_probe_s"] for b in measured), 3),
     }  # fmt: skip
 
 
