@@ -1,5 +1,7 @@
 {#- Behaviour counts per raw identity (userId, else anonymousId) and day, over events up to
-    as_of() only. Order amounts in var('reporting_currency') come from int_order_amounts.
+    as_of() only. Order amounts in var('reporting_currency') come from int_order_amounts, summed
+    per identity and day there (it keeps each order line's identity and time): the events are
+    counted without their message ids, which a join of every event to its amount read.
     Incremental: a run recomputes exactly the (identity, day) pairs that need it, from all their
     events up to as_of:
     - pairs with events loaded since the last run (less var('lookback_hours')): late events of
@@ -37,6 +39,7 @@ with
 
 order_amounts as (
     select * from {{ ref('int_order_amounts') }}
+    where event_at <= {{ as_of() }}
 ),
 
 {%- if is_incremental() %}
@@ -76,15 +79,12 @@ order_amounts as (
     -- pairs with an order line whose amount this run's int_order_amounts rewrote (a late
     -- Order Completed gives an earlier refund of its order its amount)
     select
-        coalesce(user_id, anonymous_id) as identity_key,
+        identity_key,
         cast(event_at as date) as activity_date
-    from {{ ref('stg_events') }}
+    from {{ ref('int_order_amounts') }}
     where
         event_at <= {{ as_of() }}
-        and message_id in (
-            select message_id from {{ ref('int_order_amounts') }}
-            where build_id = '{{ invocation_id }}'
-        )
+        and build_id = '{{ invocation_id }}'
 {%- endset %}
 {#- the range of the touched identities, read before the SQL runs: `selected` narrows each scan
     to it (a filter DuckDB applies inside the scan, to the id column first), which it does not
@@ -127,19 +127,6 @@ selected as (
     {%- endif %}
 ),
 
-converted as (
-    -- each order, refund and cancellation with its amount in the reporting currency (null when
-    -- its currency has no rate): int_order_amounts, the one place money is computed
-    select
-        selected.*,
-        coalesce(order_amounts.is_reversal, false) as is_reversal,
-        order_amounts.amount,
-        order_amounts.reporting_amount
-    from selected
-    left join order_amounts
-        on selected.message_id = order_amounts.message_id
-),
-
 aggregated as (
     select
         identity_key,
@@ -155,25 +142,68 @@ aggregated as (
         count(case when event_name = 'Order Completed' then 1 end) as orders,
         count(case when event_name = 'Order Refunded' then 1 end) as refunds,
         count(case when event_name = 'Order Cancelled' then 1 end) as cancellations,
-        count(case
-            when event_name = 'Order Completed' and amount is not null and reporting_amount is null
-                then 1
-        end) as orders_unconverted,
-        count(case
-            when is_reversal and amount is not null and reporting_amount is null then 1
-        end) as reversals_unconverted,
         count(case when event_name = 'Feature Used' then 1 end) as feature_uses,
         -- the events sent with a userId (the others are identified only if the identity map
         -- stitches their anonymousId: fct_user_activity_daily's identified_events)
         count(user_id) as user_id_events,
-        coalesce(sum(case when event_name = 'Order Completed' then reporting_amount end), 0)
-            as revenue,
-        coalesce(sum(case when is_reversal then reporting_amount end), 0) as refunded_amount,
         min(event_at) as first_event_at,
         max(event_at) as last_event_at,
         max(loaded_at) as loaded_at
-    from converted
+    from selected
     group by identity_key, activity_date
+),
+
+money as (
+    -- each order, refund and cancellation with its amount in the reporting currency (null when
+    -- its currency has no rate): int_order_amounts, the one place money is computed, summed per
+    -- identity and day (of the pairs to recompute)
+    select
+        order_amounts.identity_key,
+        cast(order_amounts.event_at as date) as activity_date,
+        count(case
+            when
+                order_amounts.event_name = 'Order Completed'
+                and order_amounts.amount is not null
+                and order_amounts.reporting_amount is null
+                then 1
+        end) as orders_unconverted,
+        count(case
+            when
+                order_amounts.is_reversal
+                and order_amounts.amount is not null
+                and order_amounts.reporting_amount is null
+                then 1
+        end) as reversals_unconverted,
+        coalesce(sum(case
+            when order_amounts.event_name = 'Order Completed' then order_amounts.reporting_amount
+        end), 0) as revenue,
+        coalesce(sum(case
+            when order_amounts.is_reversal then order_amounts.reporting_amount
+        end), 0) as refunded_amount
+    from order_amounts
+    {%- if is_incremental() %}
+        inner join touched
+            on
+                order_amounts.identity_key = touched.identity_key
+                and cast(order_amounts.event_at as date) = touched.activity_date
+    {%- endif %}
+    group by order_amounts.identity_key, cast(order_amounts.event_at as date)
+),
+
+counted as (
+    -- the counts with the day's money (an order line is an event of its pair: every money row
+    -- has its counts)
+    select
+        aggregated.*,
+        money.orders_unconverted,
+        money.reversals_unconverted,
+        money.revenue,
+        money.refunded_amount
+    from aggregated
+    left join money
+        on
+            aggregated.identity_key = money.identity_key
+            and aggregated.activity_date = money.activity_date
 ),
 
 final as (
@@ -184,19 +214,19 @@ final as (
             touched.identity_key,
             touched.activity_date,
         {%- else %}
-            aggregated.identity_key,
-            aggregated.activity_date,
+            counted.identity_key,
+            counted.activity_date,
         {%- endif %}
         {%- for column in activity_count_columns() %}
-            coalesce(aggregated.{{ column }}, 0) as {{ column }},
+            coalesce(counted.{{ column }}, 0) as {{ column }},
         {%- endfor %}
         {%- for column in activity_amount_columns() %}
-            coalesce(aggregated.{{ column }}, 0) as {{ column }},
+            coalesce(counted.{{ column }}, 0) as {{ column }},
         {%- endfor %}
-        coalesce(aggregated.user_id_events, 0) as user_id_events,
-        aggregated.first_event_at,
-        aggregated.last_event_at,
-        aggregated.loaded_at,
+        coalesce(counted.user_id_events, 0) as user_id_events,
+        counted.first_event_at,
+        counted.last_event_at,
+        counted.loaded_at,
         {{ as_of() }} as built_as_of,
         {%- if is_incremental() %}
             coalesce({{ previous[1] }}, 0) + 1 as build_sequence
@@ -205,12 +235,12 @@ final as (
         {%- endif %}
     {%- if is_incremental() %}
         from touched
-        left join aggregated
+        left join counted
             on
-                touched.identity_key = aggregated.identity_key
-                and touched.activity_date = aggregated.activity_date
+                touched.identity_key = counted.identity_key
+                and touched.activity_date = counted.activity_date
     {%- else %}
-        from aggregated
+        from counted
     {%- endif %}
 )
 

@@ -13,7 +13,9 @@
     amount of an earlier refund), and the new lines without an order_id. A full rebuild after a
     privacy request or when the rates seed or the currency vars change (input_fingerprint).
     build_id marks the rows this run wrote: int_identity_activity_daily recomputes their
-    (identity, day) pairs, so a refund whose order arrives late gets its amount there too.
+    (identity, day) pairs, so a refund whose order arrives late gets its amount there too. Each
+    line keeps its raw identity (identity_key: userId, else anonymousId) and time, so that model
+    sums the money per identity and day from here and never reads the events' message ids.
     Grain: one row per message_id. -#}
 {{ config(
     materialized=incremental_or_table(),
@@ -96,6 +98,8 @@ amounts as (
         selected.event_name,
         selected.order_id,
         selected.event_name in ('Order Refunded', 'Order Cancelled') as is_reversal,
+        coalesce(selected.user_id, selected.anonymous_id) as identity_key,
+        selected.event_at,
         coalesce(
             selected.order_amount,
             case when selected.event_name != 'Order Completed' then orders.order_amount end
@@ -117,6 +121,8 @@ final as (
         amounts.event_name,
         amounts.order_id,
         amounts.is_reversal,
+        amounts.identity_key,
+        amounts.event_at,
         amounts.amount,
         amounts.currency,
         cast(
