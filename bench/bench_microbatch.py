@@ -119,6 +119,14 @@ def visible(db: Path, table: str, user: str) -> bool:
         return False
 
 
+def require_success(outcome: Any, what: str) -> None:
+    """Stop at the first failed run: its figures would time a build that did not happen. (A
+    SIGTERM during a run interrupts that run only, Dagster turning it into a run failure: a
+    bench stopped so once went on landing files into its warehouse beside the next bench.)"""
+    if not outcome.success:
+        raise RuntimeError(f"{what}: run {outcome.run_id} failed; a failed run is not measured")
+
+
 def _at(text: str) -> float:
     """A dbt artefact's ISO timestamp (UTC, 'Z') as epoch seconds."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -299,6 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         t0, cpu = time.perf_counter(), cpu_seconds(socket)
         outcome = job.execute_in_process(instance=instance, resources=resources, tags=tags,
                                          raise_on_error=False)  # fmt: skip
+        require_success(outcome, f"a run with tags {tags}")
         figures = {"success": outcome.success, "wall_s": round(time.perf_counter() - t0, 2),
                    "cpu_s": round(cpu_seconds(socket) - cpu, 2),
                    "load_average": round(os.getloadavg()[0], 2),
@@ -323,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         path.write_text("\n".join(new_user_lines(user, as_of)) + "\n")
         time.sleep(rng.uniform(0, interval))  # the next sensor tick comes at a random moment
         cursor, detected, outcome = next_batch(instance, cursor, job, resources)
+        require_success(outcome, f"sensor batch {i}")
         tags = outcome.dagster_run.tags
         finished = time.perf_counter()
         runs = 1
@@ -407,6 +417,7 @@ def increment_batch(
     cpu = cpu_seconds(socket)
     _, detected, outcome = next_batch(instance, cursor, job, resources)
     run_s, cpu_s = time.perf_counter() - detected, cpu_seconds(socket) - cpu
+    require_success(outcome, "the 1% batch")
     record = work / "full_build.json"  # absent in a work folder kept before session 10
     full = json.loads(record.read_text()) if record.exists() else None
     figures = {"events": lines, "success": outcome.success, "run_s": round(run_s, 2),
@@ -462,6 +473,7 @@ def worker_batches(
                 raise RuntimeError(f"{user} never reached {args.target} after 3 worker runs")
         seen = time.perf_counter()
         outcome = worker.runs[-1]
+        require_success(outcome, f"worker batch {i}")
         batches.append({"batch": i, "success": outcome.success, "runs": done - first,
                         "detect_s": round(detected[-1] - landed, 2),
                         "run_s": round(seen - detected[-1], 2),

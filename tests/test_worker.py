@@ -43,7 +43,7 @@ from personalization.worker import (
 )
 
 sys.path.insert(0, str(PROJECT_ROOT))
-from bench.bench_microbatch import new_user_lines  # noqa: E402
+from bench.bench_microbatch import new_user_lines, require_success  # noqa: E402
 
 AS_OF = datetime.fromisoformat(FIXTURE_AS_OF.replace("Z", "+00:00"))
 
@@ -306,3 +306,11 @@ def test_worker_loads_pushed_files_one_run_at_a_time_and_stops_after_the_run_in_
     ]
     load_ids = [load_id for _, _, load_id, _ in loads]
     assert load_ids[0] != load_ids[1] and len(set(load_ids[1:])) == 1
+
+
+def test_the_latency_bench_stops_at_a_failed_run() -> None:
+    """A bench that timed failed runs reported figures of builds that did not happen (and one
+    stopped by SIGTERM, which fails only the run in flight, went on beside the next bench)."""
+    require_success(SimpleNamespace(success=True, run_id="r1"), "worker batch 1")
+    with pytest.raises(RuntimeError, match="worker batch 3: run r2 failed"):
+        require_success(SimpleNamespace(success=False, run_id="r2"), "worker batch 3")
