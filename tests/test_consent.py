@@ -328,6 +328,13 @@ def test_the_micro_batch_applies_a_withdrawal(consent_warehouse) -> None:
     write(consent_warehouse.landing_path, "2026-01-03", [
         line("c-control-w", "c-control", "2026-01-03T09:00:00.000Z", "2026-01-03T09:00:01.000Z",
              event="Wishlist Shared", consent=WITHDRAW),
+        # two withdrawn users grant again, each grant newer than the withdrawal by server time
+        # (the contested case, decided from the touched users' lines): c-tie's newer by its
+        # client time too (granted), c-late's a late event from before its withdrawal (not)
+        line("c-tie-g2", "c-tie", "2026-01-03T09:30:00.000Z", "2026-01-03T09:30:01.000Z",
+             consent=GRANT),
+        line("c-late-g2", "c-late", "2026-01-02T09:30:00.000Z", "2026-01-03T09:30:01.000Z",
+             consent=GRANT),
     ])  # fmt: skip
     run_dbt(
         ["build", "--selector", "microbatch", "--exclude-resource-type", "unit_test"],
@@ -337,3 +344,5 @@ def test_the_micro_batch_applies_a_withdrawal(consent_warehouse) -> None:
     for table, keys in activated(consent_warehouse).items():
         assert user_key("c-control") not in keys, table
         assert user_key("c-later") in keys, table
+        assert user_key("c-tie") in keys, table
+        assert user_key("c-late") not in keys, table
