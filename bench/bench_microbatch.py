@@ -34,7 +34,7 @@ reported apart, and so is the worker's first batch (the warm server parses once 
 Prints one JSON object (also written to --out) with the figures, the load average and the CPU
 time of each batch (this process, its children and the warm server with the dbt children it
 forks), the machine's speed (bench.common.machine_speed: at the start, the end and before each
-worker batch; the same code's batches took 8.4 s in one quarter hour and 12.5 s in the next on
+worker batch; the same code's worker median was 12.5 s in one quarter hour and 9.5 s in the next on
 the shared bench machine, with the same load average), and logs a per-phase table of every
 run (phase_breakdown: Dagster run start, dbt start-up, parse, hooks, models and tests, dbt exit,
 the step after dbt, Dagster's bookkeeping).
