@@ -34,15 +34,34 @@
         "analytics_consent_policy must be 'profile' or 'exclude', not '" ~ policy ~ "'") }}
 {%- endif %}
 
-{#- a touched run reads the touched users' lines once and keeps them (few) for the contested
-    read below; a full build reads the lines twice rather than keep every line -#}
+{#- signal_lines is read twice (every pair, then the contested users' pairs): on DuckDB a
+    touched run keeps its users' signal lines (few), a full build reads the lines twice rather
+    than keep every signal line (Spark has neither keyword; its tables are full builds) -#}
 {%- set touched_run = this and is_incremental() %}
+{%- set keep_signal_lines = '' if target.type != 'duckdb'
+    else ('materialized' if touched_run else 'not materialized') %}
 
 with
 
-checked as {% if touched_run %}materialized {% endif %}(
-    -- the lines of the touched users' identities (every line on a full build)
-    {{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}
+signal_lines as {{ keep_signal_lines }} (
+    -- each line of the touched users' identities (every line on a full build) that carries a
+    -- signal (duplicates are copies, not read twice): its pair, times and categories
+    select
+        judged.user_id,
+        judged.anonymous_id,
+        {{ consent_signal_at('judged') }} as consent_at,
+        {{ consent_client_at('judged') }} as client_at,
+        {%- for category in categories %}
+            judged.consent_{{ category }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from ({{ touched_lines(ref('stg_landing__events_checked'), by_column=false) }}) as judged
+    where
+        judged.status != 'duplicate'
+        and (
+            {%- for category in categories %}
+                judged.consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
+            {%- endfor %}
+        )
 ),
 
 identity_map as (
@@ -81,24 +100,7 @@ pair_signals as (
                 where not consent_{{ category }}
             ) as {{ category }}_withdrawn_client_at{% if not loop.last %},{% endif %}
         {%- endfor %}
-    from (
-        select
-            checked.user_id,
-            checked.anonymous_id,
-            {{ consent_signal_at('checked') }} as consent_at,
-            {{ consent_client_at('checked') }} as client_at,
-            {%- for category in categories %}
-                checked.consent_{{ category }}{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        from checked
-        where
-            checked.status != 'duplicate'
-            and (
-                {%- for category in categories %}
-                    checked.consent_{{ category }} is not null{% if not loop.last %} or{% endif %}
-                {%- endfor %}
-            )
-    ) as signal_lines
+    from signal_lines
     group by user_id, anonymous_id
 ),
 
@@ -163,13 +165,8 @@ contested_pairs as (
 ),
 
 contested_lines as (
-    -- the lines again, of which only the contested users' pairs are kept: on a full build a
-    -- second read of every line, on a touched run the touched lines kept above
-    {%- if touched_run %}
-        select * from checked
-    {%- else %}
-        select * from {{ ref('stg_landing__events_checked') }}
-    {%- endif %}
+    -- the signal lines again, of which only the contested users' pairs are kept
+    select * from signal_lines
 ),
 
 regranted as (
@@ -189,10 +186,9 @@ regranted as (
             contested_lines.user_id is not distinct from contested_pairs.user_id
             and contested_lines.anonymous_id is not distinct from contested_pairs.anonymous_id
     where
-        contested_lines.status != 'duplicate'
-        and {{ consent_signal_at('contested_lines') }} <= {{ as_of() }}
-        and {{ consent_signal_at('contested_lines') }} > contested_pairs.withdrawn_at
-        and {{ consent_client_at('contested_lines') }} > contested_pairs.withdrawn_client_at
+        contested_lines.consent_at <= {{ as_of() }}
+        and contested_lines.consent_at > contested_pairs.withdrawn_at
+        and contested_lines.client_at > contested_pairs.withdrawn_client_at
     group by contested_pairs.canonical_user_id
 ),
 
