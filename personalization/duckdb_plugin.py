@@ -14,7 +14,8 @@ On every connection it also checks the key's fingerprint against the one stored 
 warehouse (privacy.key_fingerprint): the first build records it, a build with another key is
 refused unless it is a full refresh (key rotation), which records the new one.
 
-Before the connection opens it sets DuckDB's memory limit (memory_limit): the
+Before the connection opens it sets the storage format a new warehouse file is created in
+(table_storage.STORAGE_VERSION: ZSTD for long text) and DuckDB's memory limit (memory_limit): the
 PERSONALIZATION_DUCKDB_MEMORY_LIMIT environment variable when set (DuckDB's units: '8GB',
 '2GiB'), else two thirds of the machine's memory, a third left to the Python models, the
 readers and the system (memory_limit()).
@@ -34,6 +35,7 @@ from duckdb import DuckDBPyConnection
 
 from personalization.pii_guard import scrub_expression
 from personalization.privacy import KeyMismatchError, Pseudonymiser, key_fingerprint, resolve_key
+from personalization.table_storage import STORAGE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,9 @@ def memory_limit(env: Mapping[str, str] = os.environ) -> str:
 class Plugin(BasePlugin):
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
         config.setdefault("memory_limit", memory_limit())
+        # a new warehouse file in the storage format that can hold ZSTD text (table_storage);
+        # an existing file keeps its own format
+        config.setdefault("storage_compatibility_version", STORAGE_VERSION)
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.key = resolve_key(require_key=_flag(plugin_config.get("require_key", True)))

@@ -82,6 +82,28 @@ def test_rerun_without_new_files_changes_nothing(two_batches):
     assert query(warehouse, JUDGED) == before
 
 
+def test_raw_lines_are_stored_with_zstd_and_no_load_leaves_a_copy_behind(two_batches):
+    """The warehouse is created in the storage format that holds ZSTD text, the raw lines of
+    both loads are stored with it, and neither load left dbt-duckdb's intermediate table of its
+    new lines behind (it left one per incremental load before the raw load's post-hook)."""
+    warehouse, _ = two_batches
+    assert query(
+        warehouse,
+        "select tags['storage_version'] from duckdb_databases() "
+        "where database_name = current_database()",
+    ) == [("v1.2.0+",)]
+    methods = query(
+        warehouse,
+        "select distinct compression from pragma_storage_info('raw.raw_landing_events') "
+        "where column_name = 'raw_line' and segment_type = 'VARCHAR'",
+    )
+    assert methods == [("ZSTD",)]
+    assert (
+        query(warehouse, "select table_name from duckdb_tables() where table_name like '%dbt_tmp%'")
+        == []
+    )
+
+
 def test_a_changed_file_stops_the_load_with_its_name(tmp_path):
     landing = tmp_path / "landing"
     warehouse = make_warehouse(tmp_path, landing)
