@@ -48,6 +48,7 @@ from personalization.raw_load import (
     read_line_arrays,
     scan_landing,
 )
+from personalization.table_storage import STORAGE_VERSION, create_table
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ STAGING_MODELS = (
     "stg_duplicate_events",
 )
 GOAL_RATIO = 1.5
+# raw_landing_events' column_compression (python_models/raw_landing_events.py)
+RAW_COMPRESSION = {"raw_line": "zstd"}
 
 
 def _generate(out: Path, events: int, seed: int = 1) -> dict:
@@ -121,11 +124,8 @@ def time_in_process(warehouse: Warehouse, work: Path) -> dict[str, Clock]:
     to_read, _ = plan_load(warehouse.landing_path, listing.candidates, {})
     scratch = work / "raw_load.duckdb"
     scratch.unlink(missing_ok=True)
-    with duckdb.connect(str(scratch)) as con, Clock() as raw_clock:
-        con.register("reader", load_files(warehouse.landing_path, to_read, datetime(2026, 1, 1)))
-        # as dbt-duckdb stores the Python model's stream: straight into the model's table
-        con.execute("create table raw_landing_events as select * from reader")
-        con.execute("checkpoint")
+    with _new_database(scratch) as con, Clock() as raw_clock:
+        _store_raw_lines(con, load_files(warehouse.landing_path, to_read, datetime(2026, 1, 1)))
     scratch.unlink(missing_ok=True)
     compiled = next(
         (warehouse.target_path / "compiled").rglob("stg_landing__events_checked.sql")
@@ -135,6 +135,19 @@ def time_in_process(warehouse: Warehouse, work: Path) -> dict[str, Clock]:
         with Clock() as staging_clock:
             con.execute(f"create temp table checked as {compiled}")
     return {"raw_load": raw_clock, "staging": staging_clock}
+
+
+def _new_database(path: Path) -> duckdb.DuckDBPyConnection:
+    """A database file in the storage format the dbt plugin creates warehouses in."""
+    return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
+
+
+def _store_raw_lines(con: duckdb.DuckDBPyConnection, stream) -> None:
+    """As dbt runs the raw load: the stream straight into the model's table, its raw text with
+    the model's compression (the config column_compression of raw_landing_events), checkpointed."""
+    create_table(con, stream, "raw_landing_events", con.execute(
+        "select current_database()").fetchone()[0], RAW_COMPRESSION)  # fmt: skip
+    con.execute("checkpoint")
 
 
 def _register_project_functions(con: duckdb.DuckDBPyConnection) -> None:
@@ -182,10 +195,8 @@ def profile_raw_load(landing: Path, work: Path) -> dict[str, float]:
     parts["record_batches_cpu_seconds"] = round(clock.cpu, 2)
     scratch = work / "raw_parts.duckdb"
     scratch.unlink(missing_ok=True)
-    with duckdb.connect(str(scratch)) as con, Clock() as clock:
-        con.register("reader", load_files(landing, to_read, datetime(2026, 1, 1)))
-        con.execute("create table raw_landing_events as select * from reader")
-        con.execute("checkpoint")
+    with _new_database(scratch) as con, Clock() as clock:
+        _store_raw_lines(con, load_files(landing, to_read, datetime(2026, 1, 1)))
     parts["batches_into_stored_table_cpu_seconds"] = round(clock.cpu, 2)
     scratch.unlink(missing_ok=True)
     return parts
@@ -237,6 +248,10 @@ def run(events: int, keep: Path | None = None, profile: bool = False, repeat: in
 
     load_before = os.getloadavg()
     dbt_clock, per_model = time_staging(warehouse)
+    nodes = json.loads((target / "manifest.json").read_text())["nodes"]
+    configured = nodes["model.personalization.raw_landing_events"]["config"]["column_compression"]
+    if configured != RAW_COMPRESSION:
+        raise SystemExit(f"RAW_COMPRESSION {RAW_COMPRESSION} is not the model's {configured}")
     # read_json and ours side by side, `repeat` times: medians (a shared machine's neighbours
     # move single runs by a third), and each run's CPU ratio for the spread
     runs = []
