@@ -2,7 +2,7 @@
 
 DuckDB picks each column's compression at checkpoint from a sample; for text it tries
 dictionary and FSST, and ZSTD only when the strings average 4,096 bytes or more
-(`zstd_min_string_length`). A raw landing line is JSON of about 800 bytes: FSST stores 1M of them
+(`zstd_min_string_length`). A raw landing line is JSON of about 700 bytes: FSST stores 1M of them
 in 320 MB at 6.2 s of CPU, ZSTD in 53 MB at 3.8 s, and scans them cheaper too (bench_staging's
 measurements, docs/architecture.md "Raw lines are stored with ZSTD").
 
