@@ -59,9 +59,10 @@ def usable_methods(
             refused.append(f"{column} ({method})")
     if refused:
         log.warning(
-            "database %s is in storage format %s: %s need %s or later and keep DuckDB's own "
-            "compression. A warehouse created by this version of the project has the newer "
-            "format (rebuild it into a new file: docs/architecture.md).",
+            "database %s is in storage format v%s, and the compression asked for %s needs "
+            "%s or later: DuckDB chooses instead. A warehouse file created by this version of "
+            "the project has the newer format (build into a new file: docs/architecture.md, "
+            "\"Raw lines are stored with ZSTD\").",
             database, ".".join(map(str, version)), ", ".join(refused), STORAGE_VERSION,
         )  # fmt: skip
     return usable

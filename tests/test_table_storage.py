@@ -62,7 +62,7 @@ def test_an_old_format_file_keeps_duckdbs_own_choice_and_says_why(tmp_path, capl
         methods = _raw_line_methods(con)
         assert con.execute("select count(*) from lines").fetchone() == (len(LINES),)
     assert "Uncompressed" not in methods and "ZSTD" not in methods
-    assert "raw_line (zstd) need v1.2.0 or later" in caplog.text
+    assert "the compression asked for raw_line (zstd) needs v1.2.0 or later" in caplog.text
 
 
 def test_an_unknown_column_is_an_error_naming_it(tmp_path):
