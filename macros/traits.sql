@@ -273,6 +273,28 @@
 {%- endmacro %}
 
 
+{#- The events any catalogue trait can read, as one condition on the event's kind (its name, or
+    type page): every trait's aggregate reads only the events of its trait_event_condition, so
+    the model need not read (nor parse the properties of) any other event. `false` when no trait
+    reads events (only derived ones). Example: `where {{ catalogue_events_condition() }}` ->
+    `where (event_name in ('Order Completed', 'Product Viewed'))`. -#}
+{% macro catalogue_events_condition() -%}
+    {%- set events = [] -%}
+    {%- for trait in trait_catalogue() if trait.type != 'derived' and trait.event is not none -%}
+        {%- if trait.event not in events -%}{%- do events.append(trait.event) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- set parts = [] -%}
+    {%- if 'page' in events -%}
+        {%- do parts.append(trait_event_condition({'event': 'page'})) -%}
+    {%- endif -%}
+    {%- set names = events | reject('equalto', 'page') | sort -%}
+    {%- if names -%}
+        {%- do parts.append('event_name in ' ~ quoted_literal_list(names)) -%}
+    {%- endif -%}
+    {{ return('(' ~ parts | join(' or ') ~ ')' if parts else 'false') }}
+{%- endmacro %}
+
+
 {#- The ordering of first / last traits: event_at, and of events at the same instant the
     message_id (unique per event), so the pick is total and the same on every engine: first takes
     the smallest message_id of the earliest instant, last the greatest of the latest. -#}

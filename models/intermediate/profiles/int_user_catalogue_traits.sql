@@ -15,9 +15,11 @@
 with
 
 stitched_events as (
+    -- only the events some trait reads (a third of the generated events are of no trait)
     select * from {{ touched_events() }}
     where
         event_at <= {{ as_of() }}
+        and {{ catalogue_events_condition() }}
         and {{ touched_users_only('canonical_user_id') }}
 ),
 
