@@ -83,6 +83,28 @@ canonical_users as (
     where {{ touched_users_only('canonical_keys.user_key') }}
 ),
 
+pair_states as (
+    -- the lines grouped first by pair and by their categories' values (a person's consent
+    -- seldom changes, and most lines repeat it): far fewer rows than lines, each with three
+    -- latest times where grouping the lines by pair needs nine filtered maxima
+    select
+        user_id,
+        anonymous_id,
+        {%- for category in categories %}
+            consent_{{ category }},
+        {%- endfor %}
+        max(consent_at) filter (where consent_at <= {{ as_of() }}) as latest_up_to_as_of,
+        max(consent_at) as latest_at,
+        max(client_at) as latest_client_at
+    from signal_lines
+    group by
+        user_id,
+        anonymous_id,
+        {%- for category in categories %}
+            consent_{{ category }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+),
+
 pair_signals as (
     -- per (userId, anonymousId) pair and category: the latest grant by server time (a grant
     -- counts up to as_of), the latest withdrawal by server time and by client time (a
@@ -92,15 +114,13 @@ pair_signals as (
         user_id,
         anonymous_id,
         {%- for category in categories %}
-            max(consent_at) filter (
-                where consent_{{ category }} and consent_at <= {{ as_of() }}
-            ) as {{ category }}_granted_at,
-            max(consent_at) filter (where not consent_{{ category }}) as {{ category }}_withdrawn_at,
-            max(client_at) filter (
+            max(latest_up_to_as_of) filter (where consent_{{ category }}) as {{ category }}_granted_at,
+            max(latest_at) filter (where not consent_{{ category }}) as {{ category }}_withdrawn_at,
+            max(latest_client_at) filter (
                 where not consent_{{ category }}
             ) as {{ category }}_withdrawn_client_at{% if not loop.last %},{% endif %}
         {%- endfor %}
-    from signal_lines
+    from pair_states
     group by user_id, anonymous_id
 ),
 
