@@ -79,8 +79,9 @@ sessions as (
         count(case when event_name = 'Product Viewed' then 1 end) as product_views,
         count(case when event_name = 'Product Added' then 1 end) as cart_adds,
         count(case when event_name = 'Order Completed' then 1 end) as orders,
-        min_by(viewed_page, case when event_type in ('page', 'screen') then event_at end)
-            as landing_page,
+        -- the first view with a path or a name (a time only where there is a value: Spark's
+        -- min_by would return a null value, DuckDB's skips it)
+        min_by(viewed_page, case when viewed_page is not null then event_at end) as landing_page,
         min_by(device_type, case when device_type is not null then event_at end) as device_type
     from numbered
     group by canonical_user_id, session_number
