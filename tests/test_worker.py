@@ -241,6 +241,9 @@ def test_worker_loads_pushed_files_one_run_at_a_time_and_stops_after_the_run_in_
     writing.parent.mkdir()
     writing.write_text("\n".join(lines["d"]) + "\n")
     instance = dg.DagsterInstance.from_config(str(home))
+    # the server's log lives under the system's temporary folder, keyed by this folder's path,
+    # which pytest reuses across sessions: a log left by an earlier session is not this run's
+    Path(f"{warm_dbt.socket_path(targets)}.log").unlink(missing_ok=True)
     worker_log = tmp_path / "worker.log"
     with worker_log.open("w") as log_file:
         worker = subprocess.Popen(  # noqa: S603 - this environment's CLI
